@@ -1,0 +1,17 @@
+// Package capacity is the domain of the reservation service: capacity pools,
+// the commands that change them and the events that record what happened.
+//
+// It is pure: no I/O, no goroutines, no clock. Decide(pool, command, now)
+// says which events a command produces or why it is refused; Pool.Evolve
+// folds one event into the state. Replaying a pool's events from the first,
+// or from a snapshot (MarshalSnapshot) plus the events after it, gives the
+// same pool; the package's property tests check exactly that.
+//
+// Time is an argument, never read: a hold past its deadline stops counting
+// against capacity at the first decision taken after the deadline, whether or
+// not an Expired event has been written yet. Expired events are bookkeeping
+// written later by a sweeper (see Expire).
+//
+// Events are JSON, versioned by SchemaVersion, and carry their own time, so
+// a history means the same thing when replayed years later.
+package capacity

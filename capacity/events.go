@@ -1,0 +1,184 @@
+package capacity
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Event type names. They are dotted so they drop straight into headers and
+// subjects, and they never change: a new shape of an event gets a new
+// SchemaVersion, not a new name.
+const (
+	PoolDefinedType     = "capacity.pool.defined"
+	CapacityChangedType = "capacity.pool.capacity_changed"
+	PoolClosedType      = "capacity.pool.closed"
+	PoolReopenedType    = "capacity.pool.reopened"
+	HeldType            = "capacity.reservation.held"
+	ConfirmedType       = "capacity.reservation.confirmed"
+	ReleasedType        = "capacity.reservation.released"
+	ExpiredType         = "capacity.reservation.expired"
+)
+
+// SchemaVersion is the version of the JSON shape every event is written with.
+// Decode accepts versions up to it and refuses newer ones, so an old binary
+// never misreads a history written by a newer one.
+const SchemaVersion = 1
+
+// Event is something that happened to a pool. Events are facts: past tense,
+// never validated again when replayed.
+type Event interface {
+	// EventType returns the event's dotted type name.
+	EventType() string
+}
+
+// PoolDefined records a pool's creation with its definition.
+type PoolDefined struct {
+	Pool      string    `json:"pool"`
+	Region    string    `json:"region"`
+	Kind      string    `json:"kind"`
+	StartsAt  time.Time `json:"starts_at"`
+	EndsAt    time.Time `json:"ends_at"`
+	Capacity  int       `json:"capacity"`
+	Overbook  int       `json:"overbook,omitempty"`
+	DefinedAt time.Time `json:"at"`
+}
+
+// CapacityChanged records a planner's change of a pool's capacity.
+type CapacityChanged struct {
+	From int       `json:"from"`
+	To   int       `json:"to"`
+	At   time.Time `json:"at"`
+}
+
+// PoolClosed records that a pool stopped taking new holds.
+type PoolClosed struct {
+	At time.Time `json:"at"`
+}
+
+// PoolReopened records that a closed pool takes new holds again.
+type PoolReopened struct {
+	At time.Time `json:"at"`
+}
+
+// Held records a hold of Quantity units until ExpiresAt. TTL is kept so a retried
+// hold can be recognised as the same request.
+type Held struct {
+	ReservationID string        `json:"reservation_id"`
+	Quantity      int           `json:"quantity"`
+	TTL           time.Duration `json:"ttl"`
+	ExpiresAt     time.Time     `json:"expires_at"`
+	At            time.Time     `json:"at"`
+}
+
+// Confirmed records that a held reservation became a booking.
+type Confirmed struct {
+	ReservationID string    `json:"reservation_id"`
+	At            time.Time `json:"at"`
+}
+
+// Released records that a held or confirmed reservation gave its units back.
+type Released struct {
+	ReservationID string    `json:"reservation_id"`
+	At            time.Time `json:"at"`
+}
+
+// Expired records that a hold passed its deadline unconfirmed. Capacity was
+// already free from the deadline on; this event only writes it down.
+type Expired struct {
+	ReservationID string    `json:"reservation_id"`
+	At            time.Time `json:"at"`
+}
+
+// EventType implements Event.
+func (PoolDefined) EventType() string { return PoolDefinedType }
+
+// EventType implements Event.
+func (CapacityChanged) EventType() string { return CapacityChangedType }
+
+// EventType implements Event.
+func (PoolClosed) EventType() string { return PoolClosedType }
+
+// EventType implements Event.
+func (PoolReopened) EventType() string { return PoolReopenedType }
+
+// EventType implements Event.
+func (Held) EventType() string { return HeldType }
+
+// EventType implements Event.
+func (Confirmed) EventType() string { return ConfirmedType }
+
+// EventType implements Event.
+func (Released) EventType() string { return ReleasedType }
+
+// EventType implements Event.
+func (Expired) EventType() string { return ExpiredType }
+
+// Encode returns the JSON body of e, written at SchemaVersion.
+func Encode(e Event) ([]byte, error) {
+	return json.Marshal(e)
+}
+
+// Decode parses an event body of the given type and schema version. Unknown
+// types, newer versions and malformed bodies are EINVALID errors: the caller
+// decides whether that is poison to skip (a projection) or a hard stop (a
+// pool's own history).
+func Decode(eventType string, version int, data []byte) (Event, error) {
+	if version < 1 || version > SchemaVersion {
+		return nil, Errorf(EINVALID, "event %s: unsupported schema version %d", eventType, version)
+	}
+	var decode func([]byte) (Event, error)
+	switch eventType {
+	case PoolDefinedType:
+		decode = decodeAs[PoolDefined]
+	case CapacityChangedType:
+		decode = decodeAs[CapacityChanged]
+	case PoolClosedType:
+		decode = decodeAs[PoolClosed]
+	case PoolReopenedType:
+		decode = decodeAs[PoolReopened]
+	case HeldType:
+		decode = decodeAs[Held]
+	case ConfirmedType:
+		decode = decodeAs[Confirmed]
+	case ReleasedType:
+		decode = decodeAs[Released]
+	case ExpiredType:
+		decode = decodeAs[Expired]
+	default:
+		return nil, Errorf(EINVALID, "unknown event type %q", eventType)
+	}
+	e, err := decode(data)
+	if err != nil {
+		return nil, Errorf(EINVALID, "event %s: %v", eventType, err)
+	}
+	return e, nil
+}
+
+// EventTime returns when e happened, as recorded in the event itself.
+func EventTime(e Event) time.Time {
+	switch e := e.(type) {
+	case PoolDefined:
+		return e.DefinedAt
+	case CapacityChanged:
+		return e.At
+	case PoolClosed:
+		return e.At
+	case PoolReopened:
+		return e.At
+	case Held:
+		return e.At
+	case Confirmed:
+		return e.At
+	case Released:
+		return e.At
+	case Expired:
+		return e.At
+	}
+	return time.Time{}
+}
+
+func decodeAs[T Event](data []byte) (Event, error) {
+	var v T
+	err := json.Unmarshal(data, &v)
+	return v, err
+}

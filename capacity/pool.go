@@ -1,0 +1,295 @@
+package capacity
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status says whether a pool takes new holds.
+type Status string
+
+// Pool statuses.
+const (
+	Open   Status = "open"
+	Closed Status = "closed"
+)
+
+// ReservationStatus is where a reservation is in its life.
+type ReservationStatus string
+
+// Reservation statuses. A held reservation past its deadline reads as
+// StatusExpired (see Reservation.StatusAt) before its Expired event is written.
+const (
+	StatusHeld      ReservationStatus = "held"
+	StatusConfirmed ReservationStatus = "confirmed"
+	StatusReleased  ReservationStatus = "released"
+	StatusExpired   ReservationStatus = "expired"
+)
+
+// Reservation is one customer's claim on units of a pool.
+type Reservation struct {
+	ID        string            `json:"reservation_id"`
+	Quantity  int               `json:"quantity"`
+	TTL       time.Duration     `json:"ttl"`
+	Status    ReservationStatus `json:"status"`
+	HeldAt    time.Time         `json:"held_at"`
+	ExpiresAt time.Time         `json:"expires_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+	Version   uint64            `json:"version"`
+}
+
+// StatusAt returns the reservation's status as seen at now: a hold whose
+// deadline has passed is expired even before the sweeper has written so.
+func (r *Reservation) StatusAt(now time.Time) ReservationStatus {
+	if r.Status == StatusHeld && r.lapsed(now) {
+		return StatusExpired
+	}
+	return r.Status
+}
+
+// lapsed reports whether a hold's deadline is at or before now.
+func (r *Reservation) lapsed(now time.Time) bool {
+	return !now.Before(r.ExpiresAt)
+}
+
+// Pool is the aggregate: one capacity pool and every reservation against it.
+// Its state is only ever changed by Evolve, one event at a time, so replaying
+// a pool's history always rebuilds the same pool.
+type Pool struct {
+	ID           string                  `json:"id"`
+	Region       string                  `json:"region"`
+	Kind         string                  `json:"kind"`
+	StartsAt     time.Time               `json:"starts_at"`
+	EndsAt       time.Time               `json:"ends_at"`
+	Capacity     int                     `json:"capacity"`
+	Overbook     int                     `json:"overbook"`
+	Status       Status                  `json:"status"`
+	Definition   PoolDefined             `json:"definition"`
+	Version      uint64                  `json:"version"`
+	UpdatedAt    time.Time               `json:"updated_at"`
+	Reservations map[string]*Reservation `json:"reservations"`
+
+	heldUnits      int // units of every reservation in StatusHeld, lapsed or not
+	confirmedUnits int
+	memo           lapseMemo
+}
+
+// lapseMemo caches the units of lapsed holds for a span of time in which the
+// answer cannot change, so a full pool rejecting a stream of holds scans its
+// reservations once, not once per hold. Evolve clears it.
+type lapseMemo struct {
+	valid bool
+	from  time.Time // the memo holds for now in [from, until)
+	until time.Time
+	units int
+}
+
+// Defined reports whether the pool has been defined.
+func (p *Pool) Defined() bool { return p.ID != "" }
+
+// Limit is the most units the pool may have held and confirmed at once.
+func (p *Pool) Limit() int { return p.Capacity + p.Overbook }
+
+// Figures are a pool's counts as seen at one instant.
+type Figures struct {
+	Held         int  `json:"held"`
+	Confirmed    int  `json:"confirmed"`
+	Available    int  `json:"available"`
+	OverCapacity bool `json:"over_capacity"`
+}
+
+// FiguresAt returns the pool's counts at now: lapsed holds count as free.
+// Available may be negative only when capacity was cut below what is booked.
+func (p *Pool) FiguresAt(now time.Time) Figures {
+	held := p.heldUnits - p.lapsedUnits(now)
+	return Figures{
+		Held:         held,
+		Confirmed:    p.confirmedUnits,
+		Available:    p.Capacity - held - p.confirmedUnits,
+		OverCapacity: held+p.confirmedUnits > p.Limit(),
+	}
+}
+
+// usedUnits returns the units counting against the limit at now.
+func (p *Pool) usedUnits(now time.Time) int {
+	return p.heldUnits + p.confirmedUnits - p.lapsedUnits(now)
+}
+
+// lapsedUnits returns the units of holds still in StatusHeld whose deadline
+// has passed at now.
+func (p *Pool) lapsedUnits(now time.Time) int {
+	m := &p.memo
+	if m.valid && !now.Before(m.from) && now.Before(m.until) {
+		return m.units
+	}
+	units, until := 0, time.Time{}
+	for _, r := range p.Reservations {
+		if r.Status != StatusHeld {
+			continue
+		}
+		if r.lapsed(now) {
+			units += r.Quantity
+		} else if until.IsZero() || r.ExpiresAt.Before(until) {
+			until = r.ExpiresAt
+		}
+	}
+	if until.IsZero() {
+		until = now.Add(100 * 365 * 24 * time.Hour)
+	}
+	*m = lapseMemo{valid: true, from: now, until: until, units: units}
+	return units
+}
+
+// LapsedHolds returns the ids of holds whose deadline passed at or before now
+// and for which no Expired event exists yet.
+func (p *Pool) LapsedHolds(now time.Time) []string {
+	var ids []string
+	for id, r := range p.Reservations {
+		if r.Status == StatusHeld && r.lapsed(now) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// NextDeadline returns the earliest deadline of a live hold, and false if
+// there is none: when the sweeper should look at the pool next.
+func (p *Pool) NextDeadline() (time.Time, bool) {
+	var next time.Time
+	for _, r := range p.Reservations {
+		if r.Status == StatusHeld && (next.IsZero() || r.ExpiresAt.Before(next)) {
+			next = r.ExpiresAt
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// Evolve applies one event to the pool in place and stamps it with the
+// stream sequence seq. A seq of 0 applies the event without stamping, for
+// deciding the rest of a batch before the append is acknowledged; Stamp
+// then sets the sequences. Evolve never fails: events are facts.
+func (p *Pool) Evolve(e Event, seq uint64) {
+	p.memo.valid = false
+	at := EventTime(e)
+	switch e := e.(type) {
+	case PoolDefined:
+		p.ID, p.Region, p.Kind = e.Pool, e.Region, e.Kind
+		p.StartsAt, p.EndsAt = e.StartsAt, e.EndsAt
+		p.Capacity, p.Overbook = e.Capacity, e.Overbook
+		p.Status = Open
+		p.Definition = e
+		if p.Reservations == nil {
+			p.Reservations = make(map[string]*Reservation)
+		}
+	case CapacityChanged:
+		p.Capacity = e.To
+	case PoolClosed:
+		p.Status = Closed
+	case PoolReopened:
+		p.Status = Open
+	case Held:
+		if p.Reservations == nil {
+			p.Reservations = make(map[string]*Reservation)
+		}
+		p.Reservations[e.ReservationID] = &Reservation{
+			ID: e.ReservationID, Quantity: e.Quantity, TTL: e.TTL, Status: StatusHeld,
+			HeldAt: e.At, ExpiresAt: e.ExpiresAt, UpdatedAt: e.At,
+		}
+		p.heldUnits += e.Quantity
+	case Confirmed:
+		p.moveReservation(e.ReservationID, StatusConfirmed, at)
+	case Released:
+		p.moveReservation(e.ReservationID, StatusReleased, at)
+	case Expired:
+		p.moveReservation(e.ReservationID, StatusExpired, at)
+	}
+	p.UpdatedAt = at
+	p.Stamp(e, seq)
+}
+
+// Stamp records that e is stored at stream sequence seq: the pool's version
+// and that of the reservation e concerns. A seq of 0 does nothing.
+func (p *Pool) Stamp(e Event, seq uint64) {
+	if seq == 0 {
+		return
+	}
+	p.Version = seq
+	if id := ReservationID(e); id != "" {
+		if r := p.Reservations[id]; r != nil {
+			r.Version = seq
+		}
+	}
+}
+
+// moveReservation changes a reservation's status and keeps the unit counts
+// in step. Unknown ids are ignored: replaying a history never fails.
+func (p *Pool) moveReservation(id string, to ReservationStatus, at time.Time) {
+	r := p.Reservations[id]
+	if r == nil || r.Status == to {
+		return
+	}
+	p.count(r, -1)
+	r.Status, r.UpdatedAt = to, at
+	p.count(r, +1)
+}
+
+func (p *Pool) count(r *Reservation, sign int) {
+	switch r.Status {
+	case StatusHeld:
+		p.heldUnits += sign * r.Quantity
+	case StatusConfirmed:
+		p.confirmedUnits += sign * r.Quantity
+	}
+}
+
+// ReservationID returns the reservation an event concerns, or "".
+func ReservationID(e Event) string {
+	switch e := e.(type) {
+	case Held:
+		return e.ReservationID
+	case Confirmed:
+		return e.ReservationID
+	case Released:
+		return e.ReservationID
+	case Expired:
+		return e.ReservationID
+	}
+	return ""
+}
+
+// Clone returns a deep copy of the pool.
+func (p *Pool) Clone() *Pool {
+	c := *p
+	c.memo = lapseMemo{}
+	c.Reservations = make(map[string]*Reservation, len(p.Reservations))
+	for id, r := range p.Reservations {
+		rc := *r
+		c.Reservations[id] = &rc
+	}
+	return &c
+}
+
+// MarshalSnapshot encodes the pool for the snapshot store.
+func (p *Pool) MarshalSnapshot() ([]byte, error) {
+	return json.Marshal(p)
+}
+
+// UnmarshalSnapshot decodes a pool written by MarshalSnapshot and recounts
+// its derived totals, so a snapshot never carries a count of its own that
+// could disagree with its reservations.
+func UnmarshalSnapshot(data []byte) (*Pool, error) {
+	var p Pool
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, Errorf(EINVALID, "snapshot: %v", err)
+	}
+	if p.Reservations == nil {
+		p.Reservations = make(map[string]*Reservation)
+	}
+	for _, r := range p.Reservations {
+		if r == nil {
+			return nil, Errorf(EINVALID, "snapshot: null reservation")
+		}
+		p.count(r, +1)
+	}
+	return &p, nil
+}

@@ -1,0 +1,55 @@
+package capacity
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"time"
+)
+
+// ErrStaleSequence is returned by an EventStore append whose expected
+// sequence is no longer the pool's last: someone else wrote first. The
+// writer reloads and decides again.
+var ErrStaleSequence = errors.New("capacity: pool history moved on (stale expected sequence)")
+
+// ErrUnknownOutcome is returned by an EventStore append that may or may not
+// have been stored (a timeout the store could not resolve). The writer must
+// reload before deciding again, and the caller cannot be told either way.
+var ErrUnknownOutcome = errors.New("capacity: append outcome unknown")
+
+// Recorded is an event as stored: its stream sequence and the time the
+// store took it.
+type Recorded struct {
+	Seq    uint64
+	Stored time.Time
+	Event  Event
+}
+
+// EventStore is a pool's history. streams.PoolEvents implements it on
+// JetStream.
+type EventStore interface {
+	// Append stores events after the pool's last event iff that event is
+	// expectedSeq (0: the pool has none). All or nothing. It returns the
+	// sequence of the last stored event; the events occupy the sequences
+	// lastSeq-len(events)+1 to lastSeq. Errors wrap ErrStaleSequence or
+	// ErrUnknownOutcome where those apply.
+	Append(ctx context.Context, pool string, expectedSeq uint64, events []Event) (lastSeq uint64, err error)
+	// Read yields the pool's events after afterSeq, in order.
+	Read(ctx context.Context, pool string, afterSeq uint64) iter.Seq2[Recorded, error]
+	// LastSeq returns the sequence of the pool's last event, 0 if none.
+	LastSeq(ctx context.Context, pool string) (uint64, error)
+}
+
+// SnapshotStore keeps the latest snapshot of each pool. Snapshots are an
+// optimisation: a missing or unreadable one only costs a longer replay.
+// kv.PoolSnapshots implements it on a JetStream KV bucket.
+type SnapshotStore interface {
+	// Get returns the snapshot bytes of a pool and the sequence they
+	// reflect; ErrNoSnapshot when there is none.
+	Get(ctx context.Context, pool string) (seq uint64, data []byte, err error)
+	// Put stores a snapshot unless a newer one is already stored.
+	Put(ctx context.Context, pool string, seq uint64, data []byte) error
+}
+
+// ErrNoSnapshot is returned by SnapshotStore.Get when a pool has no snapshot.
+var ErrNoSnapshot = errors.New("capacity: no snapshot")
