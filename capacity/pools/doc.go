@@ -1,0 +1,27 @@
+// Package pools runs the write side: one entity per capacity pool in this
+// process, the single writer of that pool's history here.
+//
+// Commands for a pool queue up on its entity. The entity takes everything
+// queued (up to Options.MaxBatch), decides each command against the pool's
+// state in turn, appends all resulting events in one append (one atomic batch
+// in JetStream, hence one fsync when fsync is on: group commit), and answers
+// every caller only after the store has acknowledged the append. Throughput
+// on a hot pool comes from batching, not from retries.
+//
+// Several processes may run entities for the same pool against one NATS:
+// every append carries the sequence the entity last saw, so the store refuses
+// it if another writer got there first. The entity then drops its state,
+// reloads (snapshot + tail) and decides the batch again, at most
+// Options.MaxAttempts times. Because state is only trusted after an
+// acknowledged append, a failed or unknown append also drops the state: the
+// next command reloads it from the store, the source of truth.
+//
+// Loading reads the pool's snapshot (if any, and if it is not ahead of the
+// stream) and the events after it. Snapshots are written every
+// Options.SnapshotEvery events by a writer goroutine off the hot path.
+//
+// A sweeper timer per entity writes Expired events for holds past their
+// deadline; capacity is free from the deadline on regardless, because
+// decisions take the time. An entity idle for Options.IdleTimeout with no
+// live hold is evicted from memory and reloads on its next command.
+package pools

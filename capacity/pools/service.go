@@ -1,0 +1,276 @@
+package pools
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+)
+
+// Service runs one entity per pool in this process and routes commands to
+// them. It is safe for concurrent use.
+type Service struct {
+	store capacity.EventStore
+	snaps capacity.SnapshotStore
+	opts  Options
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // one per running entity, plus the snapshot writer
+
+	mu       sync.Mutex
+	entities map[string]*entity
+	closed   bool
+
+	snapshots chan snapshot
+	stats     counters
+}
+
+// Result is what a command did: the pool after it, the reservation it
+// concerned (if any), and whether anything was written.
+type Result struct {
+	Pool        View
+	Reservation *capacity.Reservation
+	// Written is true when the command appended events; false for an
+	// idempotent repeat or a read.
+	Written bool
+}
+
+// View is a pool as a client sees it at one instant, without its
+// reservations.
+type View struct {
+	ID       string          `json:"id"`
+	Region   string          `json:"region"`
+	Kind     string          `json:"kind"`
+	StartsAt time.Time       `json:"starts_at"`
+	EndsAt   time.Time       `json:"ends_at"`
+	Capacity int             `json:"capacity"`
+	Overbook int             `json:"overbook"`
+	Status   capacity.Status `json:"status"`
+	Version  uint64          `json:"version"`
+	capacity.Figures
+}
+
+// ViewOf returns the view of p at now.
+func ViewOf(p *capacity.Pool, now time.Time) View {
+	return View{
+		ID: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
+		Capacity: p.Capacity, Overbook: p.Overbook, Status: p.Status, Version: p.Version,
+		Figures: p.FiguresAt(now),
+	}
+}
+
+// New starts a service over the given stores. Close stops it.
+func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) *Service {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{
+		store: store, snaps: snaps, opts: opts.withDefaults(),
+		ctx: ctx, cancel: cancel,
+		entities:  make(map[string]*entity),
+		snapshots: make(chan snapshot, 256),
+	}
+	s.wg.Add(1)
+	go s.writeSnapshots()
+	return s
+}
+
+// Close stops every entity, failing the commands still queued with
+// EUNAVAILABLE, waits for in-flight appends to finish and writes pending
+// snapshots.
+func (s *Service) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+}
+
+// Execute carries out cmd on the pool and returns the result once its events
+// are stored (or it was refused, or it changed nothing). An error is a
+// *capacity.Error for refusals; EUNAVAILABLE when the outcome is unknown.
+func (s *Service) Execute(ctx context.Context, pool string, cmd capacity.Command) (Result, error) {
+	if !capacity.ValidID(pool) {
+		return Result{}, capacity.Errorf(capacity.EINVALID, "pool id must be 1-%d characters of [A-Za-z0-9_-]", capacity.MaxIDLength)
+	}
+	if err := cmd.Validate(); err != nil {
+		return Result{}, err
+	}
+	if d, ok := cmd.(capacity.DefinePool); ok && d.Pool != pool {
+		return Result{}, capacity.Errorf(capacity.EINVALID, "pool id in body and path differ")
+	}
+	return s.do(ctx, pool, &request{cmd: cmd, reservationID: reservationOf(cmd)})
+}
+
+// Pool returns the pool's current view, after every write queued before it.
+func (s *Service) Pool(ctx context.Context, pool string) (View, error) {
+	res, err := s.Execute(ctx, pool, capacity.Read{})
+	if err == nil && res.Pool.ID == "" {
+		err = capacity.Errorf(capacity.ENOTFOUND, "pool not found")
+	}
+	return res.Pool, err
+}
+
+// Reservation returns one reservation of a pool, after every write queued
+// before it.
+func (s *Service) Reservation(ctx context.Context, pool, id string) (capacity.Reservation, error) {
+	if !capacity.ValidID(id) {
+		return capacity.Reservation{}, capacity.Errorf(capacity.EINVALID, "reservation id must be 1-%d characters of [A-Za-z0-9_-]", capacity.MaxIDLength)
+	}
+	res, err := s.do(ctx, pool, &request{cmd: capacity.Read{}, reservationID: id})
+	switch {
+	case err != nil:
+		return capacity.Reservation{}, err
+	case res.Pool.ID == "":
+		return capacity.Reservation{}, capacity.Errorf(capacity.ENOTFOUND, "pool not found")
+	case res.Reservation == nil:
+		return capacity.Reservation{}, capacity.Errorf(capacity.ENOTFOUND, "reservation not found")
+	}
+	return *res.Reservation, nil
+}
+
+func (s *Service) do(ctx context.Context, pool string, r *request) (Result, error) {
+	if !capacity.ValidID(pool) {
+		return Result{}, capacity.Errorf(capacity.EINVALID, "pool id must be 1-%d characters of [A-Za-z0-9_-]", capacity.MaxIDLength)
+	}
+	r.reply = make(chan response, 1)
+	e, err := s.acquire(pool)
+	if err != nil {
+		return Result{}, err
+	}
+	select {
+	case e.queue <- r:
+	case <-ctx.Done():
+		e.pending.Add(-1)
+		return Result{}, capacity.Errorf(capacity.EUNAVAILABLE, "gave up waiting for pool %s: %v", pool, ctx.Err())
+	case <-s.ctx.Done():
+		e.pending.Add(-1)
+		return Result{}, errShuttingDown
+	}
+	select {
+	case resp := <-r.reply:
+		return resp.result, resp.err
+	case <-ctx.Done():
+		// The command is queued and may still be written: its outcome is unknown.
+		return Result{}, capacity.Errorf(capacity.EUNAVAILABLE, "outcome unknown: %v", ctx.Err())
+	}
+}
+
+var errShuttingDown = capacity.Errorf(capacity.EUNAVAILABLE, "service is shutting down")
+
+// acquire returns the running entity of a pool, starting one if needed, and
+// counts the caller as pending so the entity is not evicted under it.
+func (s *Service) acquire(pool string) (*entity, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errShuttingDown
+	}
+	e := s.entities[pool]
+	if e == nil {
+		e = newEntity(s, pool)
+		s.entities[pool] = e
+		s.wg.Add(1)
+		go e.run()
+	}
+	e.pending.Add(1)
+	return e, nil
+}
+
+// evict removes e from the service if no caller is about to hand it a
+// command. It reports whether e was removed and may stop.
+func (s *Service) evict(e *entity) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.pending.Load() != 0 {
+		return false
+	}
+	delete(s.entities, e.id)
+	return true
+}
+
+// Loaded returns how many pools are in memory.
+func (s *Service) Loaded() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entities)
+}
+
+// Stats are running totals since the service started.
+type Stats struct {
+	Appends        uint64 // successful appends
+	Events         uint64 // events appended
+	Commands       uint64 // commands answered
+	Conflicts      uint64 // appends refused because another writer wrote first
+	Loads          uint64 // pools loaded (snapshot + tail, or full replay)
+	Replays        uint64 // loads that found no usable snapshot
+	Snapshots      uint64 // snapshots written
+	HoldsAccepted  uint64
+	HoldsRejected  uint64 // refused for capacity, closed pool or conflict
+	AppendFailures uint64 // appends that failed for other reasons
+}
+
+type counters struct {
+	appends, events, commands, conflicts, loads, replays, snapshots atomic.Uint64
+	holdsAccepted, holdsRejected, appendFailures                    atomic.Uint64
+}
+
+// Stats returns the running totals.
+func (s *Service) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Appends: c.appends.Load(), Events: c.events.Load(), Commands: c.commands.Load(),
+		Conflicts: c.conflicts.Load(), Loads: c.loads.Load(), Replays: c.replays.Load(),
+		Snapshots: c.snapshots.Load(), HoldsAccepted: c.holdsAccepted.Load(),
+		HoldsRejected: c.holdsRejected.Load(), AppendFailures: c.appendFailures.Load(),
+	}
+}
+
+type snapshot struct {
+	pool string
+	seq  uint64
+	data []byte
+}
+
+// writeSnapshots stores snapshots off the write path. On shutdown it drains
+// what is queued with a short deadline.
+func (s *Service) writeSnapshots() {
+	defer s.wg.Done()
+	put := func(ctx context.Context, snap snapshot) {
+		if err := s.snaps.Put(ctx, snap.pool, snap.seq, snap.data); err != nil {
+			s.opts.Logger.Warn().Err(err).Str("pool", snap.pool).Uint64("seq", snap.seq).Msg("snapshot not written")
+			return
+		}
+		s.stats.snapshots.Add(1)
+	}
+	for {
+		select {
+		case snap := <-s.snapshots:
+			put(s.ctx, snap)
+		case <-s.ctx.Done():
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			for {
+				select {
+				case snap := <-s.snapshots:
+					put(ctx, snap)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func reservationOf(cmd capacity.Command) string {
+	switch c := cmd.(type) {
+	case capacity.Hold:
+		return c.ReservationID
+	case capacity.Confirm:
+		return c.ReservationID
+	case capacity.Release:
+		return c.ReservationID
+	}
+	return ""
+}
