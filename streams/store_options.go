@@ -1,0 +1,71 @@
+package streams
+
+import (
+	"fmt"
+	"time"
+)
+
+// Option configures a Store created by New.
+type Option func(*options) error
+
+// options holds the settings New applies; defaults come from defaultOptions.
+type options struct {
+	replicas        int
+	duplicateWindow time.Duration
+	timeout         time.Duration
+	maxInflight     int
+}
+
+func defaultOptions() options {
+	return options{
+		replicas:        1,
+		duplicateWindow: 2 * time.Minute,
+		timeout:         5 * time.Second,
+		maxInflight:     32,
+	}
+}
+
+// WithReplicas sets the number of stream replicas (1, 3 or 5; default 1).
+func WithReplicas(n int) Option {
+	return func(o *options) error {
+		if n < 1 || n > 5 {
+			return fmt.Errorf("%w: replicas %d, want 1..5", ErrInvalid, n)
+		}
+		o.replicas = n
+		return nil
+	}
+}
+
+// WithDuplicateWindow sets the stream's Nats-Msg-Id deduplication window (default 2 minutes).
+func WithDuplicateWindow(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: duplicate window %v, want > 0", ErrInvalid, d)
+		}
+		o.duplicateWindow = d
+		return nil
+	}
+}
+
+// WithTimeout bounds each publish and each lookup when the caller's context has no earlier deadline (default 5s).
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: timeout %v, want > 0", ErrInvalid, d)
+		}
+		o.timeout = d
+		return nil
+	}
+}
+
+// WithMaxInflightBatches caps how many multi-event Appends of this Store may have an atomic batch open on the
+// server at once (default 32; the server rejects more than 50 open batches per stream).
+func WithMaxInflightBatches(n int) Option {
+	return func(o *options) error {
+		if n < 1 || n > 50 {
+			return fmt.Errorf("%w: max inflight batches %d, want 1..50", ErrInvalid, n)
+		}
+		o.maxInflight = n
+		return nil
+	}
+}
