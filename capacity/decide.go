@@ -20,7 +20,9 @@ import (
 //     twice, or releasing a lapsed hold, changes nothing.
 //   - Planners may cut capacity below what is booked: bookings are honoured,
 //     new holds refused until it fits again, the pool reads as over capacity.
-//   - An If-Match version that is not the pool's version refuses a change.
+//   - An If-Match version that is not the pool's version refuses a change,
+//     and so does any If-Match while events evolved with seq 0 await their
+//     sequence (they will move the version on).
 
 // Limits on command values.
 const (
@@ -164,12 +166,18 @@ func (Expire) Validate() error { return nil }
 func (Read) Validate() error { return nil }
 
 // Decide returns the events that carrying out cmd on p at now would record,
-// or the reason it is refused. It reads p and never changes it. No events
-// and no error means the command is already satisfied (an idempotent repeat).
+// or the reason it is refused. It never changes p's state (it may fill the
+// cache of lapsed units, see lapseMemo). No events and no error means the
+// command is already satisfied (an idempotent repeat).
+//
+// now is taken in UTC and without its monotonic clock reading, so the
+// events decided are exactly those a decoder will read back: a pool evolved
+// live and one replayed from the store compare times alike.
 func Decide(p *Pool, cmd Command, now time.Time) ([]Event, error) {
 	if err := cmd.Validate(); err != nil {
 		return nil, err
 	}
+	now = now.UTC()
 	if _, ok := cmd.(DefinePool); !ok && !p.Defined() {
 		switch cmd.(type) {
 		case Expire, Read:
@@ -218,6 +226,11 @@ func decideDefine(p *Pool, c DefinePool, now time.Time) ([]Event, error) {
 func decideChange(p *Pool, c ChangePool, now time.Time) ([]Event, error) {
 	if c.IfVersion != nil && *c.IfVersion != p.Version {
 		return nil, Errorf(EPRECONDITION, "pool is at version %d, not %d", p.Version, *c.IfVersion)
+	}
+	if c.IfVersion != nil && p.unstamped > 0 {
+		// An earlier command of the same batch changed the pool: the version
+		// the caller saw will not be the pool's once the batch is stored.
+		return nil, Errorf(EPRECONDITION, "pool is changing past version %d", p.Version)
 	}
 	var events []Event
 	if c.Capacity != nil && *c.Capacity != p.Capacity {

@@ -2,6 +2,7 @@ package capacity
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -71,12 +72,16 @@ type Pool struct {
 
 	heldUnits      int // units of every reservation in StatusHeld, lapsed or not
 	confirmedUnits int
+	unstamped      int // events evolved with seq 0 and not stamped yet
 	memo           lapseMemo
 }
 
 // lapseMemo caches the units of lapsed holds for a span of time in which the
 // answer cannot change, so a full pool rejecting a stream of holds scans its
 // reservations once, not once per hold. Evolve clears it.
+//
+// Filling the memo writes to the pool, so even reads (FiguresAt, Decide) must
+// stay on the pool's one goroutine.
 type lapseMemo struct {
 	valid bool
 	from  time.Time // the memo holds for now in [from, until)
@@ -99,14 +104,17 @@ type Figures struct {
 }
 
 // FiguresAt returns the pool's counts at now: lapsed holds count as free.
-// Available may be negative only when capacity was cut below what is booked.
+// Available is what a hold could still take (Limit minus held and
+// confirmed), so a hold of q units fits iff q <= Available. It is negative,
+// and the pool OverCapacity, only when capacity was cut below what is booked.
 func (p *Pool) FiguresAt(now time.Time) Figures {
 	held := p.heldUnits - p.lapsedUnits(now)
+	available := p.Limit() - held - p.confirmedUnits
 	return Figures{
 		Held:         held,
 		Confirmed:    p.confirmedUnits,
-		Available:    p.Capacity - held - p.confirmedUnits,
-		OverCapacity: held+p.confirmedUnits > p.Limit(),
+		Available:    available,
+		OverCapacity: available < 0,
 	}
 }
 
@@ -140,8 +148,9 @@ func (p *Pool) lapsedUnits(now time.Time) int {
 	return units
 }
 
-// LapsedHolds returns the ids of holds whose deadline passed at or before now
-// and for which no Expired event exists yet.
+// LapsedHolds returns, sorted, the ids of holds whose deadline passed at or
+// before now and for which no Expired event exists yet. Sorted so that
+// Expire decides the same events in the same order on every replica.
 func (p *Pool) LapsedHolds(now time.Time) []string {
 	var ids []string
 	for id, r := range p.Reservations {
@@ -149,6 +158,7 @@ func (p *Pool) LapsedHolds(now time.Time) []string {
 			ids = append(ids, id)
 		}
 	}
+	slices.Sort(ids)
 	return ids
 }
 
@@ -167,7 +177,9 @@ func (p *Pool) NextDeadline() (time.Time, bool) {
 // Evolve applies one event to the pool in place and stamps it with the
 // stream sequence seq. A seq of 0 applies the event without stamping, for
 // deciding the rest of a batch before the append is acknowledged; Stamp
-// then sets the sequences. Evolve never fails: events are facts.
+// then sets the sequences; until it has, a ChangePool with IfVersion is
+// refused, since the version it names is about to be superseded. Evolve
+// never fails: events are facts.
 func (p *Pool) Evolve(e Event, seq uint64) {
 	p.memo.valid = false
 	at := EventTime(e)
@@ -191,6 +203,9 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		if p.Reservations == nil {
 			p.Reservations = make(map[string]*Reservation)
 		}
+		if old := p.Reservations[e.ReservationID]; old != nil {
+			p.count(old, -1) // a history Decide never writes; keep the counts true
+		}
 		p.Reservations[e.ReservationID] = &Reservation{
 			ID: e.ReservationID, Quantity: e.Quantity, TTL: e.TTL, Status: StatusHeld,
 			HeldAt: e.At, ExpiresAt: e.ExpiresAt, UpdatedAt: e.At,
@@ -204,15 +219,27 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		p.moveReservation(e.ReservationID, StatusExpired, at)
 	}
 	p.UpdatedAt = at
-	p.Stamp(e, seq)
+	if seq == 0 {
+		p.unstamped++
+		return
+	}
+	p.stamp(e, seq)
 }
 
-// Stamp records that e is stored at stream sequence seq: the pool's version
-// and that of the reservation e concerns. A seq of 0 does nothing.
+// Stamp records that e, evolved earlier with seq 0, is stored at stream
+// sequence seq: the pool's version and that of the reservation e concerns.
+// A seq of 0 does nothing.
 func (p *Pool) Stamp(e Event, seq uint64) {
 	if seq == 0 {
 		return
 	}
+	if p.unstamped > 0 {
+		p.unstamped--
+	}
+	p.stamp(e, seq)
+}
+
+func (p *Pool) stamp(e Event, seq uint64) {
 	p.Version = seq
 	if id := ReservationID(e); id != "" {
 		if r := p.Reservations[id]; r != nil {

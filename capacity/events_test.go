@@ -1,0 +1,208 @@
+package capacity_test
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+)
+
+// sampleEvents returns one event of every type, every field set.
+func sampleEvents() []capacity.Event {
+	return []capacity.Event{
+		capacity.PoolDefined{Pool: "p1", Region: "ams", Kind: "delivery", StartsAt: t0.Add(10 * time.Hour),
+			EndsAt: t0.Add(11 * time.Hour), Capacity: 10, Overbook: 2, DefinedAt: t0},
+		capacity.CapacityChanged{From: 10, To: 12, At: t0.Add(1)},
+		capacity.PoolClosed{At: t0.Add(2)},
+		capacity.PoolReopened{At: t0.Add(3)},
+		capacity.Held{ReservationID: "r1", Quantity: 3, TTL: 5*time.Minute + 1, ExpiresAt: t0.Add(5*time.Minute + 5), At: t0.Add(4)},
+		capacity.Confirmed{ReservationID: "r1", At: t0.Add(5)},
+		capacity.Released{ReservationID: "r1", At: t0.Add(6)},
+		capacity.Expired{ReservationID: "r1", At: t0.Add(7)},
+	}
+}
+
+func TestEncodeDecode(t *testing.T) {
+	seen := map[string]bool{}
+	for _, e := range sampleEvents() {
+		t.Run(e.EventType(), func(t *testing.T) {
+			if seen[e.EventType()] {
+				t.Fatalf("type %s twice", e.EventType())
+			}
+			seen[e.EventType()] = true
+			if !strings.HasPrefix(e.EventType(), "capacity.") || strings.ContainsAny(e.EventType(), " *>") {
+				t.Fatalf("type %q does not fit in a subject", e.EventType())
+			}
+			requireEqual(t, "decoded", roundTrip(t, e), e)
+			if got := capacity.EventTime(e); got.IsZero() {
+				t.Fatalf("EventTime = zero")
+			}
+			wantID := ""
+			if strings.HasPrefix(e.EventType(), "capacity.reservation.") {
+				wantID = "r1"
+			}
+			if got, want := capacity.ReservationID(e), wantID; got != want {
+				t.Fatalf("ReservationID = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// An event written in another zone decodes to the same instant and encodes
+// to the same bytes.
+func TestDecodeKeepsOffset(t *testing.T) {
+	body := []byte(`{"reservation_id":"r1","at":"2030-05-01T10:00:00.5+02:00"}`)
+	e, err := capacity.Decode(capacity.ConfirmedType, capacity.SchemaVersion, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := capacity.EventTime(e), t0.Add(500*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("at = %v, want %v", got, want)
+	}
+	again, err := capacity.Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(again), string(body); got != want {
+		t.Fatalf("encoded = %s, want %s", got, want)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	valid, err := capacity.Encode(sampleEvents()[4])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		eventType string
+		version   int
+		data      string
+	}{
+		{"unknown type", "capacity.reservation.teleported", capacity.SchemaVersion, string(valid)},
+		{"empty type", "", capacity.SchemaVersion, string(valid)},
+		{"version 0", capacity.HeldType, 0, string(valid)},
+		{"negative version", capacity.HeldType, -1, string(valid)},
+		{"newer version", capacity.HeldType, capacity.SchemaVersion + 1, string(valid)},
+		{"empty body", capacity.HeldType, capacity.SchemaVersion, ""},
+		{"truncated", capacity.HeldType, capacity.SchemaVersion, string(valid[:len(valid)-1])},
+		{"not an object", capacity.HeldType, capacity.SchemaVersion, `[1,2]`},
+		{"trailing junk", capacity.HeldType, capacity.SchemaVersion, string(valid) + "x"},
+		{"wrong field type", capacity.HeldType, capacity.SchemaVersion, `{"quantity":"three"}`},
+		{"bad time", capacity.ConfirmedType, capacity.SchemaVersion, `{"reservation_id":"r1","at":"yesterday"}`},
+		{"number too big", capacity.CapacityChangedType, capacity.SchemaVersion, `{"from":1e100}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := capacity.Decode(tt.eventType, tt.version, []byte(tt.data))
+			if got, want := capacity.ErrorCode(err), capacity.EINVALID; got != want {
+				t.Fatalf("code = %q (%v), want %q", got, err, want)
+			}
+			if e != nil {
+				t.Fatalf("event = %#v, want nil", e)
+			}
+		})
+	}
+}
+
+// roundTrip encodes e and decodes it back.
+func roundTrip(t testing.TB, e capacity.Event) capacity.Event {
+	t.Helper()
+	data, err := capacity.Encode(e)
+	if err != nil {
+		t.Fatalf("Encode(%#v): %v", e, err)
+	}
+	back, err := capacity.Decode(e.EventType(), capacity.SchemaVersion, data)
+	if err != nil {
+		t.Fatalf("Decode(%s): %v", data, err)
+	}
+	return back
+}
+
+// inUTC returns e with its times in UTC, for comparing events read in
+// different zones.
+func inUTC(e capacity.Event) capacity.Event {
+	switch e := e.(type) {
+	case capacity.PoolDefined:
+		e.StartsAt, e.EndsAt, e.DefinedAt = e.StartsAt.UTC(), e.EndsAt.UTC(), e.DefinedAt.UTC()
+		return e
+	case capacity.CapacityChanged:
+		e.At = e.At.UTC()
+		return e
+	case capacity.PoolClosed:
+		e.At = e.At.UTC()
+		return e
+	case capacity.PoolReopened:
+		e.At = e.At.UTC()
+		return e
+	case capacity.Held:
+		e.ExpiresAt, e.At = e.ExpiresAt.UTC(), e.At.UTC()
+		return e
+	case capacity.Confirmed:
+		e.At = e.At.UTC()
+		return e
+	case capacity.Released:
+		e.At = e.At.UTC()
+		return e
+	case capacity.Expired:
+		e.At = e.At.UTC()
+		return e
+	}
+	return e
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, e := range sampleEvents() {
+		data, err := capacity.Encode(e)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(e.EventType(), capacity.SchemaVersion, data)
+	}
+	f.Add(capacity.HeldType, 1, []byte(`{"reservation_id":"r\u00e9","quantity":-5,"ttl":-1,"expires_at":"0000-01-01T00:00:00+23:59","at":"9999-12-31T23:59:59.999999999-23:59"}`))
+	f.Add(capacity.PoolDefinedType, 1, []byte(`{"POOL":"x","pool":"y","capacity":9223372036854775807}`))
+	f.Add(capacity.ConfirmedType, 1, []byte("{\"reservation_id\":\"\xff\xfe\"}"))
+	f.Add(capacity.ExpiredType, 1, []byte(`null`))
+	f.Add(capacity.ReleasedType, 2, []byte(`{}`))
+	f.Add("capacity.pool.defined ", 1, []byte(`{}`))
+	f.Add(capacity.CapacityChangedType, 1, []byte(`{"from":1.5}`))
+	f.Add(capacity.PoolClosedType, 1, []byte(`{"at":"2030-05-01T10:00:00Z","at":"2030-05-01T11:00:00+01:00"}`))
+	f.Add(capacity.HeldType, 1, []byte(`{`))
+
+	f.Fuzz(func(t *testing.T, eventType string, version int, data []byte) {
+		e, err := capacity.Decode(eventType, version, data)
+		if err != nil {
+			if got, want := capacity.ErrorCode(err), capacity.EINVALID; got != want {
+				t.Fatalf("code = %q (%v), want %q", got, err, want)
+			}
+			if e != nil {
+				t.Fatalf("event %#v with error %v", e, err)
+			}
+			return
+		}
+		if got, want := e.EventType(), eventType; got != want {
+			t.Fatalf("EventType = %q, want %q", got, want)
+		}
+		encoded, err := capacity.Encode(e)
+		if err != nil {
+			t.Fatalf("Encode(%#v): %v", e, err)
+		}
+		back, err := capacity.Decode(eventType, capacity.SchemaVersion, encoded)
+		if err != nil {
+			t.Fatalf("Decode(Encode(%#v)) = %v", e, err)
+		}
+		if !reflect.DeepEqual(inUTC(back), inUTC(e)) {
+			t.Fatalf("round trip = %#v, want %#v", back, e)
+		}
+		again, err := capacity.Encode(back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(again, encoded) {
+			t.Fatalf("encoding changed: %s, was %s", again, encoded)
+		}
+	})
+}
