@@ -1,0 +1,102 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/capacityd/capacityd/capacity"
+	"github.com/rs/zerolog"
+)
+
+// ProblemTypeBase prefixes every problem type: a problem's type is
+// ProblemTypeBase + its code, e.g. https://capacityd.dev/problems/not-found.
+const ProblemTypeBase = "https://capacityd.dev/problems/"
+
+// Problem codes of the HTTP layer itself, beside capacity's error codes.
+const (
+	codeTooLarge         = "request-too-large"
+	codeUnsupportedMedia = "unsupported-media-type"
+	codeMethodNotAllowed = "method-not-allowed"
+)
+
+// problemKind is the status and title of one problem code.
+type problemKind struct {
+	status int
+	title  string
+}
+
+var problemKinds = map[string]problemKind{
+	capacity.EINVALID:      {http.StatusBadRequest, "Invalid request"},
+	capacity.ENOTFOUND:     {http.StatusNotFound, "Not found"},
+	capacity.ECONFLICT:     {http.StatusConflict, "Conflict"},
+	capacity.EINSUFFICIENT: {http.StatusConflict, "Insufficient capacity"},
+	capacity.ECLOSED:       {http.StatusConflict, "Pool closed"},
+	capacity.EEXPIRED:      {http.StatusConflict, "Hold expired"},
+	capacity.EPRECONDITION: {http.StatusPreconditionFailed, "Precondition failed"},
+	capacity.EUNAVAILABLE:  {http.StatusServiceUnavailable, "Service unavailable"},
+	capacity.EINTERNAL:     {http.StatusInternalServerError, "Internal error"},
+	codeTooLarge:           {http.StatusRequestEntityTooLarge, "Request too large"},
+	codeUnsupportedMedia:   {http.StatusUnsupportedMediaType, "Unsupported media type"},
+	codeMethodNotAllowed:   {http.StatusMethodNotAllowed, "Method not allowed"},
+}
+
+// problem is an RFC 9457 problem document.
+type problem struct {
+	Type      string            `json:"type"`
+	Title     string            `json:"title"`
+	Status    int               `json:"status"`
+	Detail    string            `json:"detail"`
+	Instance  string            `json:"instance,omitempty"`
+	RequestID string            `json:"request_id,omitempty"`
+	Errors    map[string]string `json:"errors,omitempty"`
+}
+
+// requestError is an error of the HTTP layer: a request refused before it
+// reached the domain. Fields name the request members at fault.
+type requestError struct {
+	code   string
+	detail string
+	fields map[string]string
+}
+
+func (e *requestError) Error() string { return "web: " + e.code + ": " + e.detail }
+
+// invalid returns an invalid-request error with a message per field.
+func invalid(detail string, fields map[string]string) error {
+	return &requestError{code: capacity.EINVALID, detail: detail, fields: fields}
+}
+
+// retryAfter is the Retry-After (seconds) sent with 503 answers.
+const retryAfter = "1"
+
+// Error writes err as a problem: the code of a *capacity.Error (or of the
+// HTTP layer's own errors) picks status and type; any other error is
+// internal, logged with the request, and answered without its text.
+func Error(w http.ResponseWriter, r *http.Request, err error) {
+	code, detail := capacity.ErrorCode(err), capacity.ErrorMessage(err)
+	var fields map[string]string
+	var re *requestError
+	if errors.As(err, &re) {
+		code, detail, fields = re.code, re.detail, re.fields
+	}
+	kind, ok := problemKinds[code]
+	if !ok {
+		code, kind = capacity.EINTERNAL, problemKinds[capacity.EINTERNAL]
+	}
+	if code == capacity.EINTERNAL {
+		detail = "Internal error."
+		log := zerolog.Ctx(r.Context())
+		log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("internal error")
+	}
+	if code == capacity.EUNAVAILABLE {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	writeProblem(w, r, problem{
+		Type: ProblemTypeBase + code, Title: kind.title, Status: kind.status, Detail: detail,
+		Instance: r.URL.Path, RequestID: requestIDFrom(r.Context()), Errors: fields,
+	})
+}
+
+func writeProblem(w http.ResponseWriter, r *http.Request, p problem) {
+	encodeAs(w, r, p.Status, "application/problem+json", p)
+}

@@ -1,0 +1,164 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/pools"
+)
+
+// reservationJSON is the reservation object of API.md, plus held_at, ttl
+// and, on writes, the pool's version after the write.
+type reservationJSON struct {
+	ReservationID string    `json:"reservation_id"`
+	Pool          string    `json:"pool"`
+	Quantity      int       `json:"quantity"`
+	Status        string    `json:"status"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	Version       uint64    `json:"version"`
+	HeldAt        time.Time `json:"held_at"`
+	TTL           string    `json:"ttl"`
+	PoolVersion   uint64    `json:"pool_version,omitempty"`
+}
+
+func reservationOf(pool string, res capacity.Reservation, now time.Time) reservationJSON {
+	return reservationJSON{
+		ReservationID: res.ID, Pool: pool, Quantity: res.Quantity, Status: string(res.StatusAt(now)),
+		ExpiresAt: res.ExpiresAt.UTC(), Version: res.Version, HeldAt: res.HeldAt.UTC(), TTL: res.TTL.String(),
+	}
+}
+
+// encodeResult writes the reservation a write concerned, with the pool's
+// version after it.
+func encodeResult(w http.ResponseWriter, r *http.Request, status int, pool string, res pools.Result, now time.Time) {
+	if res.Reservation == nil {
+		Error(w, r, errors.New("web: write result without its reservation"))
+		return
+	}
+	out := reservationOf(pool, *res.Reservation, now)
+	out.PoolVersion = res.Pool.Version
+	encode(w, r, status, out)
+}
+
+// holdRequest holds units of a pool. TTL is a Go duration string.
+type holdRequest struct {
+	ReservationID string  `json:"reservation_id"`
+	Quantity      *int    `json:"quantity"`
+	TTL           *string `json:"ttl"`
+}
+
+// Valid implements validator.
+func (h holdRequest) Valid(context.Context) map[string]string {
+	problems := make(map[string]string)
+	if !capacity.ValidID(h.ReservationID) {
+		problems["reservation_id"] = "required, 1-64 characters of [A-Za-z0-9_-]"
+	}
+	switch {
+	case h.Quantity == nil:
+		problems["quantity"] = "required"
+	case *h.Quantity < 1 || *h.Quantity > capacity.MaxQuantity:
+		problems["quantity"] = fmt.Sprintf("must be between 1 and %d", capacity.MaxQuantity)
+	}
+	if _, problem := h.ttl(); problem != "" {
+		problems["ttl"] = problem
+	}
+	return problems
+}
+
+// ttl returns the requested TTL (default capacity.DefaultTTL) or a problem.
+func (h holdRequest) ttl() (time.Duration, string) {
+	if h.TTL == nil {
+		return capacity.DefaultTTL, ""
+	}
+	d, err := time.ParseDuration(*h.TTL)
+	if err != nil {
+		return 0, `must be a Go duration, e.g. "10m" or "90s"`
+	}
+	if d < capacity.MinTTL || d > capacity.MaxTTL {
+		return 0, fmt.Sprintf("must be between %s and %s", capacity.MinTTL, capacity.MaxTTL)
+	}
+	return d, ""
+}
+
+func handleHold(p Pools, now func() time.Time) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		pool, err := idParam(r, "pool")
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		req, err := decode[holdRequest](r)
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		ttl, _ := req.ttl()
+		res, err := p.Execute(r.Context(), pool, capacity.Hold{ReservationID: req.ReservationID, Quantity: *req.Quantity, TTL: ttl})
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		status := http.StatusOK
+		if res.Written {
+			status = http.StatusCreated
+			w.Header().Set("Location", "/v1/pools/"+pool+"/reservations/"+req.ReservationID)
+		}
+		encodeResult(w, r, status, pool, res, now())
+	}
+}
+
+// handleReservationCommand serves confirm and release: commands on one
+// reservation with no body, idempotent.
+func handleReservationCommand(p Pools, now func() time.Time, command func(id string) capacity.Command) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		pool, err := idParam(r, "pool")
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		id, err := idParam(r, "id")
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		res, err := p.Execute(r.Context(), pool, command(id))
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		encodeResult(w, r, http.StatusOK, pool, res, now())
+	}
+}
+
+func handleConfirm(p Pools, now func() time.Time) http.HandlerFunc {
+	return handleReservationCommand(p, now, func(id string) capacity.Command { return capacity.Confirm{ReservationID: id} })
+}
+
+func handleRelease(p Pools, now func() time.Time) http.HandlerFunc {
+	return handleReservationCommand(p, now, func(id string) capacity.Command { return capacity.Release{ReservationID: id} })
+}
+
+func handleGetReservation(p Pools, now func() time.Time) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		pool, err := idParam(r, "pool")
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		id, err := idParam(r, "id")
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		res, err := p.Reservation(r.Context(), pool, id)
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		encode(w, r, http.StatusOK, reservationOf(pool, res, now()))
+	}
+}

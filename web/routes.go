@@ -1,0 +1,32 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routes is the whole API on one screen.
+func routes(cfg Config) *chi.Mux {
+	r := chi.NewRouter()
+	r.Use(withRequestID(cfg.Logger), observe(cfg.Metrics), recoverPanics, limitBody(cfg.MaxBodyBytes))
+	r.NotFound(handleNotFound())
+	r.MethodNotAllowed(handleMethodNotAllowed(r))
+
+	r.Get("/healthz", handleHealthz())
+	r.Get("/readyz", handleReadyz(cfg.Ready))
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	r.Get("/openapi.json", handleOpenAPI())
+
+	r.Put("/v1/pools/{pool}", handlePutPool(cfg.Pools))
+	r.Get("/v1/pools/{pool}", handleGetPool(cfg.Pools))
+	r.Patch("/v1/pools/{pool}", handlePatchPool(cfg.Pools))
+	r.Post("/v1/pools/{pool}/holds", handleHold(cfg.Pools, cfg.Now))
+	r.Post("/v1/pools/{pool}/reservations/{id}/confirm", handleConfirm(cfg.Pools, cfg.Now))
+	r.Post("/v1/pools/{pool}/reservations/{id}/release", handleRelease(cfg.Pools, cfg.Now))
+	r.Get("/v1/pools/{pool}/reservations/{id}", handleGetReservation(cfg.Pools, cfg.Now))
+	r.Get("/v1/pools/{pool}/events", handleEvents(cfg.History))
+	r.Get("/v1/availability", handleAvailability(cfg.Availability))
+	return r
+}

@@ -1,0 +1,141 @@
+package web
+
+import (
+	"context"
+	"iter"
+	"net/http"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// Pools is the write side as the HTTP API uses it; *pools.Service
+// implements it. Errors are *capacity.Error values for refusals (their code
+// picks the HTTP status) and anything else for internal failures.
+type Pools interface {
+	// Execute carries out cmd on the pool and returns the result once its
+	// events are stored.
+	Execute(ctx context.Context, pool string, cmd capacity.Command) (pools.Result, error)
+	// Pool returns the pool's current view, strongly consistent; ENOTFOUND
+	// when the pool has never been defined.
+	Pool(ctx context.Context, pool string) (pools.View, error)
+	// Reservation returns one reservation of a pool; ENOTFOUND when the
+	// pool or the reservation does not exist.
+	Reservation(ctx context.Context, pool, id string) (capacity.Reservation, error)
+	// Stats returns running totals, exported as Prometheus counters.
+	Stats() pools.Stats
+	// Loaded returns how many pools are in memory.
+	Loaded() int
+}
+
+// History reads a pool's own history; every capacity.EventStore (such as
+// streams.PoolEvents) implements it.
+type History interface {
+	// Read yields the pool's events after afterSeq, in order.
+	Read(ctx context.Context, pool string, afterSeq uint64) iter.Seq2[capacity.Recorded, error]
+	// LastSeq returns the sequence of the pool's last event, 0 if none.
+	LastSeq(ctx context.Context, pool string) (uint64, error)
+}
+
+// AvailabilityQuery asks the availability read model for pools. Empty or
+// zero fields do not filter.
+type AvailabilityQuery struct {
+	Region string
+	Kind   string
+	// From and To filter on the pool's starts_at: From <= starts_at < To.
+	From time.Time
+	To   time.Time
+	// MinPosition asks the read model to wait (bounded, honouring ctx)
+	// until it reflects at least this stream sequence; a read model that
+	// cannot get there in time returns a capacity.EUNAVAILABLE error.
+	MinPosition uint64
+	// Limit is the most pools in one page, 1 to MaxAvailabilityLimit.
+	Limit int
+	// PageToken continues from a previous page's NextPageToken. A token
+	// the read model cannot use is a capacity.EINVALID error.
+	PageToken string
+}
+
+// AvailabilityPage is one page of an availability query's answer.
+type AvailabilityPage struct {
+	// Position is the stream sequence the read model reflects.
+	Position uint64
+	// Pools are the matching pools, ordered by starts_at then id.
+	Pools []pools.View
+	// NextPageToken, when not empty, fetches the next page.
+	NextPageToken string
+}
+
+// Availability is the read model behind GET /v1/availability, built from a
+// JetStream projection. Errors are *capacity.Error values where a code
+// applies (EINVALID, EUNAVAILABLE), anything else is internal.
+type Availability interface {
+	// Availability answers one page of q.
+	Availability(ctx context.Context, q AvailabilityQuery) (AvailabilityPage, error)
+}
+
+// Limits of the availability route's limit parameter.
+const (
+	DefaultAvailabilityLimit = 100
+	MaxAvailabilityLimit     = 1000
+)
+
+// Config holds what the HTTP API needs. Pools and History are required;
+// the rest have defaults.
+type Config struct {
+	// Pools is the write side (*pools.Service).
+	Pools Pools
+	// History reads a pool's events (streams.PoolEvents).
+	History History
+	// Availability is the read model; nil answers 503 unavailable.
+	Availability Availability
+	// Ready reports whether the service can take writes (nil: ready);
+	// GET /readyz answers 503 while it returns an error.
+	Ready func() error
+	// Logger receives one line per request and internal errors.
+	Logger zerolog.Logger
+	// Registry receives the HTTP and pool metrics and is served at
+	// /metrics. Default: a new registry.
+	Registry *prometheus.Registry
+	// Metrics, when set, are the metrics (from NewMetrics on Registry)
+	// whose OnAppend was wired into pools.Options; default NewMetrics(Registry).
+	Metrics *Metrics
+	// Now is the clock used to show reservation status. Default time.Now.
+	Now func() time.Time
+	// MaxBodyBytes bounds request bodies. Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// DefaultMaxBodyBytes is the default bound on request bodies.
+const DefaultMaxBodyBytes = 64 << 10
+
+func (c Config) withDefaults() Config {
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(c.Registry)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Ready == nil {
+		c.Ready = func() error { return nil }
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	return c
+}
+
+// NewServer returns the HTTP API as one handler. It registers the pool
+// metrics (over cfg.Pools.Stats) on cfg.Registry; calling it twice with the
+// same registry reuses the collectors registered first.
+func NewServer(cfg Config) http.Handler {
+	cfg = cfg.withDefaults()
+	cfg.Metrics.watch(cfg.Registry, cfg.Pools)
+	return routes(cfg)
+}
