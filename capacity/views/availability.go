@@ -1,0 +1,301 @@
+package views
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/pools"
+)
+
+// Query limits of Availability.Query.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// Availability is the read model of pools and their figures, queryable by
+// region, kind and start time. It is safe for one writer and many readers.
+type Availability struct {
+	mu       sync.RWMutex
+	pools    map[string]*availRow
+	byStart  []*availRow // defined pools sorted by (StartsAt, ID)
+	position uint64
+}
+
+// availRow is one pool of the availability model.
+type availRow struct {
+	fold
+	start     int64      // StartsAt in unix nanoseconds, the index key with the id
+	indexed   bool       // whether the row is in byStart
+	deadlines []deadline // live holds sorted by (at, id)
+	gen       uint64     // bumped on every change, under the write lock
+	memo      atomic.Pointer[lapseMemo]
+}
+
+// deadline is a live hold in a pool's deadline index.
+type deadline struct {
+	at       int64 // unix nanoseconds
+	id       string
+	quantity int
+}
+
+// lapseMemo caches the units of lapsed holds for now in [from, until) at
+// generation gen; readers publish it through an atomic pointer.
+type lapseMemo struct {
+	gen         uint64
+	from, until int64
+	units       int
+}
+
+// AvailabilityQuery selects pools for Availability.Query.
+type AvailabilityQuery struct {
+	Region string    // "" for every region
+	Kind   string    // "" for every kind
+	From   time.Time // pools starting at or after From; zero for no bound
+	To     time.Time // pools starting before To; zero for no bound
+	Limit  int       // at most this many pools; 0 for DefaultLimit, capped at MaxLimit
+	Cursor string    // Next of the previous page, "" for the first
+}
+
+// AvailabilityPage is one page of pools sorted by StartsAt then ID.
+type AvailabilityPage struct {
+	Pools    []pools.View `json:"pools"`
+	Next     string       `json:"next,omitempty"` // cursor of the next page, "" on the last
+	Position uint64       `json:"position"`       // stream sequence the page reflects
+}
+
+// NewAvailability returns an empty availability model.
+func NewAvailability() *Availability {
+	return &Availability{pools: make(map[string]*availRow)}
+}
+
+// Apply applies event e, stored at stream sequence seq on pool's subject.
+// An event at or below the last seq applied to that pool is ignored.
+func (a *Availability) Apply(pool string, seq uint64, e capacity.Event) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.position = max(a.position, seq)
+	row := a.pools[pool]
+	if row == nil {
+		row = &availRow{}
+		a.pools[pool] = row
+	}
+	applied, id, before, after := row.apply(seq, e)
+	if !applied {
+		return
+	}
+	row.gen++
+	if before.held {
+		row.removeDeadline(deadline{at: before.expiresAt, id: id})
+	}
+	if after.held {
+		row.insertDeadline(deadline{at: after.expiresAt, id: id, quantity: after.quantity})
+	}
+	if _, ok := e.(capacity.PoolDefined); ok {
+		a.reindex(row)
+	}
+}
+
+// Advance records that every event up to seq has been seen although seq
+// itself held nothing to apply (an undecodable message).
+func (a *Availability) Advance(seq uint64) {
+	a.mu.Lock()
+	a.position = max(a.position, seq)
+	a.mu.Unlock()
+}
+
+// Position returns the highest stream sequence applied.
+func (a *Availability) Position() uint64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.position
+}
+
+// Pool returns one pool's view at now and the position it reflects; false
+// if the pool is not defined.
+func (a *Availability) Pool(id string, now time.Time) (pools.View, uint64, bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	row := a.pools[id]
+	if row == nil || !row.pool.Defined() {
+		return pools.View{}, a.position, false
+	}
+	return row.view(now.UnixNano()), a.position, true
+}
+
+// Query returns the pools q selects, with their figures at now: a hold past
+// its deadline counts as free even before its Expired event. A malformed
+// cursor is an EINVALID error.
+func (a *Availability) Query(q AvailabilityQuery, now time.Time) (AvailabilityPage, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+	afterStart, afterID, hasCursor, err := decodeCursor(q.Cursor)
+	if err != nil {
+		return AvailabilityPage{}, err
+	}
+	nowNano := now.UnixNano()
+
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	page := AvailabilityPage{Position: a.position}
+	var i int
+	switch {
+	case hasCursor:
+		i, _ = slices.BinarySearchFunc(a.byStart, afterStart, func(r *availRow, start int64) int {
+			return compareInt(r.start, start)
+		})
+		for i < len(a.byStart) && a.byStart[i].start == afterStart && a.byStart[i].pool.ID <= afterID {
+			i++
+		}
+		if !q.From.IsZero() {
+			i = max(i, a.searchStart(q.From.UnixNano()))
+		}
+	case !q.From.IsZero():
+		i = a.searchStart(q.From.UnixNano())
+	}
+	to := int64(0)
+	if !q.To.IsZero() {
+		to = q.To.UnixNano()
+	}
+	for ; i < len(a.byStart); i++ {
+		row := a.byStart[i]
+		if to != 0 && row.start >= to {
+			break
+		}
+		if (q.Region != "" && row.pool.Region != q.Region) || (q.Kind != "" && row.pool.Kind != q.Kind) {
+			continue
+		}
+		if len(page.Pools) == limit {
+			last := page.Pools[limit-1]
+			page.Next = encodeCursor(last.StartsAt.UnixNano(), last.ID)
+			break
+		}
+		if page.Pools == nil {
+			page.Pools = make([]pools.View, 0, min(limit, 64))
+		}
+		page.Pools = append(page.Pools, row.view(nowNano))
+	}
+	return page, nil
+}
+
+// searchStart returns the index of the first pool starting at or after start.
+func (a *Availability) searchStart(start int64) int {
+	i, _ := slices.BinarySearchFunc(a.byStart, start, func(r *availRow, start int64) int {
+		return compareInt(r.start, start)
+	})
+	return i
+}
+
+// reindex puts a (re)defined pool at its place in byStart.
+func (a *Availability) reindex(row *availRow) {
+	if row.indexed {
+		if i, ok := a.findRow(row.start, row.pool.ID); ok {
+			a.byStart = slices.Delete(a.byStart, i, i+1)
+		}
+	}
+	row.start = row.pool.StartsAt.UnixNano()
+	i, _ := a.findRow(row.start, row.pool.ID)
+	a.byStart = slices.Insert(a.byStart, i, row)
+	row.indexed = true
+}
+
+// findRow finds the place of (start, id) in byStart.
+func (a *Availability) findRow(start int64, id string) (int, bool) {
+	return slices.BinarySearchFunc(a.byStart, start, func(r *availRow, start int64) int {
+		if c := compareInt(r.start, start); c != 0 {
+			return c
+		}
+		return strings.Compare(r.pool.ID, id)
+	})
+}
+
+// view returns the row's pool as a client sees it at now (unix nanoseconds).
+func (r *availRow) view(now int64) pools.View {
+	p := &r.pool
+	held := r.held - r.lapsedUnits(now)
+	available := p.Limit() - held - r.confirmed
+	return pools.View{
+		ID: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
+		Capacity: p.Capacity, Overbook: p.Overbook, Status: p.Status, Version: p.Version,
+		Figures: capacity.Figures{Held: held, Confirmed: r.confirmed, Available: available, OverCapacity: available < 0},
+	}
+}
+
+// lapsedUnits returns the units of live holds whose deadline is at or before
+// now. Safe under the read lock: the memo is published atomically and keyed
+// by the row's generation.
+func (r *availRow) lapsedUnits(now int64) int {
+	if m := r.memo.Load(); m != nil && m.gen == r.gen && now >= m.from && now < m.until {
+		return m.units
+	}
+	units, until := 0, int64(1<<63-1)
+	for _, d := range r.deadlines {
+		if d.at > now {
+			until = d.at
+			break
+		}
+		units += d.quantity
+	}
+	r.memo.Store(&lapseMemo{gen: r.gen, from: now, until: until, units: units})
+	return units
+}
+
+func (r *availRow) insertDeadline(d deadline) {
+	n := len(r.deadlines)
+	if n == 0 || compareDeadline(r.deadlines[n-1], d) < 0 { // the common case: later than every other
+		r.deadlines = append(r.deadlines, d)
+		return
+	}
+	i, _ := slices.BinarySearchFunc(r.deadlines, d, compareDeadline)
+	r.deadlines = slices.Insert(r.deadlines, i, d)
+}
+
+func (r *availRow) removeDeadline(d deadline) {
+	if i, ok := slices.BinarySearchFunc(r.deadlines, d, compareDeadline); ok {
+		r.deadlines = slices.Delete(r.deadlines, i, i+1)
+	}
+}
+
+func compareDeadline(a, b deadline) int {
+	if c := compareInt(a.at, b.at); c != 0 {
+		return c
+	}
+	return strings.Compare(a.id, b.id)
+}
+
+func compareInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// encodeCursor returns the opaque cursor after the pool (start, id).
+func encodeCursor(start int64, id string) string {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(id)), uint64(start))
+	return base64.RawURLEncoding.EncodeToString(append(b, id...))
+}
+
+// decodeCursor reverses encodeCursor; "" is no cursor.
+func decodeCursor(cursor string) (start int64, id string, ok bool, err error) {
+	if cursor == "" {
+		return 0, "", false, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(b) < 9 {
+		return 0, "", false, capacity.Errorf(capacity.EINVALID, "malformed cursor")
+	}
+	return int64(binary.BigEndian.Uint64(b)), string(b[8:]), true, nil
+}

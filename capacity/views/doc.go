@@ -1,0 +1,35 @@
+// Package views holds the read models of capacity pools: pure in-memory
+// projections fed decoded events, with no I/O of their own. A runner
+// (streams/projection) feeds them from a JetStream durable pull consumer;
+// tests feed them from a slice.
+//
+// Every model has the same two entry points: Apply(pool, seq, e), which
+// ignores any seq at or below the last one applied to that pool, so a
+// redelivered message never counts twice, and Position, the highest stream
+// sequence applied (or skipped with Advance). A query returns the position it
+// reflects, read under the same lock as its data.
+//
+// Each model keeps one capacity.Pool per pool and evolves it with the
+// domain's own Evolve, so a model's figures equal those of the write side by
+// construction rather than by a second implementation of the rules. Models
+// are independent (each holds its own pools): simpler to reason about and to
+// feed from separate runners, at the cost of memory when one process runs
+// all three.
+//
+// Concurrency: one writer (the runner) and many readers. A sync.RWMutex
+// guards each model. capacity.Pool.FiguresAt caches lapsed-hold units in the
+// pool and so writes on read; readers here never call it. Availability keeps
+// instead its own index of live holds sorted by deadline and a per-pool memo
+// published through an atomic pointer, so a query at time now counts a hold
+// past its deadline as free (before its Expired event is written) in time
+// proportional to the lapsed holds, not to the pool's history.
+//
+// The board aggregates pools per region, kind, day and slot, and counts
+// holds as recorded: a lapsed hold leaves the board when its Expired event
+// arrives (the write side's sweeper writes it shortly after the deadline).
+// That keeps the board, and its change feed, a function of the stream alone.
+// The change feed never blocks the writer: a subscriber whose buffer is full
+// is dropped (its channel closed) and must read the board again and
+// resubscribe; changes carry the stream sequence so a client can discard
+// those already reflected in the board it read.
+package views

@@ -1,0 +1,208 @@
+package views
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+)
+
+var epoch = time.Date(2030, 3, 1, 0, 0, 0, 0, time.UTC)
+
+// recorded is one event of a generated history.
+type recorded struct {
+	pool string
+	seq  uint64
+	e    capacity.Event
+}
+
+// history decides n random commands over the given number of pools with a
+// clock that moves forward, the way the write side would, and returns the
+// events with sequences and the clock's final time.
+func history(t testing.TB, seed uint64, npools, n int) ([]recorded, time.Time) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 1))
+	state := make(map[string]*capacity.Pool)
+	now := epoch
+	var out []recorded
+	var seq uint64
+	for range n {
+		id := fmt.Sprintf("p%03d", rng.IntN(npools))
+		p := state[id]
+		if p == nil {
+			p = &capacity.Pool{}
+			state[id] = p
+		}
+		now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		var cmd capacity.Command
+		rid := fmt.Sprintf("r%d", rng.IntN(400))
+		switch k := rng.IntN(100); {
+		case !p.Defined():
+			slot := epoch.Add(24*time.Hour + time.Duration(rng.IntN(6))*time.Hour + time.Duration(rng.IntN(2))*24*time.Hour)
+			cmd = capacity.DefinePool{Pool: id, Region: []string{"eu", "us"}[rng.IntN(2)], Kind: []string{"delivery", "picking"}[rng.IntN(2)],
+				StartsAt: slot, EndsAt: slot.Add(time.Hour), Capacity: 5 + rng.IntN(20), Overbook: rng.IntN(3)}
+		case k < 50:
+			cmd = capacity.Hold{ReservationID: rid, Quantity: 1 + rng.IntN(3), TTL: time.Duration(1+rng.IntN(120)) * time.Second}
+		case k < 70:
+			cmd = capacity.Confirm{ReservationID: rid}
+		case k < 80:
+			cmd = capacity.Release{ReservationID: rid}
+		case k < 88:
+			cmd = capacity.Expire{}
+		case k < 94:
+			c := rng.IntN(25)
+			cmd = capacity.ChangePool{Capacity: &c}
+		default:
+			cmd = capacity.ChangePool{Status: []capacity.Status{capacity.Open, capacity.Closed}[rng.IntN(2)]}
+		}
+		events, err := capacity.Decide(p, cmd, now)
+		if err != nil {
+			continue
+		}
+		for _, e := range events {
+			seq++
+			p.Evolve(e, seq)
+			out = append(out, recorded{pool: id, seq: seq, e: e})
+		}
+	}
+	return out, now
+}
+
+func TestModelsEqualReplayWithRedelivery(t *testing.T) {
+	events, end := history(t, 7, 40, 8000)
+	a, res, b, replay := NewAvailability(), NewReservations(), NewBoard(), NewReplay()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i, r := range events {
+		replay.Apply(r.pool, r.seq, r.e)
+		a.Apply(r.pool, r.seq, r.e)
+		res.Apply(r.pool, r.seq, r.e)
+		b.Apply(r.pool, r.seq, r.e)
+		if i > 0 && rng.IntN(10) == 0 { // redeliver an earlier event: must change nothing
+			old := events[rng.IntN(i)]
+			a.Apply(old.pool, old.seq, old.e)
+			res.Apply(old.pool, old.seq, old.e)
+			b.Apply(old.pool, old.seq, old.e)
+		}
+	}
+	for _, at := range []time.Time{end, end.Add(-time.Minute), end.Add(time.Hour)} {
+		if diffs := replay.Diff(a, res, b, at, 10); len(diffs) > 0 {
+			t.Fatalf("models differ from replay at %v:\n%v", at, diffs)
+		}
+	}
+}
+
+func TestAvailabilityQuery(t *testing.T) {
+	a := NewAvailability()
+	day := epoch.Add(24 * time.Hour)
+	var seq uint64
+	define := func(id, region, kind string, start time.Time) {
+		seq++
+		a.Apply(id, seq, capacity.PoolDefined{Pool: id, Region: region, Kind: kind, StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 10})
+	}
+	for i := range 30 {
+		define(fmt.Sprintf("a%02d", i), "eu", "delivery", day.Add(time.Duration(i%10)*time.Hour))
+	}
+	define("other-region", "us", "delivery", day)
+	define("other-kind", "eu", "picking", day)
+	define("next-day", "eu", "delivery", day.Add(24*time.Hour))
+	seq++
+	a.Apply("a00", seq, capacity.Held{ReservationID: "r1", Quantity: 4, TTL: time.Minute, ExpiresAt: epoch.Add(time.Minute), At: epoch})
+	seq++
+	a.Apply("a00", seq, capacity.Held{ReservationID: "r2", Quantity: 3, TTL: 2 * time.Minute, ExpiresAt: epoch.Add(2 * time.Minute), At: epoch})
+
+	q := AvailabilityQuery{Region: "eu", Kind: "delivery", From: day, To: day.Add(24 * time.Hour), Limit: 7}
+	var got []string
+	var pages int
+	for {
+		page, err := a.Query(q, epoch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := page.Position, seq; got != want {
+			t.Fatalf("position = %d, want %d", got, want)
+		}
+		pages++
+		for _, v := range page.Pools {
+			got = append(got, v.ID)
+		}
+		if q.Cursor = page.Next; q.Cursor == "" {
+			break
+		}
+	}
+	if len(got) != 30 || pages != 5 {
+		t.Fatalf("got %d pools in %d pages, want 30 in 5: %v", len(got), pages, got)
+	}
+	if got[0] != "a00" || got[1] != "a10" || got[2] != "a20" || got[3] != "a01" {
+		t.Fatalf("order = %v, want by start then id", got[:4])
+	}
+	for _, tc := range []struct {
+		at             time.Time
+		held, avail    int
+		wantOverCapacy bool
+	}{
+		{epoch, 7, 3, false},
+		{epoch.Add(time.Minute), 3, 7, false}, // r1 lapsed at its deadline, before any Expired event
+		{epoch.Add(2 * time.Minute), 0, 10, false},
+		{epoch.Add(30 * time.Second), 7, 3, false},
+	} {
+		v, _, ok := a.Pool("a00", tc.at)
+		if !ok || v.Held != tc.held || v.Available != tc.avail || v.OverCapacity != tc.wantOverCapacy {
+			t.Errorf("at %v: pool = %+v, want held %d available %d", tc.at, v, tc.held, tc.avail)
+		}
+	}
+	if _, err := a.Query(AvailabilityQuery{Cursor: "!!"}, epoch); capacity.ErrorCode(err) != capacity.EINVALID {
+		t.Fatalf("bad cursor: err = %v, want EINVALID", err)
+	}
+}
+
+func TestBoardFeed(t *testing.T) {
+	events, _ := history(t, 11, 20, 3000)
+	b := NewBoard()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	feed, stop := b.Subscribe(ctx, len(events)*2)
+	defer stop()
+	slow, stopSlow := b.Subscribe(ctx, 1)
+	defer stopSlow()
+	for _, r := range events {
+		b.Apply(r.pool, r.seq, r.e)
+	}
+	stop()
+	last := make(map[string]BoardChange)
+	var prev uint64
+	for c := range feed {
+		if c.Seq < prev {
+			t.Fatalf("change seq %d after %d", c.Seq, prev)
+		}
+		prev = c.Seq
+		last[c.Cell.Region+c.Cell.Kind+c.Cell.Slot.String()] = c
+	}
+	cells, pos := b.Cells("", "", "")
+	if pos != events[len(events)-1].seq {
+		t.Fatalf("position = %d, want %d", pos, events[len(events)-1].seq)
+	}
+	if len(last) != len(cells) {
+		t.Fatalf("feed touched %d cells, board has %d", len(last), len(cells))
+	}
+	for _, c := range cells {
+		if got := last[c.Region+c.Kind+c.Slot.String()].Cell; got != c {
+			t.Fatalf("last change of cell = %+v, want %+v", got, c)
+		}
+	}
+	n := 0
+	for range slow { // dropped: closed after its buffer filled, without blocking Apply
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("slow subscriber got %d changes, want 1 then a closed channel", n)
+	}
+	byDay, _ := b.Cells("eu", "", cells[0].Day)
+	for _, c := range byDay {
+		if c.Region != "eu" || c.Day != cells[0].Day {
+			t.Fatalf("Cells(eu, %s) returned %+v", cells[0].Day, c)
+		}
+	}
+}
