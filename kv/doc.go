@@ -1,0 +1,28 @@
+// Package kv keeps the latest snapshot of each pool in a JetStream key-value bucket.
+//
+// The package is domain-agnostic: a snapshot is opaque JSON (the folded state of a pool) and the stream
+// sequence of the last event folded into it. Each value is stored as {"seq":N,"state":<the JSON>} so that
+// `nats kv get pool_snapshots <key>` is readable.
+//
+// # Never backwards
+//
+// Put is a compare-and-set loop: read the key, return if the stored sequence is already at or past the
+// new one, otherwise Create (no value yet, or the last value was deleted) or Update at the revision read.
+// A lost race (jetstream.ErrKeyExists, jetstream.ErrKeyRevisionMismatch, which covers both "wrong last
+// sequence" codes 10071 and 10164) starts a new round; after a bounded number of rounds Put fails. A stored
+// value that does not decode is overwritten, so one bad write cannot wedge a pool.
+//
+// # Staleness
+//
+// Get uses the bucket's direct get, which on a replicated bucket may be answered by a follower that lags the
+// latest Put. That is safe for snapshots: an older snapshot only means replaying more events from the
+// stream. Put's compare-and-set still runs against the leader, so a stale read costs a retry, not a
+// backwards move.
+//
+// # Errors
+//
+// Get returns ErrNotFound when the key has no value (never written, or deleted) and ErrCorrupt, wrapped with
+// the reason, when the value is not a snapshot. When the bucket itself has been deleted, Get and Put return
+// the underlying NATS error (no responders for the direct get); creating the bucket again with New makes
+// every Snapshots value for that bucket name usable again.
+package kv

@@ -1,0 +1,196 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultBucket is the bucket name to use when the deployment does not choose one.
+const DefaultBucket = "pool_snapshots"
+
+var (
+	// ErrNotFound means there is no snapshot under the key.
+	ErrNotFound = errors.New("kv: snapshot not found")
+	// ErrCorrupt means the stored value is not a snapshot; Put overwrites it.
+	ErrCorrupt = errors.New("kv: snapshot corrupt")
+	// ErrInvalid means an argument or the bucket's configuration is unusable.
+	ErrInvalid = errors.New("kv: invalid")
+)
+
+// Snapshots stores the latest snapshot of each pool in a JetStream KV bucket.
+type Snapshots struct {
+	kv     jetstream.KeyValue
+	bucket string
+	opts   options
+}
+
+// Snapshot is a stored snapshot: the state as of stream sequence Seq, and the KV revision holding it.
+type Snapshot struct {
+	Key      string // bucket key
+	Seq      uint64 // last event sequence folded into Data
+	Data     []byte // the state, JSON
+	Revision uint64 // KV revision of the value
+}
+
+// value is the JSON form of a snapshot in the bucket: {"seq":N,"state":<Data>}.
+type value struct {
+	Seq   *uint64         `json:"seq"`
+	State json.RawMessage `json:"state"`
+}
+
+var (
+	validBucket = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	validKey    = regexp.MustCompile(`^[-/_=.A-Za-z0-9]+$`) // as nats.go's kv.go, plus no leading/trailing dot
+)
+
+// New creates the bucket if needed, or updates it to the options, checks its configuration and returns
+// Snapshots on it.
+func New(ctx context.Context, js jetstream.JetStream, bucket string, opts ...Option) (*Snapshots, error) {
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalid)
+	}
+	if !validBucket.MatchString(bucket) {
+		return nil, fmt.Errorf("%w: bucket name %q", ErrInvalid, bucket)
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: "latest snapshot of each capacity pool",
+		History:     o.history,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kv: bucket %s: %w", bucket, err)
+	}
+	status, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kv: bucket %s status: %w", bucket, err)
+	}
+	cfg := status.Config()
+	if cfg.Storage != jetstream.FileStorage || status.History() != int64(o.history) || status.TTL() != 0 || cfg.Replicas != o.replicas {
+		return nil, fmt.Errorf("%w: bucket %s config storage=%v history=%d ttl=%v replicas=%d",
+			ErrInvalid, bucket, cfg.Storage, status.History(), status.TTL(), cfg.Replicas)
+	}
+	return &Snapshots{kv: kv, bucket: bucket, opts: o}, nil
+}
+
+// Bucket returns the bucket's name.
+func (s *Snapshots) Bucket() string { return s.bucket }
+
+// Get returns the snapshot stored under key: ErrNotFound if there is none, ErrCorrupt (wrapped, with the
+// reason) if the value does not decode. Reads may be served by a bucket replica and lag the latest Put.
+func (s *Snapshots) Get(ctx context.Context, key string) (Snapshot, error) {
+	if err := checkKey(key); err != nil {
+		return Snapshot{}, err
+	}
+	entry, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Snapshot{}, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("kv: get %s: %w", key, err)
+	}
+	seq, data, err := decode(entry.Value())
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("%w: %s revision %d: %v", ErrCorrupt, key, entry.Revision(), err)
+	}
+	return Snapshot{Key: key, Seq: seq, Data: data, Revision: entry.Revision()}, nil
+}
+
+// Put stores data as the snapshot at seq under key unless the stored snapshot is already at seq or later,
+// in which case it does nothing: snapshots never move backwards. A corrupt stored value is overwritten.
+// Concurrent Puts are resolved by compare-and-set on the key's revision, retried a bounded number of times.
+func (s *Snapshots) Put(ctx context.Context, key string, seq uint64, data []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if !json.Valid(data) {
+		return fmt.Errorf("%w: snapshot data for %s is not JSON", ErrInvalid, key)
+	}
+	val := encode(seq, data)
+	for range s.opts.attempts {
+		entry, err := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			// Create also covers a key whose last value is a delete marker.
+			_, err = s.kv.Create(ctx, key, val)
+			if err == nil {
+				return nil
+			}
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // someone created it first: compare with theirs
+			}
+			return fmt.Errorf("kv: create %s: %w", key, err)
+		case err != nil:
+			return fmt.Errorf("kv: get %s: %w", key, err)
+		}
+		if stored, _, err := decode(entry.Value()); err == nil && stored >= seq {
+			return nil
+		}
+		_, err = s.kv.Update(ctx, key, val, entry.Revision())
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("kv: update %s: %w", key, err)
+		}
+	}
+	return fmt.Errorf("kv: put %s: still contended after %d attempts", key, s.opts.attempts)
+}
+
+// Delete removes the snapshot under key; deleting a missing key is not an error.
+func (s *Snapshots) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if err := s.kv.Delete(ctx, key); err != nil {
+		return fmt.Errorf("kv: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// encode returns the bucket value for a snapshot; data must be valid JSON.
+func encode(seq uint64, data []byte) []byte {
+	b := make([]byte, 0, len(data)+40)
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"state":`...)
+	b = append(b, bytes.TrimSpace(data)...)
+	return append(b, '}')
+}
+
+// decode parses a bucket value, requiring both fields.
+func decode(raw []byte) (uint64, []byte, error) {
+	var v value
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return 0, nil, err
+	}
+	if v.Seq == nil {
+		return 0, nil, errors.New(`missing "seq"`)
+	}
+	if len(v.State) == 0 {
+		return 0, nil, errors.New(`missing "state"`)
+	}
+	return *v.Seq, v.State, nil
+}
+
+// checkKey accepts any valid KV key.
+func checkKey(key string) error {
+	if !validKey.MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' {
+		return fmt.Errorf("%w: key %q", ErrInvalid, key)
+	}
+	return nil
+}
