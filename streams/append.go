@@ -67,10 +67,15 @@ func (s *Store) publishOne(ctx context.Context, subject string, expectedSeq uint
 // reply (the server acks staged messages only when a reply subject is set), the last with Nats-Batch-Commit
 // as a request whose reply is the batch's PubAck.
 func (s *Store) publishBatch(ctx context.Context, subject string, expectedSeq uint64, events []Event) (pubAck, error) {
+	// A batch whose commit is never sent stays open on the server (and counts against its limit of open
+	// batches) until it is abandoned 10 s later: do not start one with a context that is already done.
+	if err := ctx.Err(); err != nil {
+		return pubAck{}, definiteError{err}
+	}
 	select {
 	case s.inflight <- struct{}{}:
 	case <-ctx.Done():
-		return pubAck{}, fmt.Errorf("streams: waiting for a batch slot: %w", ctx.Err())
+		return pubAck{}, definiteError{fmt.Errorf("streams: waiting for a batch slot: %w", ctx.Err())}
 	}
 	defer func() { <-s.inflight }()
 
