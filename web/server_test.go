@@ -1,0 +1,183 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+)
+
+// TestOpenAPICoversRoutes checks that the document is valid, that every
+// route is documented and that every documented operation is a route.
+func TestOpenAPICoversRoutes(t *testing.T) {
+	doc, _ := loadOpenAPI(t)
+	documented := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			documented[method+" "+path] = true
+		}
+	}
+	served := map[string]bool{}
+	mux := routes(Config{}.withDefaults())
+	err := chi.Walk(mux, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		served[method+" "+route] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for op := range served {
+		if !documented[op] {
+			t.Errorf("route %s is not in openapi.json", op)
+		}
+	}
+	for op := range documented {
+		if !served[op] {
+			t.Errorf("openapi.json documents %s, which is not a route", op)
+		}
+	}
+	if len(served) != 13 {
+		t.Errorf("only %d routes: %v", len(served), keys(served))
+	}
+	res := do(t, NewServer(Config{}), req{method: "GET", path: "/openapi.json"})
+	wantStatus(t, res, http.StatusOK)
+	if !strings.Contains(string(res.Body), `"openapi": "3.0.3"`) {
+		t.Errorf("/openapi.json is not the document")
+	}
+}
+
+func keys(m map[string]bool) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// panicky is a Pools whose every method panics.
+type panicky struct{}
+
+func (*panicky) Pool(context.Context, string) (pools.View, error) { panic("boom") }
+func (*panicky) Execute(context.Context, string, capacity.Command) (pools.Result, error) {
+	panic("boom")
+}
+
+func (*panicky) Reservation(context.Context, string, string) (capacity.Reservation, error) {
+	panic("boom")
+}
+func (*panicky) Stats() pools.Stats { return pools.Stats{} }
+func (*panicky) Loaded() int        { return 0 }
+
+func TestPanicBecomesProblem(t *testing.T) {
+	logs := &syncBuffer{}
+	h := NewServer(Config{Pools: &panicky{}, Logger: zerolog.New(logs)})
+	for _, rq := range []req{
+		{method: "GET", path: "/v1/pools/p"},
+		{method: "POST", path: "/v1/pools/p/holds", body: `{"reservation_id":"r","quantity":1}`},
+	} {
+		p := wantProblem(t, do(t, h, rq), http.StatusInternalServerError, "internal")
+		if strings.Contains(p["detail"].(string), "boom") {
+			t.Errorf("the panic leaked: %v", p["detail"])
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, "handler panicked") || !strings.Contains(l, "boom") || !strings.Contains(l, "goroutine") {
+		t.Errorf("panic not logged with its stack: %s", l)
+	}
+	if l := logs.String(); !strings.Contains(l, `"status":500`) {
+		t.Errorf("request line lacks the 500: %s", l)
+	}
+}
+
+func TestErrorMapping(t *testing.T) {
+	logs := &syncBuffer{}
+	for _, tc := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{capacity.Errorf(capacity.EUNAVAILABLE, "outcome unknown"), 503, "unavailable"},
+		{capacity.Errorf(capacity.EPRECONDITION, "stale"), 412, "precondition-failed"},
+		{capacity.Errorf(capacity.EEXPIRED, "late"), 409, "hold-expired"},
+		{fmt.Errorf("wrapped: %w", capacity.Errorf(capacity.EINSUFFICIENT, "full")), 409, "insufficient-capacity"},
+		{invalid("bad", map[string]string{"x": "y"}), 400, "invalid-request"},
+		{capacity.Errorf("no-such-code", "odd"), 500, "internal"},
+		{errors.New("nats: secret internals"), 500, "internal"},
+	} {
+		h := withRequestID(zerolog.New(logs))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { Error(w, r, tc.err) }))
+		res := do(t, h, req{method: "GET", path: "/error"})
+		p := wantProblem(t, res, tc.status, tc.code)
+		if tc.status == 503 && res.Header.Get("Retry-After") == "" {
+			t.Errorf("503 without Retry-After")
+		}
+		if tc.status == 500 && strings.Contains(p["detail"].(string), "secret") {
+			t.Errorf("internal error leaked: %v", p["detail"])
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, "secret internals") {
+		t.Errorf("internal error not logged: %s", l)
+	}
+}
+
+// fixedAvailability answers every query with one page and remembers the query.
+type fixedAvailability struct {
+	page AvailabilityPage
+	got  AvailabilityQuery
+}
+
+func (f *fixedAvailability) Availability(_ context.Context, q AvailabilityQuery) (AvailabilityPage, error) {
+	f.got = q
+	return f.page, nil
+}
+
+func TestAvailability(t *testing.T) {
+	res := do(t, NewServer(Config{}), req{method: "GET", path: "/v1/availability"})
+	wantProblem(t, res, http.StatusServiceUnavailable, "unavailable")
+	if res.Header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
+	}
+
+	start := time.Date(2026, 5, 1, 18, 0, 0, 0, time.UTC)
+	a := &fixedAvailability{page: AvailabilityPage{Position: 42, NextPageToken: "next", Pools: []pools.View{{
+		ID: "p", Region: "north", Kind: "delivery", StartsAt: start, EndsAt: start.Add(time.Hour),
+		Capacity: 5, Status: capacity.Open, Version: 40, Figures: capacity.Figures{Held: 1, Available: 4},
+	}}}}
+	res = do(t, NewServer(Config{Availability: a}), req{method: "GET",
+		path: "/v1/availability?region=north&kind=delivery&from=2026-05-01T00:00:00Z&to=2026-05-02T00:00:00Z&min_position=40&limit=10&page_token=abc"})
+	wantStatus(t, res, http.StatusOK)
+	body := res.JSON(t)
+	if body["position"] != 42.0 || body["next_page_token"] != "next" || len(body["pools"].([]any)) != 1 {
+		t.Errorf("availability = %s", res.Body)
+	}
+	want := AvailabilityQuery{Region: "north", Kind: "delivery", From: start.Add(-18 * time.Hour), To: start.Add(6 * time.Hour),
+		MinPosition: 40, Limit: 10, PageToken: "abc"}
+	if a.got != want {
+		t.Errorf("query = %+v, want %+v", a.got, want)
+	}
+	do(t, NewServer(Config{Availability: a}), req{method: "GET", path: "/v1/availability"})
+	if a.got.Limit != DefaultAvailabilityLimit {
+		t.Errorf("default limit = %d", a.got.Limit)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	var notReady error = errors.New("nats down")
+	h := NewServer(Config{Ready: func() error { return notReady }})
+	wantStatus(t, do(t, h, req{method: "GET", path: "/healthz"}), http.StatusOK)
+	res := do(t, h, req{method: "GET", path: "/readyz"})
+	wantProblem(t, res, http.StatusServiceUnavailable, "unavailable")
+	if strings.Contains(string(res.Body), "nats down") {
+		t.Errorf("readiness leaked an internal error: %s", res.Body)
+	}
+	notReady = nil
+	wantStatus(t, do(t, h, req{method: "GET", path: "/readyz"}), http.StatusOK)
+}
