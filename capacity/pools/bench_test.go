@@ -1,0 +1,70 @@
+package pools_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/capacityd/capacityd/streams/natstest"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// BenchmarkHotPool measures group commit on one hot pool: 64 concurrent
+// callers doing quantity-1 holds in-process against an embedded server.
+//
+//	go test -run x -bench HotPool -benchtime 100000x ./capacity/pools/
+func BenchmarkHotPool(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		opts []func(*server.Options)
+	}{
+		{"sync=interval", nil},
+		{"sync=always", []func(*server.Options){natstest.SyncAlways}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			s := natstest.RunServer(b, mode.opts...)
+			st := newStack(b, s, pools.Options{})
+			now := time.Now()
+			define(b, st.svc, "hot", 1<<30, now)
+			const callers = 64
+			var next atomic.Int64
+			lat := make([][]time.Duration, callers)
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for c := range callers {
+				wg.Go(func() {
+					for {
+						n := next.Add(1)
+						if n > int64(b.N) {
+							return
+						}
+						t0 := time.Now()
+						_, err := st.svc.Execute(context.Background(), "hot", capacity.Hold{ReservationID: fmt.Sprint("h", n), Quantity: 1, TTL: time.Hour})
+						lat[c] = append(lat[c], time.Since(t0))
+						if err != nil {
+							b.Errorf("hold: %v", err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			all := slices.Concat(lat...)
+			slices.Sort(all)
+			stats := st.svc.Stats()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "holds/s")
+			b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+			b.ReportMetric(float64(stats.Events)/float64(max(1, stats.Appends)), "events/append")
+		})
+	}
+}

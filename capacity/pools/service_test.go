@@ -1,0 +1,416 @@
+package pools_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/capacityd/capacityd/kv"
+	"github.com/capacityd/capacityd/streams"
+	"github.com/capacityd/capacityd/streams/natstest"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const region = "test"
+
+// stack is one service instance: its own connection, stores and entities.
+type stack struct {
+	js     jetstream.JetStream
+	events *streams.PoolEvents
+	snaps  *kv.PoolSnapshots
+	svc    *pools.Service
+}
+
+func newStack(t testing.TB, s *server.Server, opts pools.Options) *stack {
+	t.Helper()
+	ctx := context.Background()
+	_, js := natstest.Connect(t, s)
+	store, err := streams.New(ctx, js, region)
+	if err != nil {
+		t.Fatalf("streams.New: %v", err)
+	}
+	snaps, err := kv.New(ctx, js, kv.DefaultBucket)
+	if err != nil {
+		t.Fatalf("kv.New: %v", err)
+	}
+	st := &stack{js: js, events: streams.NewPoolEvents(store), snaps: kv.NewPoolSnapshots(snaps, region)}
+	st.svc = pools.New(st.events, st.snaps, opts)
+	t.Cleanup(st.svc.Close)
+	return st
+}
+
+// clock is a settable clock for deciding expiry in tests.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func define(t testing.TB, svc *pools.Service, pool string, capacityUnits int, now time.Time) {
+	t.Helper()
+	_, err := svc.Execute(context.Background(), pool, capacity.DefinePool{
+		Pool: pool, Region: "north", Kind: "delivery",
+		StartsAt: now.Add(24 * time.Hour), EndsAt: now.Add(25 * time.Hour), Capacity: capacityUnits,
+	})
+	if err != nil {
+		t.Fatalf("define %s: %v", pool, err)
+	}
+}
+
+// heldInStream counts the pool's Held events and checks they are unique.
+func heldInStream(t testing.TB, events *streams.PoolEvents, pool string) map[string]int {
+	t.Helper()
+	held := make(map[string]int)
+	for rec, err := range events.Read(context.Background(), pool, 0) {
+		if err != nil {
+			t.Fatalf("read %s: %v", pool, err)
+		}
+		if h, ok := rec.Event.(capacity.Held); ok {
+			if _, dup := held[h.ReservationID]; dup {
+				t.Fatalf("reservation %s held twice in the stream", h.ReservationID)
+			}
+			held[h.ReservationID] = h.Quantity
+		}
+	}
+	return held
+}
+
+// raceHolds runs holds of quantity 1 with unique ids from goroutines workers
+// spread over services, and returns the ids that were acknowledged.
+func raceHolds(t testing.TB, svcs []*pools.Service, pool string, workers, holds int) (ok map[string]bool, rejected int) {
+	t.Helper()
+	var mu sync.Mutex
+	ok = make(map[string]bool)
+	var next, rej atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			svc := svcs[w%len(svcs)]
+			for {
+				n := next.Add(1)
+				if n > int64(holds) {
+					return
+				}
+				id := fmt.Sprintf("r%d", n)
+				res, err := svc.Execute(context.Background(), pool, capacity.Hold{ReservationID: id, Quantity: 1, TTL: time.Hour})
+				switch capacity.ErrorCode(err) {
+				case "":
+					if res.Reservation == nil || res.Reservation.ID != id || !res.Written {
+						t.Errorf("hold %s: result %+v", id, res)
+					}
+					mu.Lock()
+					ok[id] = true
+					mu.Unlock()
+				case capacity.EINSUFFICIENT:
+					rej.Add(1)
+				default:
+					t.Errorf("hold %s: %v", id, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return ok, int(rej.Load())
+}
+
+func TestRaceForTheLastUnits(t *testing.T) {
+	s := natstest.RunServer(t)
+	clk := newClock()
+	st := newStack(t, s, pools.Options{Now: clk.Now})
+	define(t, st.svc, "slot-18", 500, clk.Now())
+
+	ok, rejected := raceHolds(t, []*pools.Service{st.svc}, "slot-18", 200, 2000)
+	if got, want := len(ok), 500; got != want {
+		t.Fatalf("successful holds = %d, want %d", got, want)
+	}
+	if got, want := rejected, 1500; got != want {
+		t.Fatalf("rejected holds = %d, want %d", got, want)
+	}
+	view, err := st.svc.Pool(context.Background(), "slot-18")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if view.Held != 500 || view.Available != 0 {
+		t.Fatalf("pool held=%d available=%d, want 500 and 0", view.Held, view.Available)
+	}
+	inStream := heldInStream(t, st.events, "slot-18")
+	if got, want := len(inStream), 500; got != want {
+		t.Fatalf("Held events in stream = %d, want %d", got, want)
+	}
+	for id := range ok {
+		if _, found := inStream[id]; !found {
+			t.Fatalf("acknowledged hold %s missing from the stream", id)
+		}
+	}
+	if stats := st.svc.Stats(); stats.Appends >= 2001 {
+		t.Logf("no batching happened: %+v", stats)
+	} else {
+		t.Logf("2001 commands in %d appends", stats.Appends)
+	}
+}
+
+func TestTwoInstancesNeverOverbook(t *testing.T) {
+	s := natstest.RunServer(t)
+	clk := newClock()
+	a := newStack(t, s, pools.Options{Now: clk.Now, MaxAttempts: 1000})
+	b := newStack(t, s, pools.Options{Now: clk.Now, MaxAttempts: 1000})
+	define(t, a.svc, "van-7", 300, clk.Now())
+
+	ok, rejected := raceHolds(t, []*pools.Service{a.svc, b.svc}, "van-7", 64, 1000)
+	if got, want := len(ok), 300; got != want {
+		t.Fatalf("successful holds = %d, want %d (rejected %d)", got, want, rejected)
+	}
+	inStream := heldInStream(t, a.events, "van-7")
+	if got, want := len(inStream), 300; got != want {
+		t.Fatalf("Held events in stream = %d, want %d", got, want)
+	}
+	for id := range ok {
+		if _, found := inStream[id]; !found {
+			t.Fatalf("acknowledged hold %s missing from the stream", id)
+		}
+	}
+	conflicts := a.svc.Stats().Conflicts + b.svc.Stats().Conflicts
+	if conflicts == 0 {
+		t.Fatalf("two instances racing on one pool saw no conflicts: the OCC path was not exercised")
+	}
+	t.Logf("conflicts retried: a=%d b=%d", a.svc.Stats().Conflicts, b.svc.Stats().Conflicts)
+	// Each instance sees the other's writes on a read.
+	for _, st := range []*stack{a, b} {
+		view, err := st.svc.Pool(context.Background(), "van-7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if view.Held != 300 {
+			t.Fatalf("instance sees held=%d, want 300", view.Held)
+		}
+	}
+}
+
+func TestRestartKeepsEveryAcknowledgedHold(t *testing.T) {
+	s := natstest.RunServer(t, natstest.SyncAlways)
+	clk := newClock()
+	st := newStack(t, s, pools.Options{Now: clk.Now, SnapshotEvery: 50})
+	define(t, st.svc, "pick-1", 1000, clk.Now())
+	ok, _ := raceHolds(t, []*pools.Service{st.svc}, "pick-1", 16, 400)
+	if _, err := st.svc.Execute(context.Background(), "pick-1", capacity.Confirm{ReservationID: "r7"}); err != nil && ok["r7"] {
+		t.Fatal(err)
+	}
+	before, err := st.svc.Pool(context.Background(), "pick-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if st.svc.Stats().Snapshots == 0 {
+			return errors.New("no snapshot written yet")
+		}
+		return nil
+	})
+	st.svc.Close()
+
+	s = natstest.Restart(t, s)
+	check := func(st *stack) {
+		t.Helper()
+		after, err := st.svc.Pool(context.Background(), "pick-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after != before {
+			t.Fatalf("after restart pool = %+v, want %+v", after, before)
+		}
+		for id := range ok {
+			r, err := st.svc.Reservation(context.Background(), "pick-1", id)
+			if err != nil {
+				t.Fatalf("acknowledged hold %s after restart: %v", id, err)
+			}
+			if r.Quantity != 1 {
+				t.Fatalf("hold %s quantity %d", id, r.Quantity)
+			}
+		}
+	}
+	restarted := newStack(t, s, pools.Options{Now: clk.Now})
+	check(restarted)
+	if st := restarted.svc.Stats(); st.Replays != 0 {
+		t.Fatalf("load after restart replayed the full history (%+v); want snapshot + tail", st)
+	}
+	restarted.svc.Close()
+
+	// Snapshots are an optimisation: without the bucket the same state comes back.
+	if err := restarted.js.DeleteKeyValue(context.Background(), kv.DefaultBucket); err != nil {
+		t.Fatal(err)
+	}
+	replayed := newStack(t, s, pools.Options{Now: clk.Now})
+	check(replayed)
+	if st := replayed.svc.Stats(); st.Replays == 0 {
+		t.Fatalf("no full replay recorded without snapshots: %+v", st)
+	}
+}
+
+func TestExpiredHoldFreesCapacityWithoutSweeper(t *testing.T) {
+	s := natstest.RunServer(t)
+	clk := newClock()
+	st := newStack(t, s, pools.Options{Now: clk.Now, SweepGrace: time.Hour})
+	ctx := context.Background()
+	define(t, st.svc, "slot-9", 1, clk.Now())
+	if _, err := st.svc.Execute(ctx, "slot-9", capacity.Hold{ReservationID: "a", Quantity: 1, TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := st.svc.Execute(ctx, "slot-9", capacity.Hold{ReservationID: "b", Quantity: 1, TTL: time.Minute})
+	if got, want := capacity.ErrorCode(err), capacity.EINSUFFICIENT; got != want {
+		t.Fatalf("second hold: code %q, want %q", got, want)
+	}
+	clk.Advance(time.Minute)
+	if _, err := st.svc.Execute(ctx, "slot-9", capacity.Hold{ReservationID: "b", Quantity: 1, TTL: time.Minute}); err != nil {
+		t.Fatalf("hold after the first lapsed: %v", err)
+	}
+	for rec, err := range st.events.Read(ctx, "slot-9", 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := rec.Event.(capacity.Expired); ok {
+			t.Fatalf("an Expired event was written: the sweeper ran, the test proves nothing")
+		}
+	}
+	r, err := st.svc.Reservation(ctx, "slot-9", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != capacity.StatusExpired {
+		t.Fatalf("lapsed hold reads as %s, want expired", r.Status)
+	}
+	_, err = st.svc.Execute(ctx, "slot-9", capacity.Confirm{ReservationID: "a"})
+	if got, want := capacity.ErrorCode(err), capacity.EEXPIRED; got != want {
+		t.Fatalf("confirm lapsed hold: code %q, want %q", got, want)
+	}
+}
+
+func TestSweeperWritesExpired(t *testing.T) {
+	s := natstest.RunServer(t)
+	clk := newClock()
+	st := newStack(t, s, pools.Options{Now: clk.Now, SweepGrace: time.Millisecond})
+	ctx := context.Background()
+	define(t, st.svc, "slot-10", 5, clk.Now())
+	for _, id := range []string{"a", "b"} {
+		if _, err := st.svc.Execute(ctx, "slot-10", capacity.Hold{ReservationID: id, Quantity: 2, TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.svc.Execute(ctx, "slot-10", capacity.Confirm{ReservationID: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Minute)
+	// Any command re-arms the sweep timer against the advanced clock.
+	if _, err := st.svc.Pool(ctx, "slot-10"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		var expired []string
+		for rec, err := range st.events.Read(ctx, "slot-10", 0) {
+			if err != nil {
+				return err
+			}
+			if e, ok := rec.Event.(capacity.Expired); ok {
+				expired = append(expired, e.ReservationID)
+			}
+		}
+		if len(expired) != 1 || expired[0] != "a" {
+			return fmt.Errorf("expired events for %v, want [a]", expired)
+		}
+		return nil
+	})
+}
+
+func TestCorruptSnapshotFallsBackToReplay(t *testing.T) {
+	s := natstest.RunServer(t)
+	clk := newClock()
+	st := newStack(t, s, pools.Options{Now: clk.Now, SnapshotEvery: 1})
+	ctx := context.Background()
+	define(t, st.svc, "slot-c", 10, clk.Now())
+	for i := range 3 {
+		if _, err := st.svc.Execute(ctx, "slot-c", capacity.Hold{ReservationID: fmt.Sprint("h", i), Quantity: 2, TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := st.svc.Pool(ctx, "slot-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.svc.Close()
+	bucket, err := st.js.KeyValue(ctx, kv.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bucket.Put(ctx, st.snaps.Key("slot-c"), []byte(`{"seq":999999,"state":{"id":"slot-c","capacity":1000000}}`)); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newStack(t, s, pools.Options{Now: clk.Now})
+	got, err := fresh.svc.Pool(ctx, "slot-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("pool from a lying snapshot = %+v, want %+v", got, want)
+	}
+}
+
+func TestIdlePoolsAreEvictedAndReload(t *testing.T) {
+	s := natstest.RunServer(t)
+	clk := newClock()
+	st := newStack(t, s, pools.Options{Now: clk.Now, IdleTimeout: 20 * time.Millisecond})
+	ctx := context.Background()
+	define(t, st.svc, "cold", 3, clk.Now())
+	if _, err := st.svc.Execute(ctx, "cold", capacity.Hold{ReservationID: "x", Quantity: 1, TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.svc.Execute(ctx, "cold", capacity.Confirm{ReservationID: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if n := st.svc.Loaded(); n != 0 {
+			return fmt.Errorf("%d pools still loaded", n)
+		}
+		return nil
+	})
+	r, err := st.svc.Reservation(ctx, "cold", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != capacity.StatusConfirmed {
+		t.Fatalf("reloaded reservation status %s", r.Status)
+	}
+}
+
+func TestCommandsOnUnknownPool(t *testing.T) {
+	s := natstest.RunServer(t)
+	st := newStack(t, s, pools.Options{})
+	_, err := st.svc.Execute(context.Background(), "nope", capacity.Hold{ReservationID: "a", Quantity: 1, TTL: time.Minute})
+	if got, want := capacity.ErrorCode(err), capacity.ENOTFOUND; got != want {
+		t.Fatalf("hold on unknown pool: %q, want %q", got, want)
+	}
+	_, err = st.svc.Pool(context.Background(), "nope")
+	if got, want := capacity.ErrorCode(err), capacity.ENOTFOUND; got != want {
+		t.Fatalf("read unknown pool: %q, want %q", got, want)
+	}
+	if last, err := st.events.LastSeq(context.Background(), "nope"); err != nil || last != 0 {
+		t.Fatalf("unknown pool has history: %d, %v", last, err)
+	}
+}
