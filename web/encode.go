@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -41,7 +42,7 @@ func encodeAs(w http.ResponseWriter, r *http.Request, status int, contentType st
 	}
 	h := w.Header()
 	h.Set("Content-Type", contentType)
-	h.Set("Content-Length", fmt.Sprint(buf.Len()))
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(buf.Bytes())
@@ -128,8 +129,6 @@ func jsonKind(kind string) string {
 		return "a string"
 	case "bool":
 		return "a boolean"
-	case "ptr":
-		return "of the documented type"
 	}
 	return "of the documented type"
 }

@@ -59,6 +59,7 @@ type requestError struct {
 	fields map[string]string
 }
 
+// Error implements error.
 func (e *requestError) Error() string { return "web: " + e.code + ": " + e.detail }
 
 // invalid returns an invalid-request error with a message per field.

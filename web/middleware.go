@@ -84,6 +84,7 @@ type recorder struct {
 	bytes  int64
 }
 
+// WriteHeader records the first status written.
 func (rec *recorder) WriteHeader(status int) {
 	if rec.status == 0 {
 		rec.status = status
@@ -91,6 +92,7 @@ func (rec *recorder) WriteHeader(status int) {
 	rec.ResponseWriter.WriteHeader(status)
 }
 
+// Write counts the bytes of the body.
 func (rec *recorder) Write(b []byte) (int, error) {
 	if rec.status == 0 {
 		rec.status = http.StatusOK
