@@ -182,3 +182,65 @@ func decodeAs[T Event](data []byte) (Event, error) {
 	err := json.Unmarshal(data, &v)
 	return v, err
 }
+
+// CommitType is the message type of a commit that carries several events:
+// the events one group-committed append recorded for one pool, stored as
+// one message so that they share one write (and one fsync) and one stream
+// sequence. A commit of a single event is stored as that event alone.
+const CommitType = "capacity.commit"
+
+// commitEntry is one event inside a commit message.
+type commitEntry struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+}
+
+// EncodeCommit returns the message type and body that store events as one
+// commit: the event itself when there is one, else a CommitType message
+// whose body is a JSON array of {"type","data"}.
+func EncodeCommit(events []Event) (messageType string, data []byte, err error) {
+	switch len(events) {
+	case 0:
+		return "", nil, Errorf(EINVALID, "empty commit")
+	case 1:
+		data, err = Encode(events[0])
+		return events[0].EventType(), data, err
+	}
+	entries := make([]commitEntry, len(events))
+	for i, e := range events {
+		if entries[i].Data, err = Encode(e); err != nil {
+			return "", nil, err
+		}
+		entries[i].Type = e.EventType()
+	}
+	data, err = json.Marshal(entries)
+	return CommitType, data, err
+}
+
+// DecodeCommit parses a message written by EncodeCommit into its events, in
+// order. Errors are EINVALID, as for Decode.
+func DecodeCommit(messageType string, version int, data []byte) ([]Event, error) {
+	if messageType != CommitType {
+		e, err := Decode(messageType, version, data)
+		if err != nil {
+			return nil, err
+		}
+		return []Event{e}, nil
+	}
+	var entries []commitEntry
+	if err := json.Unmarshal(data, &entries); err != nil {
+		return nil, Errorf(EINVALID, "commit: %v", err)
+	}
+	if len(entries) == 0 {
+		return nil, Errorf(EINVALID, "commit: no events")
+	}
+	events := make([]Event, len(entries))
+	for i, entry := range entries {
+		e, err := Decode(entry.Type, version, entry.Data)
+		if err != nil {
+			return nil, err
+		}
+		events[i] = e
+	}
+	return events, nil
+}

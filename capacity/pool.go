@@ -1,6 +1,7 @@
 package capacity
 
 import (
+	"container/heap"
 	"encoding/json"
 	"slices"
 	"time"
@@ -73,6 +74,7 @@ type Pool struct {
 	heldUnits      int // units of every reservation in StatusHeld, lapsed or not
 	confirmedUnits int
 	unstamped      int // events evolved with seq 0 and not stamped yet
+	deadlines      deadlines
 	memo           lapseMemo
 }
 
@@ -130,17 +132,8 @@ func (p *Pool) lapsedUnits(now time.Time) int {
 	if m.valid && !now.Before(m.from) && now.Before(m.until) {
 		return m.units
 	}
-	units, until := 0, time.Time{}
-	for _, r := range p.Reservations {
-		if r.Status != StatusHeld {
-			continue
-		}
-		if r.lapsed(now) {
-			units += r.Quantity
-		} else if until.IsZero() || r.ExpiresAt.Before(until) {
-			until = r.ExpiresAt
-		}
-	}
+	units := 0
+	until := p.walkLapsed(now, func(r *Reservation) { units += r.Quantity })
 	if until.IsZero() {
 		until = now.Add(100 * 365 * 24 * time.Hour)
 	}
@@ -153,11 +146,7 @@ func (p *Pool) lapsedUnits(now time.Time) int {
 // Expire decides the same events in the same order on every replica.
 func (p *Pool) LapsedHolds(now time.Time) []string {
 	var ids []string
-	for id, r := range p.Reservations {
-		if r.Status == StatusHeld && r.lapsed(now) {
-			ids = append(ids, id)
-		}
-	}
+	p.walkLapsed(now, func(r *Reservation) { ids = append(ids, r.ID) })
 	slices.Sort(ids)
 	return ids
 }
@@ -165,13 +154,10 @@ func (p *Pool) LapsedHolds(now time.Time) []string {
 // NextDeadline returns the earliest deadline of a live hold, and false if
 // there is none: when the sweeper should look at the pool next.
 func (p *Pool) NextDeadline() (time.Time, bool) {
-	var next time.Time
-	for _, r := range p.Reservations {
-		if r.Status == StatusHeld && (next.IsZero() || r.ExpiresAt.Before(next)) {
-			next = r.ExpiresAt
-		}
+	if len(p.deadlines) == 0 {
+		return time.Time{}, false
 	}
-	return next, !next.IsZero()
+	return p.deadlines[0].at, true // the top is kept live
 }
 
 // Evolve applies one event to the pool in place and stamps it with the
@@ -203,7 +189,8 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		if p.Reservations == nil {
 			p.Reservations = make(map[string]*Reservation)
 		}
-		if old := p.Reservations[e.ReservationID]; old != nil {
+		old := p.Reservations[e.ReservationID]
+		if old != nil {
 			p.count(old, -1) // a history Decide never writes; keep the counts true
 		}
 		p.Reservations[e.ReservationID] = &Reservation{
@@ -211,6 +198,9 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 			HeldAt: e.At, ExpiresAt: e.ExpiresAt, UpdatedAt: e.At,
 		}
 		p.heldUnits += e.Quantity
+		if old == nil || old.Status != StatusHeld || !old.ExpiresAt.Equal(e.ExpiresAt) {
+			heap.Push(&p.deadlines, deadline{at: e.ExpiresAt, id: e.ReservationID})
+		}
 	case Confirmed:
 		p.moveReservation(e.ReservationID, StatusConfirmed, at)
 	case Released:
@@ -218,6 +208,7 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 	case Expired:
 		p.moveReservation(e.ReservationID, StatusExpired, at)
 	}
+	p.trimDeadlines()
 	p.UpdatedAt = at
 	if seq == 0 {
 		p.unstamped++
@@ -288,6 +279,7 @@ func ReservationID(e Event) string {
 func (p *Pool) Clone() *Pool {
 	c := *p
 	c.memo = lapseMemo{}
+	c.deadlines = slices.Clone(p.deadlines)
 	c.Reservations = make(map[string]*Reservation, len(p.Reservations))
 	for id, r := range p.Reservations {
 		rc := *r
@@ -318,5 +310,6 @@ func UnmarshalSnapshot(data []byte) (*Pool, error) {
 		}
 		p.count(r, +1)
 	}
+	p.rebuildDeadlines()
 	return &p, nil
 }

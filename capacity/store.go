@@ -17,8 +17,8 @@ var ErrStaleSequence = errors.New("capacity: pool history moved on (stale expect
 // reload before deciding again, and the caller cannot be told either way.
 var ErrUnknownOutcome = errors.New("capacity: append outcome unknown")
 
-// Recorded is an event as stored: its stream sequence and the time the
-// store took it.
+// Recorded is an event as stored: the stream sequence of its commit (shared
+// by every event of that commit) and the time the store took it.
 type Recorded struct {
 	Seq    uint64
 	Stored time.Time
@@ -28,13 +28,12 @@ type Recorded struct {
 // EventStore is a pool's history. streams.PoolEvents implements it on
 // JetStream.
 type EventStore interface {
-	// Append stores events after the pool's last event iff that event is
-	// expectedSeq (0: the pool has none). All or nothing. It returns the
-	// sequence of the last stored event; the events occupy the sequences
-	// lastSeq-len(events)+1 to lastSeq. Errors wrap ErrStaleSequence or
-	// ErrUnknownOutcome where those apply.
+	// Append stores events after the pool's last commit iff that commit is
+	// at expectedSeq (0: the pool has none). All or nothing, as one commit:
+	// every event of it is stored at the returned sequence. Errors wrap
+	// ErrStaleSequence or ErrUnknownOutcome where those apply.
 	Append(ctx context.Context, pool string, expectedSeq uint64, events []Event) (lastSeq uint64, err error)
-	// Read yields the pool's events after afterSeq, in order.
+	// Read yields the pool's events of commits after afterSeq, in order.
 	Read(ctx context.Context, pool string, afterSeq uint64) iter.Seq2[Recorded, error]
 	// LastSeq returns the sequence of the pool's last event, 0 if none.
 	LastSeq(ctx context.Context, pool string) (uint64, error)

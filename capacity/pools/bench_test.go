@@ -31,7 +31,7 @@ func BenchmarkHotPool(b *testing.B) {
 			s := natstest.RunServer(b, mode.opts...)
 			st := newStack(b, s, pools.Options{})
 			now := time.Now()
-			define(b, st.svc, "hot", 1<<30, now)
+			define(b, st.svc, "hot", capacity.MaxCapacity, now)
 			const callers = 64
 			var next atomic.Int64
 			lat := make([][]time.Duration, callers)

@@ -75,9 +75,10 @@ func NewAvailability() *Availability {
 	return &Availability{pools: make(map[string]*availRow)}
 }
 
-// Apply applies event e, stored at stream sequence seq on pool's subject.
-// An event at or below the last seq applied to that pool is ignored.
-func (a *Availability) Apply(pool string, seq uint64, e capacity.Event) {
+// Apply applies the events of one commit, stored at stream sequence seq on
+// pool's subject. A seq at or below the last one applied to that pool is
+// ignored. Readers see the commit whole or not at all.
+func (a *Availability) Apply(pool string, seq uint64, events ...capacity.Event) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.position = max(a.position, seq)
@@ -86,19 +87,25 @@ func (a *Availability) Apply(pool string, seq uint64, e capacity.Event) {
 		row = &availRow{}
 		a.pools[pool] = row
 	}
-	applied, id, before, after := row.apply(seq, e)
-	if !applied {
+	if !row.apply(seq, events, row.holdChanged) {
 		return
 	}
 	row.gen++
+	for _, e := range events {
+		if _, ok := e.(capacity.PoolDefined); ok {
+			a.reindex(row)
+			break
+		}
+	}
+}
+
+// holdChanged keeps the deadline index in step with one reservation.
+func (r *availRow) holdChanged(id string, before, after holdState) {
 	if before.held {
-		row.removeDeadline(deadline{at: before.expiresAt, id: id})
+		r.removeDeadline(deadline{at: before.expiresAt, id: id})
 	}
 	if after.held {
-		row.insertDeadline(deadline{at: after.expiresAt, id: id, quantity: after.quantity})
-	}
-	if _, ok := e.(capacity.PoolDefined); ok {
-		a.reindex(row)
+		r.insertDeadline(deadline{at: after.expiresAt, id: id, quantity: after.quantity})
 	}
 }
 

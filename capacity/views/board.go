@@ -85,10 +85,10 @@ func NewBoard() *Board {
 	}
 }
 
-// Apply applies event e, stored at stream sequence seq on pool's subject,
-// and publishes the change of the pool's cell, if any. An event at or below
-// the last seq applied to that pool is ignored.
-func (b *Board) Apply(pool string, seq uint64, e capacity.Event) {
+// Apply applies the events of one commit, stored at stream sequence seq on
+// pool's subject, and publishes the change of the pool's cell, if any. A seq
+// at or below the last one applied to that pool is ignored.
+func (b *Board) Apply(pool string, seq uint64, events ...capacity.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.position = max(b.position, seq)
@@ -97,7 +97,7 @@ func (b *Board) Apply(pool string, seq uint64, e capacity.Event) {
 		bp = &boardPool{}
 		b.pools[pool] = bp
 	}
-	if applied, _, _, _ := bp.apply(seq, e); !applied || !bp.pool.Defined() {
+	if !bp.apply(seq, events, nil) || !bp.pool.Defined() {
 		return
 	}
 	p := &bp.pool

@@ -44,25 +44,34 @@ func (s holdState) units() (held, confirmed int) {
 	return 0, 0
 }
 
-// apply evolves the pool with e stored at seq. It returns false, changing
-// nothing, when seq was already applied; otherwise the id of the reservation
-// e concerns ("" if none) and that reservation's state before and after.
-func (f *fold) apply(seq uint64, e capacity.Event) (applied bool, id string, before, after holdState) {
+// apply evolves the pool with the events of one commit stored at seq, and
+// calls changed (if not nil) for every event that concerns a reservation,
+// with that reservation's state before and after the event. It returns
+// false, changing nothing, when seq was already applied: every event of a
+// commit shares its sequence, so a commit is applied whole or not at all.
+func (f *fold) apply(seq uint64, events []capacity.Event, changed func(id string, before, after holdState)) bool {
 	if seq <= f.lastSeq {
-		return false, "", holdState{}, holdState{}
+		return false
 	}
 	f.lastSeq = seq
-	id = capacity.ReservationID(e)
-	if id != "" {
-		before = stateOf(f.pool.Reservations[id])
-	}
-	f.pool.Evolve(e, seq)
-	if id != "" {
-		after = stateOf(f.pool.Reservations[id])
+	for _, e := range events {
+		id := capacity.ReservationID(e)
+		var before holdState
+		if id != "" {
+			before = stateOf(f.pool.Reservations[id])
+		}
+		f.pool.Evolve(e, seq)
+		if id == "" {
+			continue
+		}
+		after := stateOf(f.pool.Reservations[id])
 		bh, bc := before.units()
 		ah, ac := after.units()
 		f.held += ah - bh
 		f.confirmed += ac - bc
+		if changed != nil {
+			changed(id, before, after)
+		}
 	}
-	return true, id, before, after
+	return true
 }

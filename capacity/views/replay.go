@@ -24,15 +24,17 @@ func NewReplay() *Replay {
 	return &Replay{pools: make(map[string]*capacity.Pool)}
 }
 
-// Apply evolves pool with e stored at seq, ignoring a seq already applied.
-func (r *Replay) Apply(pool string, seq uint64, e capacity.Event) {
+// Apply evolves pool with events stored at seq. Unlike the models it does
+// not deduplicate: feed it each message once, as a fresh read of the stream
+// does.
+func (r *Replay) Apply(pool string, seq uint64, events ...capacity.Event) {
 	r.position = max(r.position, seq)
 	p := r.pools[pool]
 	if p == nil {
 		p = &capacity.Pool{}
 		r.pools[pool] = p
 	}
-	if seq > p.Version {
+	for _, e := range events {
 		p.Evolve(e, seq)
 	}
 }

@@ -29,9 +29,10 @@ func NewReservations() *Reservations {
 	return &Reservations{pools: make(map[string]*fold), byID: make(map[string][]string)}
 }
 
-// Apply applies event e, stored at stream sequence seq on pool's subject.
-// An event at or below the last seq applied to that pool is ignored.
-func (r *Reservations) Apply(pool string, seq uint64, e capacity.Event) {
+// Apply applies the events of one commit, stored at stream sequence seq on
+// pool's subject. A seq at or below the last one applied to that pool is
+// ignored.
+func (r *Reservations) Apply(pool string, seq uint64, events ...capacity.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.position = max(r.position, seq)
@@ -40,16 +41,18 @@ func (r *Reservations) Apply(pool string, seq uint64, e capacity.Event) {
 		f = &fold{}
 		r.pools[pool] = f
 	}
-	applied, id, _, _ := f.apply(seq, e)
-	if !applied || id == "" {
+	if !f.apply(seq, events, nil) {
 		return
 	}
-	if _, ok := e.(capacity.Held); !ok {
-		return
-	}
-	ids := r.byID[id]
-	if i, found := slices.BinarySearch(ids, pool); !found {
-		r.byID[id] = slices.Insert(ids, i, pool)
+	for _, e := range events {
+		held, ok := e.(capacity.Held)
+		if !ok {
+			continue
+		}
+		ids := r.byID[held.ReservationID]
+		if i, found := slices.BinarySearch(ids, pool); !found {
+			r.byID[held.ReservationID] = slices.Insert(ids, i, pool)
+		}
 	}
 }
 
@@ -101,4 +104,3 @@ func (r *Reservations) Count() int {
 	}
 	return n
 }
-

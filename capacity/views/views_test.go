@@ -14,9 +14,9 @@ var epoch = time.Date(2030, 3, 1, 0, 0, 0, 0, time.UTC)
 
 // recorded is one event of a generated history.
 type recorded struct {
-	pool string
-	seq  uint64
-	e    capacity.Event
+	pool   string
+	seq    uint64
+	events []capacity.Event // one commit: every event shares seq
 }
 
 // history decides n random commands over the given number of pools with a
@@ -54,7 +54,7 @@ func history(t testing.TB, seed uint64, npools, n int) ([]recorded, time.Time) {
 			cmd = capacity.Expire{}
 		case k < 94:
 			c := rng.IntN(25)
-			cmd = capacity.ChangePool{Capacity: &c}
+			cmd = capacity.ChangePool{Capacity: &c, Status: []capacity.Status{"", capacity.Open, capacity.Closed}[rng.IntN(3)]}
 		default:
 			cmd = capacity.ChangePool{Status: []capacity.Status{capacity.Open, capacity.Closed}[rng.IntN(2)]}
 		}
@@ -62,11 +62,14 @@ func history(t testing.TB, seed uint64, npools, n int) ([]recorded, time.Time) {
 		if err != nil {
 			continue
 		}
-		for _, e := range events {
-			seq++
-			p.Evolve(e, seq)
-			out = append(out, recorded{pool: id, seq: seq, e: e})
+		if len(events) == 0 {
+			continue
 		}
+		seq++
+		for _, e := range events {
+			p.Evolve(e, seq)
+		}
+		out = append(out, recorded{pool: id, seq: seq, events: events})
 	}
 	return out, now
 }
@@ -76,15 +79,15 @@ func TestModelsEqualReplayWithRedelivery(t *testing.T) {
 	a, res, b, replay := NewAvailability(), NewReservations(), NewBoard(), NewReplay()
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i, r := range events {
-		replay.Apply(r.pool, r.seq, r.e)
-		a.Apply(r.pool, r.seq, r.e)
-		res.Apply(r.pool, r.seq, r.e)
-		b.Apply(r.pool, r.seq, r.e)
+		replay.Apply(r.pool, r.seq, r.events...)
+		a.Apply(r.pool, r.seq, r.events...)
+		res.Apply(r.pool, r.seq, r.events...)
+		b.Apply(r.pool, r.seq, r.events...)
 		if i > 0 && rng.IntN(10) == 0 { // redeliver an earlier event: must change nothing
 			old := events[rng.IntN(i)]
-			a.Apply(old.pool, old.seq, old.e)
-			res.Apply(old.pool, old.seq, old.e)
-			b.Apply(old.pool, old.seq, old.e)
+			a.Apply(old.pool, old.seq, old.events...)
+			res.Apply(old.pool, old.seq, old.events...)
+			b.Apply(old.pool, old.seq, old.events...)
 		}
 	}
 	for _, at := range []time.Time{end, end.Add(-time.Minute), end.Add(time.Hour)} {
@@ -168,7 +171,7 @@ func TestBoardFeed(t *testing.T) {
 	slow, stopSlow := b.Subscribe(ctx, 1)
 	defer stopSlow()
 	for _, r := range events {
-		b.Apply(r.pool, r.seq, r.e)
+		b.Apply(r.pool, r.seq, r.events...)
 	}
 	stop()
 	last := make(map[string]BoardChange)
