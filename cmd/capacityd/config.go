@@ -1,0 +1,188 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+)
+
+// Durability modes. See the README's "What an ack promises".
+const (
+	SyncAlways   = "always"   // fsync before every ack (one fsync per group-committed batch)
+	SyncInterval = "interval" // fsync every --sync-interval; acks mean "in the OS page cache"
+)
+
+// Config is everything `capacityd serve` is told by flags and environment.
+type Config struct {
+	HTTP          string
+	Data          string
+	NATSListen    string
+	NATSURL       string
+	Region        string
+	LogFormat     string
+	LogLevel      string
+	Sync          string
+	SyncInterval  time.Duration
+	Replicas      int
+	SnapshotEvery int
+	MaxBatch      int
+	Shutdown      time.Duration
+	Instance      string
+}
+
+// DefaultConfig returns the documented defaults (API.md).
+func DefaultConfig() Config {
+	return Config{
+		HTTP:          "127.0.0.1:8080",
+		Data:          "./data",
+		NATSListen:    "127.0.0.1:4222",
+		Region:        "local",
+		LogFormat:     "json",
+		LogLevel:      "info",
+		Sync:          SyncAlways,
+		SyncInterval:  2 * time.Minute,
+		Replicas:      1,
+		SnapshotEvery: 1000,
+		MaxBatch:      256,
+		Shutdown:      10 * time.Second,
+	}
+}
+
+// flagEnv names a flag and the environment variable that sets its default.
+type flagEnv struct {
+	flag, env, usage string
+}
+
+// parseConfig reads flags from args with environment fallbacks from getenv:
+// a flag given on the command line wins over the environment, which wins
+// over the default.
+func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	strs := []struct {
+		p *string
+		flagEnv
+	}{
+		{&cfg.HTTP, flagEnv{"http", "CAPACITY_HTTP", "HTTP listen address (API + planner UI)"}},
+		{&cfg.Data, flagEnv{"data", "CAPACITY_DATA", "embedded NATS JetStream store directory"}},
+		{&cfg.NATSListen, flagEnv{"nats-listen", "CAPACITY_NATS_LISTEN", "embedded NATS client listener (for the nats CLI and other instances)"}},
+		{&cfg.NATSURL, flagEnv{"nats-url", "CAPACITY_NATS_URL", "use this external NATS instead of embedding one"}},
+		{&cfg.Region, flagEnv{"region", "CAPACITY_REGION", "the region this instance serves as home"}},
+		{&cfg.LogFormat, flagEnv{"log-format", "CAPACITY_LOG_FORMAT", "log format: json or console"}},
+		{&cfg.LogLevel, flagEnv{"log-level", "CAPACITY_LOG_LEVEL", "log level: debug, info, warn, error"}},
+		{&cfg.Sync, flagEnv{"sync", "CAPACITY_SYNC", "durability of the embedded server: always (fsync before ack) or interval (fsync every --sync-interval; faster, loses acked writes on OS crash or power loss)"}},
+		{&cfg.Instance, flagEnv{"instance", "CAPACITY_INSTANCE", "name of this instance (consumer names); default: derived from --http"}},
+	}
+	for _, s := range strs {
+		def := *s.p
+		if v := getenv(s.env); v != "" {
+			def = v
+		}
+		fs.StringVar(s.p, s.flag, def, s.usage+" ($"+s.env+")")
+	}
+	ints := []struct {
+		p *int
+		flagEnv
+	}{
+		{&cfg.Replicas, flagEnv{"replicas", "CAPACITY_REPLICAS", "replicas of the event stream and snapshot bucket (3 on an R3 cluster)"}},
+		{&cfg.SnapshotEvery, flagEnv{"snapshot-every", "CAPACITY_SNAPSHOT_EVERY", "write a pool snapshot every N events"}},
+		{&cfg.MaxBatch, flagEnv{"max-batch", "CAPACITY_MAX_BATCH", "most commands one pool group-commits in one append"}},
+	}
+	var envErr error
+	for _, i := range ints {
+		def := *i.p
+		if v := getenv(i.env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil && envErr == nil {
+				envErr = fmt.Errorf("$%s: %q is not a number", i.env, v)
+			}
+			def = n
+		}
+		fs.IntVar(i.p, i.flag, def, i.usage+" ($"+i.env+")")
+	}
+	durs := []struct {
+		p *time.Duration
+		flagEnv
+	}{
+		{&cfg.SyncInterval, flagEnv{"sync-interval", "CAPACITY_SYNC_INTERVAL", "fsync interval with --sync interval"}},
+		{&cfg.Shutdown, flagEnv{"shutdown-timeout", "CAPACITY_SHUTDOWN_TIMEOUT", "how long SIGTERM waits for in-flight requests"}},
+	}
+	for _, d := range durs {
+		def := *d.p
+		if v := getenv(d.env); v != "" {
+			n, err := time.ParseDuration(v)
+			if err != nil && envErr == nil {
+				envErr = fmt.Errorf("$%s: %q is not a duration", d.env, v)
+			}
+			def = n
+		}
+		fs.DurationVar(d.p, d.flag, def, d.usage+" ($"+d.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, errUsage{err}
+	}
+	if envErr != nil {
+		return cfg, errUsage{envErr}
+	}
+	if fs.NArg() > 0 {
+		return cfg, errUsage{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, errUsage{err}
+	}
+	return cfg, nil
+}
+
+// Validate checks the configuration before anything is started.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+		return fmt.Errorf("--http %q: %v", c.HTTP, err)
+	}
+	if c.NATSURL == "" {
+		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			return fmt.Errorf("--nats-listen %q: %v", c.NATSListen, err)
+		}
+		if c.Data == "" {
+			return fmt.Errorf("--data is required when NATS is embedded")
+		}
+	}
+	if !capacity.ValidID(c.Region) {
+		return fmt.Errorf("--region %q: must be 1-64 characters of [A-Za-z0-9_-]", c.Region)
+	}
+	if c.Instance != "" && !capacity.ValidID(c.Instance) {
+		return fmt.Errorf("--instance %q: must be 1-64 characters of [A-Za-z0-9_-]", c.Instance)
+	}
+	switch {
+	case c.LogFormat != "json" && c.LogFormat != "console":
+		return fmt.Errorf("--log-format %q: want json or console", c.LogFormat)
+	case c.Sync != SyncAlways && c.Sync != SyncInterval:
+		return fmt.Errorf("--sync %q: want %s or %s", c.Sync, SyncAlways, SyncInterval)
+	case c.SyncInterval <= 0:
+		return fmt.Errorf("--sync-interval must be positive")
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("--replicas must be between 1 and 5")
+	case c.SnapshotEvery < 1:
+		return fmt.Errorf("--snapshot-every must be at least 1")
+	case c.MaxBatch < 1 || c.MaxBatch > 1000:
+		return fmt.Errorf("--max-batch must be between 1 and 1000")
+	case c.Shutdown <= 0:
+		return fmt.Errorf("--shutdown-timeout must be positive")
+	}
+	return nil
+}
+
+// errUsage marks errors that come from how the program was called; main
+// prints a usage hint and exits 2 for them.
+type errUsage struct{ error }
+
+func (e errUsage) Unwrap() error { return e.error }
+
+// flagErrHelp is flag.ErrHelp, named here so main need not import flag.
+var flagErrHelp = flag.ErrHelp

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+)
+
+// startEmbedded starts the embedded nats-server with JetStream on disk under
+// cfg.Data, listening for NATS clients on cfg.NATSListen.
+func startEmbedded(cfg Config, log zerolog.Logger) (*server.Server, error) {
+	dir, err := usableDir(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	host, portStr, err := net.SplitHostPort(cfg.NATSListen)
+	if err != nil {
+		return nil, fmt.Errorf("--nats-listen %q: %v", cfg.NATSListen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("--nats-listen %q: bad port", cfg.NATSListen)
+	}
+	if port == 0 {
+		port = -1 // nats-server's "any free port"
+	}
+	opts := &server.Options{
+		ServerName: "capacityd-" + cfg.Region,
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoSigs:     true,
+		MaxPayload: 8 << 20, // pool snapshots can be large
+		// SyncAlways: fsync before each ack. An atomic batch is one write and
+		// one fsync, which is why group commit makes it affordable.
+		SyncAlways:   cfg.Sync == SyncAlways,
+		SyncInterval: cfg.SyncInterval,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	s.SetLoggerV2(natsLogger{log.With().Str("component", "nats").Logger()}, false, false, false)
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded NATS did not become ready on %s (port in use? see log)", cfg.NATSListen)
+	}
+	if !s.JetStreamEnabled() {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded NATS started without JetStream (data dir %s)", dir)
+	}
+	return s, nil
+}
+
+// usableDir creates dir if needed and proves it is writable, so a bad --data
+// fails at start with a clear message instead of at the first write.
+func usableDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("--data %q: %v", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return "", fmt.Errorf("--data %q is not usable: %v", dir, err)
+	}
+	probe, err := os.CreateTemp(abs, ".probe-*")
+	if err != nil {
+		return "", fmt.Errorf("--data %q is not writable: %v", dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return abs, nil
+}
+
+// natsLogger sends nats-server's log lines to zerolog.
+type natsLogger struct{ log zerolog.Logger }
+
+func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
+func (l natsLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/capacityd/capacityd/kv"
+	"github.com/capacityd/capacityd/streams"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+)
+
+// newLogger builds the process logger: JSON lines by default, or the
+// human-friendly console format.
+func newLogger(cfg Config, out io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return zerolog.Nop(), errUsage{fmt.Errorf("--log-level %q: %v", cfg.LogLevel, err)}
+	}
+	if cfg.LogFormat == "console" {
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(out).Level(level).With().Timestamp().Logger(), nil
+}
+
+// app is the running service: everything serve starts, in the order to stop it.
+type app struct {
+	cfg   Config
+	log   zerolog.Logger
+	ns    *server.Server // nil with --nats-url
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store *streams.Store
+	snaps *kv.Snapshots
+	pools *pools.Service
+	reg   *prometheus.Registry
+}
+
+// serve runs the service until ctx ends, then shuts down gracefully: stop
+// accepting, finish in-flight requests, flush, stop NATS.
+func serve(ctx context.Context, cfg Config, stdout io.Writer) (err error) {
+	log, err := newLogger(cfg, stdout)
+	if err != nil {
+		return err
+	}
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer a.close()
+	if err := a.connect(ctx); err != nil {
+		return err
+	}
+	if err := a.openStores(ctx); err != nil {
+		return err
+	}
+	handler, stopViews, err := a.buildHTTP(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopViews()
+
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	ev := log.Info().Str("http", "http://"+ln.Addr().String()).Str("region", cfg.Region).Str("sync", cfg.Sync)
+	if a.ns != nil {
+		ev = ev.Str("nats", a.ns.ClientURL()).Str("data", cfg.Data)
+	} else {
+		ev = ev.Str("nats", a.nc.ConnectedUrlRedacted())
+	}
+	ev.Str("stream", a.store.StreamName()).Str("bucket", a.snaps.Bucket()).Msg("capacityd ready")
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info().Msg("shutting down: draining HTTP")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn().Err(err).Msg("http shutdown incomplete")
+	}
+	return nil
+}
+
+// connect starts the embedded server or dials the external one.
+func (a *app) connect(ctx context.Context) error {
+	opts := []nats.Option{nats.Name("capacityd-" + a.cfg.Region), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	var err error
+	if a.cfg.NATSURL == "" {
+		if a.ns, err = startEmbedded(a.cfg, a.log); err != nil {
+			return err
+		}
+		opts = append(opts, nats.InProcessServer(a.ns))
+		a.nc, err = nats.Connect("", opts...)
+	} else {
+		a.nc, err = nats.Connect(a.cfg.NATSURL, append(opts, nats.RetryOnFailedConnect(false))...)
+	}
+	if err != nil {
+		return fmt.Errorf("connecting to NATS: %w", err)
+	}
+	a.js, err = jetstream.New(a.nc)
+	return err
+}
+
+func (a *app) openStores(ctx context.Context) error {
+	var err error
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if a.store, err = streams.New(ctx, a.js, a.cfg.Region, streams.WithReplicas(a.cfg.Replicas)); err != nil {
+		return fmt.Errorf("event stream: %w", err)
+	}
+	if a.snaps, err = kv.New(ctx, a.js, kv.DefaultBucket, kv.WithReplicas(a.cfg.Replicas)); err != nil {
+		return fmt.Errorf("snapshot bucket: %w", err)
+	}
+	return nil
+}
+
+// close stops everything serve started, innermost first.
+func (a *app) close() {
+	if a.pools != nil {
+		a.pools.Close()
+	}
+	if a.nc != nil {
+		if err := a.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			a.log.Warn().Err(err).Msg("nats drain")
+		}
+		a.nc.Close()
+	}
+	if a.ns != nil {
+		a.ns.Shutdown()
+		a.ns.WaitForShutdown()
+	}
+	a.log.Info().Msg("stopped")
+}
+
