@@ -29,7 +29,8 @@
 //     or 10199 (too large). The commit's reply is the usual PubAck plus "batch" and "count".
 //   - Limits. At most 1000 messages a batch (JetStreamLimits.MaxBatchSize can lower it; ErrBatchTooLarge
 //     is returned before sending above 1000), 50 open batches per stream and 1000 per server (a further
-//     batch is refused, code 10210), batch ids of at most 64 characters, a batch idle for 10 s is abandoned.
+//     batch is refused with 10210, which a commit-only client sees as 10176 since the refused first
+//     message has no reply subject), batch ids of at most 64 characters, a batch idle for 10 s is abandoned.
 //     A Store keeps at most WithMaxInflightBatches (default 32) batches open at once so that many pools
 //     appending concurrently never hit the per-stream limit. Nats-Expected-Last-Msg-Id is refused inside
 //     a batch (10177). Any failed check rejects the whole batch: nothing is stored.

@@ -147,4 +147,3 @@ func (a *app) close() {
 	}
 	a.log.Info().Msg("stopped")
 }
-
