@@ -44,55 +44,82 @@ type app struct {
 	snaps *kv.Snapshots
 	pools *pools.Service
 	reg   *prometheus.Registry
+	stops []func() // read models and other workers, stopped in reverse order
+
+	srv      *http.Server
+	serveErr chan error
+
+	// HTTPURL and NATSURL are where the running service listens.
+	HTTPURL, NATSURL string
 }
 
 // serve runs the service until ctx ends, then shuts down gracefully: stop
 // accepting, finish in-flight requests, flush, stop NATS.
-func serve(ctx context.Context, cfg Config, stdout io.Writer) (err error) {
+func serve(ctx context.Context, cfg Config, stdout io.Writer) error {
+	a, err := start(ctx, cfg, stdout)
+	if err != nil {
+		return err
+	}
+	return a.wait(ctx)
+}
+
+// start brings the whole service up: NATS, stores, write side, read models,
+// HTTP listener. On error everything started so far is stopped again.
+func start(ctx context.Context, cfg Config, stdout io.Writer) (a *app, err error) {
 	log, err := newLogger(cfg, stdout)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	a = &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	defer a.close()
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
 	if err := a.connect(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if err := a.openStores(ctx); err != nil {
-		return err
+		return nil, err
 	}
-	handler, stopViews, err := a.buildHTTP(ctx)
+	handler, err := a.buildHTTP(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer stopViews()
-
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
-		return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
+		return nil, fmt.Errorf("--http %s: %w", cfg.HTTP, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	ev := log.Info().Str("http", "http://"+ln.Addr().String()).Str("region", cfg.Region).Str("sync", cfg.Sync)
+	a.HTTPURL = "http://" + ln.Addr().String()
+	a.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	a.serveErr = make(chan error, 1)
+	go func() { a.serveErr <- a.srv.Serve(ln) }()
+	ev := log.Info().Str("http", a.HTTPURL).Str("region", cfg.Region).Str("sync", cfg.Sync)
 	if a.ns != nil {
-		ev = ev.Str("nats", a.ns.ClientURL()).Str("data", cfg.Data)
+		a.NATSURL = a.ns.ClientURL()
+		ev = ev.Str("data", cfg.Data)
 	} else {
-		ev = ev.Str("nats", a.nc.ConnectedUrlRedacted())
+		a.NATSURL = a.nc.ConnectedUrlRedacted()
 	}
-	ev.Str("stream", a.store.StreamName()).Str("bucket", a.snaps.Bucket()).Msg("capacityd ready")
+	ev.Str("nats", a.NATSURL).Str("stream", a.store.StreamName()).Str("bucket", a.snaps.Bucket()).Msg("capacityd ready")
+	return a, nil
+}
 
+// wait serves until ctx ends or the HTTP server fails, then stops the
+// service gracefully.
+func (a *app) wait(ctx context.Context) error {
+	defer a.close()
 	select {
-	case err := <-serveErr:
+	case err := <-a.serveErr:
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info().Msg("shutting down: draining HTTP")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
+	a.log.Info().Msg("shutting down: draining HTTP")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.Shutdown)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		log.Warn().Err(err).Msg("http shutdown incomplete")
+	if err := a.srv.Shutdown(shutdownCtx); err != nil {
+		a.log.Warn().Err(err).Msg("http shutdown incomplete")
 	}
 	return nil
 }
@@ -130,14 +157,19 @@ func (a *app) openStores(ctx context.Context) error {
 	return nil
 }
 
-// close stops everything serve started, innermost first.
+// close stops everything start started, innermost first.
 func (a *app) close() {
+	for i := len(a.stops) - 1; i >= 0; i-- {
+		a.stops[i]()
+	}
 	if a.pools != nil {
 		a.pools.Close()
 	}
 	if a.nc != nil {
-		if err := a.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			a.log.Warn().Err(err).Msg("nats drain")
+		// Every append has been answered (pools.Close waits for them); flush
+		// what is buffered and close.
+		if err := a.nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			a.log.Warn().Err(err).Msg("nats flush")
 		}
 		a.nc.Close()
 	}

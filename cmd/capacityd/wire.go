@@ -12,8 +12,8 @@ import (
 )
 
 // buildHTTP starts the write side and the read models and returns the HTTP
-// handler over them, with a function that stops the read models.
-func (a *app) buildHTTP(ctx context.Context) (http.Handler, func(), error) {
+// handler over them. What it starts is stopped by a.close.
+func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	metrics := web.NewMetrics(a.reg)
 	events := streams.NewPoolEvents(a.store)
 	a.pools = pools.New(events, kv.NewPoolSnapshots(a.snaps, a.cfg.Region), pools.Options{
@@ -30,7 +30,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, func(), error) {
 		Metrics:  metrics,
 		Ready:    a.ready,
 	})
-	return handler, func() {}, nil
+	return handler, nil
 }
 
 // ready reports whether the service can take writes: NATS connected and
