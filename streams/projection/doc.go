@@ -1,0 +1,49 @@
+// Package projection feeds read models from a JetStream durable pull
+// consumer: the event stream is the only source, the command side never
+// writes twice (see DESIGN.md, "Read models").
+//
+// A Runner owns one durable consumer on one stream and one Handler (usually
+// Apply(models...) over capacity/views). Run decodes each message (pool from
+// the subject, Event-Type and Event-Version headers, JSON body), hands it to
+// the handler in stream order from a single goroutine, and acknowledges it.
+//
+// Rebuild on start. The models live in memory, so a new process starts
+// empty, while a durable left over from the previous process has its ack
+// floor far ahead: resuming it would silently skip everything before. Run
+// therefore deletes the durable and creates it again each time it starts
+// (and each time it re-establishes the consumer after an error or after an
+// operator deleted it), delivering from the runner's own position + 1: from
+// sequence 1 (DeliverAll) for a fresh runner, from where it stopped for a
+// runner run again in the same process, whose models still hold everything
+// before. The durable exists so operators can watch progress with
+// `nats consumer info`, and so the server, not the client, tracks what is
+// outstanding. Durable names must be unique per process (see DurableName):
+// two processes sharing a durable would split the stream between them.
+//
+// Acks. The consumer uses AckAll: acknowledging sequence N acknowledges
+// everything before it, so the runner acks once per half batch and whenever
+// it has caught up (NumPending == 0), not once per message; catch-up is
+// bounded by decoding, not by ack traffic. The server's ack floor therefore
+// trails the runner's position by at most half a batch while busy, and
+// equals it when idle. Position (what WaitFor and Status report) is the
+// highest stream sequence the handler has applied or skipped.
+//
+// Failures. A message that does not decode (missing or unknown type, newer
+// schema version, malformed body, foreign subject) is poison: logged with
+// its sequence, counted, passed to the handler as an Event with a nil
+// payload so models can move their position, and acked. The runner never
+// stops for it. A handler error is taken as transient: the runner retries
+// the same event with backoff, keeping it alive with InProgress, and
+// delivers nothing after it until it succeeds, so events of a pool are never
+// applied out of order. Redeliveries (AckWait expiry, a reconnect) of
+// sequences at or below the position are acked without calling the handler;
+// the views ignore them as well.
+//
+// Reading your writes. A client that wrote at stream sequence V asks for
+// min_position V; WaitFor(ctx, V) returns once the position is >= V, woken by
+// the runner (no polling), or with the context's error. Because the consumer
+// is unfiltered, every stored message reaches the runner, so a caught-up
+// runner's position is the stream's last sequence; Status also moves the
+// position to the stream's last sequence when the consumer reports nothing
+// pending or unacknowledged, which covers a tail of deleted messages.
+package projection

@@ -1,0 +1,73 @@
+package projection
+
+import (
+	"context"
+	"fmt"
+)
+
+// Status is a Runner's progress and counters, for metrics and /readyz.
+type Status struct {
+	Stream        string `json:"stream"`
+	Durable       string `json:"durable"`
+	Running       bool   `json:"running"`
+	Position      uint64 `json:"position"`        // highest stream sequence applied or skipped
+	LastSeq       uint64 `json:"last_seq"`        // the stream's last sequence
+	Lag           uint64 `json:"lag"`             // LastSeq - Position
+	AckFloor      uint64 `json:"ack_floor"`       // the consumer's ack floor, a stream sequence
+	NumPending    uint64 `json:"num_pending"`     // messages the consumer has not delivered yet
+	NumAckPending int    `json:"num_ack_pending"` // delivered, not acknowledged
+	Applied       uint64 `json:"applied"`         // events decoded and handed to the handler (a commit may hold several)
+	Poison        uint64 `json:"poison"`          // undecodable messages skipped
+	Redelivered   uint64 `json:"redelivered"`     // messages delivered more than once
+	Retries       uint64 `json:"retries"`         // handler failures retried
+	Restarts      uint64 `json:"restarts"`        // times the consumer was recreated after an error
+}
+
+// Status returns the Runner's progress: the stream's last sequence, the
+// consumer's view and the runner's counters. When the consumer has nothing
+// pending or unacknowledged and delivered nothing beyond the position, every
+// message up to the stream's last sequence has been seen, and the position
+// moves there (a tail of deleted messages would otherwise show as lag).
+func (r *Runner) Status(ctx context.Context) (Status, error) {
+	st := r.counters()
+	ctx, cancel := context.WithTimeout(ctx, r.opts.timeout)
+	defer cancel()
+	// Stream first, consumer second: a consumer with nothing pending after
+	// the stream was at LastSeq has delivered everything up to LastSeq.
+	stream, err := r.js.Stream(ctx, r.stream)
+	if err != nil {
+		return st, fmt.Errorf("projection: stream %s: %w", r.stream, err)
+	}
+	st.LastSeq = stream.CachedInfo().State.LastSeq
+	cons, err := stream.Consumer(ctx, r.durable)
+	if err == nil {
+		ci := cons.CachedInfo()
+		st.AckFloor, st.NumPending, st.NumAckPending = ci.AckFloor.Stream, ci.NumPending, ci.NumAckPending
+		if st.Running && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.Delivered.Stream <= r.Position() {
+			r.advance(st.LastSeq)
+		}
+	}
+	st.Position = r.Position()
+	if st.LastSeq > st.Position {
+		st.Lag = st.LastSeq - st.Position
+	}
+	if err != nil {
+		return st, fmt.Errorf("projection: consumer %s: %w", r.durable, err)
+	}
+	return st, nil
+}
+
+// Lag returns how many stream sequences the position trails the stream's last one.
+func (r *Runner) Lag(ctx context.Context) (uint64, error) {
+	st, err := r.Status(ctx)
+	return st.Lag, err
+}
+
+// counters returns the Status fields the Runner knows without asking the server.
+func (r *Runner) counters() Status {
+	return Status{
+		Stream: r.stream, Durable: r.durable, Running: r.running.Load(), Position: r.Position(),
+		Applied: r.applied.Load(), Poison: r.poison.Load(), Redelivered: r.redelivered.Load(),
+		Retries: r.retries.Load(), Restarts: r.restarts.Load(),
+	}
+}
