@@ -1,0 +1,314 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/streams"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamEvent is one decoded event of the stream, for resolution and for
+// the report's stream dump.
+type StreamEvent struct {
+	Seq           uint64 `json:"seq"`
+	Pool          string `json:"pool"`
+	Type          string `json:"type"`
+	ReservationID string `json:"reservation_id,omitempty"`
+	Quantity      int    `json:"quantity,omitempty"`
+	Capacity      int    `json:"capacity,omitempty"`
+	Err           string `json:"err,omitempty"`
+}
+
+// GroundTruth is what the event stream says happened.
+type GroundTruth struct {
+	Events    []StreamEvent
+	Held      map[string]StreamEvent // by reservation id
+	Confirmed map[string]StreamEvent
+	Released  map[string]StreamEvent
+	// Figures per pool after replaying the whole stream, and the most
+	// units ever in use (held + confirmed) at any point of it.
+	Final   map[string]Figures
+	MaxUsed map[string]int
+	// Errors are messages that did not decode and anomalies of the
+	// history itself (a reservation held twice).
+	Errors []string
+}
+
+// Figures are a pool's counters.
+type Figures struct {
+	Capacity, Held, Confirmed int
+}
+
+// ReadGroundTruth reads every event of the region's stream through a NATS
+// client (urls comma-separated). replicas must be the stream's, since
+// streams.New updates a stream whose configuration differs.
+func ReadGroundTruth(ctx context.Context, urls, region string, replicas int) (*GroundTruth, error) {
+	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", urls, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	store, err := streams.New(ctx, js, region, streams.WithReplicas(replicas), streams.WithTimeout(20*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	gt := &GroundTruth{
+		Held: map[string]StreamEvent{}, Confirmed: map[string]StreamEvent{}, Released: map[string]StreamEvent{},
+		Final: map[string]Figures{}, MaxUsed: map[string]int{},
+	}
+	type resvState struct {
+		qty    int
+		status byte
+	}
+	res := map[string]map[string]*resvState{}
+	for ev, err := range streams.NewPoolEvents(store).Log(ctx, 1) {
+		se := StreamEvent{Seq: ev.Seq, Pool: ev.Pool}
+		if err != nil {
+			if ev.Seq == 0 {
+				return nil, fmt.Errorf("reading the stream: %w", err)
+			}
+			se.Err = err.Error()
+			gt.Events = append(gt.Events, se)
+			gt.Errors = append(gt.Errors, se.Err)
+			continue
+		}
+		se.Type = ev.Event.EventType()
+		if res[ev.Pool] == nil {
+			res[ev.Pool] = map[string]*resvState{}
+		}
+		f := gt.Final[ev.Pool]
+		pr := res[ev.Pool]
+		switch e := ev.Event.(type) {
+		case capacity.PoolDefined:
+			f.Capacity, se.Capacity = e.Capacity+e.Overbook, e.Capacity
+		case capacity.CapacityChanged:
+			f.Capacity, se.Capacity = e.To, e.To
+		case capacity.Held:
+			se.ReservationID, se.Quantity = e.ReservationID, e.Quantity
+			if _, dup := gt.Held[e.ReservationID]; dup {
+				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: reservation %s held twice", ev.Seq, e.ReservationID))
+			}
+			gt.Held[e.ReservationID] = se
+			pr[e.ReservationID] = &resvState{qty: e.Quantity, status: 'h'}
+			f.Held += e.Quantity
+		case capacity.Confirmed:
+			se.ReservationID = e.ReservationID
+			gt.Confirmed[e.ReservationID] = se
+			if r := pr[e.ReservationID]; r != nil && r.status == 'h' {
+				r.status = 'c'
+				f.Held -= r.qty
+				f.Confirmed += r.qty
+			} else {
+				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: confirmed %s which is not held", ev.Seq, e.ReservationID))
+			}
+		case capacity.Released:
+			se.ReservationID = e.ReservationID
+			gt.Released[e.ReservationID] = se
+			if r := pr[e.ReservationID]; r != nil {
+				switch r.status {
+				case 'h':
+					f.Held -= r.qty
+				case 'c':
+					f.Confirmed -= r.qty
+				}
+				r.status = 'r'
+			}
+		case capacity.Expired:
+			se.ReservationID = e.ReservationID
+			if r := pr[e.ReservationID]; r != nil && r.status == 'h' {
+				f.Held -= r.qty
+				r.status = 'x'
+			}
+		}
+		gt.Final[ev.Pool] = f
+		gt.MaxUsed[ev.Pool] = max(gt.MaxUsed[ev.Pool], f.Held+f.Confirmed)
+		gt.Events = append(gt.Events, se)
+	}
+	return gt, nil
+}
+
+// Result is the verdict on one history, with the figures every fault
+// scenario prints.
+type Result struct {
+	Attempted        int
+	Acked            int
+	RejectedCapacity int
+	Rejected         int
+	Unknown          int
+	UnknownHappened  int // unknown writes the stream shows happened
+	Overbooked       []string
+	Lost             []Op // acknowledged writes absent from the stream
+	Mismatch         []string
+	Check            porcupine.CheckResult
+	CheckTime        time.Duration
+	Info             porcupine.LinearizationInfo
+	Ops              []porcupine.Operation
+}
+
+// Failed reports whether the history breaks a promise.
+func (r *Result) Failed() bool {
+	return r.Check != porcupine.Ok || len(r.Lost) > 0 || len(r.Overbooked) > 0 || len(r.Mismatch) > 0
+}
+
+// Figures is the one-line summary.
+func (r *Result) Figures() string {
+	return fmt.Sprintf("ops attempted=%d acknowledged=%d rejected_for_capacity=%d rejected_other=%d unknown=%d (happened=%d) overbooked_pools=%d lost_acks=%d linearizable=%s (checked in %v)",
+		r.Attempted, r.Acked, r.RejectedCapacity, r.Rejected-r.RejectedCapacity, r.Unknown, r.UnknownHappened,
+		len(r.Overbooked), len(r.Lost), yesNo(r.Check), r.CheckTime.Round(time.Millisecond))
+}
+
+func yesNo(c porcupine.CheckResult) string {
+	switch c {
+	case porcupine.Ok:
+		return "yes"
+	case porcupine.Illegal:
+		return "NO"
+	}
+	return "unknown (checker timeout)"
+}
+
+// Check resolves the history's unknowns against the stream, checks it
+// against the model and counts lost acknowledgements and overbooked pools.
+// final are the pools as the service answered after the traffic.
+func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []PoolDoc, timeout time.Duration) *Result {
+	r := &Result{}
+	for _, op := range history {
+		r.Attempted++
+		switch op.Outcome {
+		case OK:
+			r.Acked++
+		case Rejected:
+			r.Rejected++
+			if op.Problem == "insufficient-capacity" {
+				r.RejectedCapacity++
+			}
+		case Unknown:
+			r.Unknown++
+		}
+		var fact StreamEvent
+		var inStream bool
+		switch op.Kind {
+		case KindHold:
+			fact, inStream = gt.Held[op.ReservationID]
+			inStream = inStream && fact.Pool == op.Pool && fact.Quantity == op.Quantity
+		case KindConfirm:
+			fact, inStream = gt.Confirmed[op.ReservationID]
+		case KindRelease:
+			fact, inStream = gt.Released[op.ReservationID]
+		}
+		switch {
+		case op.Outcome == OK && op.Kind != KindRead && !inStream:
+			r.Lost = append(r.Lost, op)
+		case op.Outcome == Unknown && op.Kind != KindRead && inStream:
+			// It happened; when, the client cannot say: it may take effect
+			// at any point after its call (porcupine's convention).
+			r.UnknownHappened++
+			op.Outcome, op.Return = OK, math.MaxInt64
+		case op.Outcome == Unknown:
+			continue // it did not happen (or was a read): drop it
+		}
+		r.Ops = append(r.Ops, porcupine.Operation{ClientId: op.Client, Input: op, Call: op.Call, Output: op, Return: op.Return})
+	}
+	for _, p := range final {
+		if p.Held+p.Confirmed > p.Capacity {
+			r.Overbooked = append(r.Overbooked, fmt.Sprintf("%s: held %d + confirmed %d > capacity %d (service)", p.ID, p.Held, p.Confirmed, p.Capacity))
+		}
+		f := gt.Final[p.ID]
+		if f.Held != p.Held || f.Confirmed != p.Confirmed || f.Capacity != p.Capacity {
+			r.Mismatch = append(r.Mismatch, fmt.Sprintf("%s: service says held=%d confirmed=%d capacity=%d, stream replay says held=%d confirmed=%d capacity=%d",
+				p.ID, p.Held, p.Confirmed, p.Capacity, f.Held, f.Confirmed, f.Capacity))
+		}
+	}
+	for pool, used := range gt.MaxUsed {
+		if c, ok := capacities[pool]; ok && used > c {
+			r.Overbooked = append(r.Overbooked, fmt.Sprintf("%s: %d units in use at one point of the stream > capacity %d", pool, used, c))
+		}
+	}
+	r.Mismatch = append(r.Mismatch, gt.Errors...)
+	start := time.Now()
+	r.Check, r.Info = porcupine.CheckOperationsVerbose(NewModel(capacities), r.Ops, timeout)
+	r.CheckTime = time.Since(start)
+	return r
+}
+
+// WriteReport writes what is needed to understand a failed history into
+// dir: history.html (porcupine's visualization), each client's operations
+// as JSON, the stream dump, the verdict, and a copy of each log.
+func WriteReport(dir string, r *Result, capacities map[string]int, history map[int][]Op, gt *GroundTruth, logs []string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var errs []error
+	if len(r.Ops) > 0 {
+		errs = append(errs, porcupine.VisualizePath(NewModel(capacities), r.Info, filepath.Join(dir, "history.html")))
+	}
+	clients := make([]int, 0, len(history))
+	for c := range history {
+		clients = append(clients, c)
+	}
+	sort.Ints(clients)
+	for _, c := range clients {
+		errs = append(errs, writeJSON(filepath.Join(dir, fmt.Sprintf("client-%02d.json", c)), history[c]))
+	}
+	if gt != nil {
+		errs = append(errs, writeJSON(filepath.Join(dir, "stream.json"), gt.Events))
+	}
+	var verdict strings.Builder
+	fmt.Fprintln(&verdict, r.Figures())
+	for _, op := range r.Lost {
+		fmt.Fprintf(&verdict, "lost: %s\n", describeOp(op))
+	}
+	for _, s := range r.Overbooked {
+		fmt.Fprintf(&verdict, "overbooked: %s\n", s)
+	}
+	for _, s := range r.Mismatch {
+		fmt.Fprintf(&verdict, "mismatch: %s\n", s)
+	}
+	errs = append(errs, os.WriteFile(filepath.Join(dir, "verdict.txt"), []byte(verdict.String()), 0o644))
+	for _, l := range logs {
+		errs = append(errs, copyFile(l, filepath.Join(dir, filepath.Base(filepath.Dir(l))+"-"+filepath.Base(l))))
+	}
+	return errors.Join(errs...)
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
