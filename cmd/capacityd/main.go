@@ -54,6 +54,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return helpOr(err)
 		}
 		return serve(ctx, cfg, stdout)
+	case "bench":
+		opts, err := parseBenchOptions(args, stderr)
+		if err != nil {
+			return helpOr(err)
+		}
+		return bench(ctx, opts, stdout, stderr)
 	case "help":
 		fmt.Fprintln(stdout, usageText)
 		return nil
@@ -73,6 +79,7 @@ const usageText = `capacityd: a NATS JetStream-native capacity reservation servi
 
 Usage:
   capacityd [serve] [flags]   run the service (default)
+  capacityd bench [flags]     measure it under load, against HTTP and storage ceilings
   capacityd help              this text
 
-Run 'capacityd serve -h' for the flags.`
+Run 'capacityd serve -h' or 'capacityd bench -h' for the flags.`

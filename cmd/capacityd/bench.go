@@ -1,0 +1,459 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/capacityd/capacityd/cmd/capacityd/internal/loadgen"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// benchOptions is what `capacityd bench` is told by its flags.
+type benchOptions struct {
+	Scenarios  []string
+	Clients    int
+	Duration   time.Duration
+	Warmup     time.Duration
+	Pools      int
+	JSON       bool
+	Sync       string // sync mode of the embedded service for every scenario but durable
+	KeepData   bool
+	URL        string // a running service to bench instead of an embedded one
+	Region     string
+	Ceilings   bool
+	CPUProfile string
+}
+
+// newBenchOptions returns the defaults of `capacityd bench`.
+func newBenchOptions() benchOptions {
+	return benchOptions{
+		Scenarios: loadgen.Scenarios,
+		Clients:   64,
+		Duration:  10 * time.Second,
+		Warmup:    2 * time.Second,
+		Pools:     1000,
+		Sync:      SyncInterval,
+		Region:    "local",
+		Ceilings:  true,
+	}
+}
+
+const benchUsage = `Usage: capacityd bench [flags]
+
+Measures the service under load and, in the same run, with the same HTTP
+client and the same concurrency, two ceilings: a do-nothing HTTP handler and
+raw JetStream publishes to a scratch stream. By default each scenario gets its
+own embedded service in a temporary directory; --url benches a running one.
+
+Scenarios: hot-pool (one pool, quantity-1 holds), many-pools (holds spread
+over --pools pools), mixed (10 reads : 1 write of holds, confirms, releases),
+durable (hot-pool with --sync always, the service's default durability).
+
+Flags:
+`
+
+// parseBenchOptions reads the flags of `capacityd bench`.
+func parseBenchOptions(args []string, stderr io.Writer) (benchOptions, error) {
+	o := newBenchOptions()
+	fs := flag.NewFlagSet("capacityd bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage); fs.PrintDefaults() }
+	scenarios := fs.String("scenario", "all", "scenarios to run, comma-separated: "+strings.Join(loadgen.Scenarios, ", ")+" or all")
+	fs.IntVar(&o.Clients, "clients", o.Clients, "concurrent clients, each with its own keep-alive connection")
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "measured time per scenario and per ceiling")
+	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "unmeasured load before each measurement")
+	fs.IntVar(&o.Pools, "pools", o.Pools, "pools of many-pools and mixed")
+	fs.BoolVar(&o.JSON, "json", o.JSON, "print one JSON document with all results to stdout")
+	fs.StringVar(&o.Sync, "sync", o.Sync, "sync mode of the embedded service for hot-pool, many-pools and mixed: always or interval (durable always uses always; the service's own default is always)")
+	fs.BoolVar(&o.KeepData, "keep-data", o.KeepData, "keep the embedded services' data and logs in the temporary directory")
+	fs.StringVar(&o.URL, "url", o.URL, "bench the service running at this URL instead of embedded ones")
+	fs.StringVar(&o.Region, "region", o.Region, "region of the pools the bench defines")
+	fs.BoolVar(&o.Ceilings, "ceilings", o.Ceilings, "measure the HTTP and storage ceilings")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write a CPU profile of the whole run (load generator and embedded service) to this file")
+	if err := fs.Parse(args); err != nil {
+		return o, errUsage{err}
+	}
+	if fs.NArg() > 0 {
+		return o, errUsage{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	}
+	o.Scenarios = nil
+	for s := range strings.SplitSeq(*scenarios, ",") {
+		switch s = strings.TrimSpace(s); {
+		case s == "all":
+			o.Scenarios = append(o.Scenarios, loadgen.Scenarios...)
+		case slices.Contains(loadgen.Scenarios, s):
+			o.Scenarios = append(o.Scenarios, s)
+		case s != "":
+			return o, errUsage{fmt.Errorf("--scenario %q: want %s or all", s, strings.Join(loadgen.Scenarios, ", "))}
+		}
+	}
+	slices.Sort(o.Scenarios)
+	o.Scenarios = slices.Compact(o.Scenarios)
+	slices.SortStableFunc(o.Scenarios, func(a, b string) int {
+		return slices.Index(loadgen.Scenarios, a) - slices.Index(loadgen.Scenarios, b)
+	})
+	switch {
+	case len(o.Scenarios) == 0:
+		return o, errUsage{errors.New("--scenario: no scenario given")}
+	case o.Clients < 1:
+		return o, errUsage{errors.New("--clients must be at least 1")}
+	case o.Duration <= 0:
+		return o, errUsage{errors.New("--duration must be positive")}
+	case o.Warmup < 0:
+		return o, errUsage{errors.New("--warmup must not be negative")}
+	case o.Pools < 1:
+		return o, errUsage{errors.New("--pools must be at least 1")}
+	case o.Sync != SyncAlways && o.Sync != SyncInterval:
+		return o, errUsage{fmt.Errorf("--sync %q: want %s or %s", o.Sync, SyncAlways, SyncInterval)}
+	}
+	return o, nil
+}
+
+// bench runs the scenarios and ceilings and prints the report: a table,
+// or JSON with --json. Progress goes to stderr when it is a terminal. It
+// fails when a correctness check failed.
+func bench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) (err error) {
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	b := &benchRun{opts: o, progress: terminal(stderr)}
+	b.tmp, err = os.MkdirTemp("", "capacityd-bench-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if !o.KeepData {
+			os.RemoveAll(b.tmp)
+		}
+	}()
+	b.report = &loadgen.Report{
+		StartedAt: time.Now().UTC(), GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(),
+		LoadAvg: loadAvg(), Target: "embedded", Clients: o.Clients, DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(),
+	}
+	if o.URL != "" {
+		b.report.Target = o.URL
+	}
+	if err := b.run(ctx); err != nil {
+		return err
+	}
+	b.report.LoadAvgEnd = loadAvg()
+	if o.KeepData {
+		b.note("data and logs kept in %s", b.tmp)
+	}
+	if o.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(b.report)
+	} else {
+		err = loadgen.WriteTable(stdout, b.report)
+	}
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, s := range b.report.Scenarios {
+		if s.Correctness != nil && !s.Correctness.Passed {
+			failed = append(failed, s.Name)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("correctness check failed: %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// benchRun is one `capacityd bench`: its options, scratch directory and the
+// report it fills in.
+type benchRun struct {
+	opts     benchOptions
+	tmp      string
+	progress io.Writer // nil unless stderr is a terminal
+	report   *loadgen.Report
+}
+
+func (b *benchRun) note(format string, args ...any) {
+	b.report.Notes = append(b.report.Notes, fmt.Sprintf(format, args...))
+}
+
+// status tells a person at a terminal what the bench is doing.
+func (b *benchRun) status(format string, args ...any) {
+	if b.progress != nil {
+		fmt.Fprintf(b.progress, "\r%-60s\n", fmt.Sprintf(format, args...))
+	}
+}
+
+func (b *benchRun) runConfig(name string) loadgen.RunConfig {
+	return loadgen.RunConfig{Name: name, Clients: b.opts.Clients, Warmup: b.opts.Warmup, Duration: b.opts.Duration, Progress: b.progress}
+}
+
+// syncOf is the sync mode scenario runs with: "unknown" against --url.
+func (b *benchRun) syncOf(scenario string) string {
+	switch {
+	case b.opts.URL != "":
+		return "unknown"
+	case scenario == loadgen.Durable:
+		return SyncAlways
+	}
+	return b.opts.Sync
+}
+
+func (b *benchRun) run(ctx context.Context) error {
+	o := b.opts
+	if o.URL == "" {
+		b.note("the service's default is --sync %s (fsync before every ack); hot-pool, many-pools and mixed ran with --sync %s, durable with --sync %s",
+			SyncAlways, o.Sync, SyncAlways)
+	} else {
+		b.note("against --url the bench cannot know or set the target's durability: sync shows as unknown, durable is skipped")
+	}
+	if o.Ceilings {
+		if err := b.ceilings(ctx); err != nil {
+			return err
+		}
+	}
+	for _, name := range o.Scenarios {
+		sr, err := b.scenario(ctx, name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		for _, ceiling := range []string{loadgen.CeilingHTTP, loadgen.CeilingStorageSync, loadgen.CeilingStorageAsync} {
+			sync := sr.Sync
+			if sync == "unknown" {
+				sync = o.Sync // the storage ceilings ran on a local scratch server with --sync
+			}
+			if c, ok := b.report.Ceiling(ceiling, sync); ok && c.OpsPerSec > 0 && !sr.Skipped {
+				sr.Ratios[ceiling] = sr.OpsPerSec / c.OpsPerSec
+			}
+		}
+		b.report.Scenarios = append(b.report.Scenarios, sr)
+	}
+	return nil
+}
+
+// ceilings measures the HTTP ceiling once and the storage ceilings once
+// per sync mode the scenarios use, each on a scratch embedded nats-server
+// configured like the service's.
+func (b *benchRun) ceilings(ctx context.Context) error {
+	b.status("ceiling: http")
+	hc, err := loadgen.StartHTTPCeiling()
+	if err != nil {
+		return fmt.Errorf("http ceiling: %w", err)
+	}
+	client := loadgen.NewClient(hc.URL(), b.opts.Clients)
+	res, err := loadgen.HTTPCeilingRun(ctx, client, b.runConfig("ceiling http"))
+	client.Close()
+	if cerr := hc.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("http ceiling: %w", err)
+	}
+	fig := loadgen.FigureOf(res, "")
+	fig.Name = loadgen.CeilingHTTP
+	b.report.Ceilings = append(b.report.Ceilings, fig)
+
+	var modes []string
+	for _, s := range b.opts.Scenarios {
+		mode := b.syncOf(s)
+		if mode == "unknown" {
+			mode = b.opts.Sync
+		}
+		if !slices.Contains(modes, mode) && !(s == loadgen.Durable && b.opts.URL != "") {
+			modes = append(modes, mode)
+		}
+	}
+	if b.opts.URL != "" {
+		b.note("storage ceilings ran on a local scratch nats-server with --sync %s, not on the target's NATS", b.opts.Sync)
+	}
+	for _, mode := range modes {
+		if err := b.storageCeilings(ctx, mode); err != nil {
+			return fmt.Errorf("storage ceiling (sync %s): %w", mode, err)
+		}
+	}
+	return nil
+}
+
+// storageCeilings runs both storage ceilings on a scratch embedded server
+// with the given sync mode.
+func (b *benchRun) storageCeilings(ctx context.Context, mode string) error {
+	cfg := b.serviceConfig("ceiling-"+mode, mode)
+	ns, err := startEmbedded(cfg, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	for _, kind := range []string{loadgen.CeilingStorageSync, loadgen.CeilingStorageAsync} {
+		b.status("ceiling: %s, sync %s", kind, mode)
+		res, err := loadgen.StorageCeiling(ctx, nc, kind, b.runConfig("ceiling "+kind))
+		if err != nil {
+			return err
+		}
+		fig := loadgen.FigureOf(res, mode)
+		fig.Name = kind
+		b.report.Ceilings = append(b.report.Ceilings, fig)
+	}
+	return nil
+}
+
+// serviceConfig is the configuration of an embedded service (or scratch
+// server) named name: free ports, its own directory under the bench's.
+func (b *benchRun) serviceConfig(name, sync string) Config {
+	cfg := DefaultConfig()
+	cfg.HTTP = "127.0.0.1:0"
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.Data = filepath.Join(b.tmp, name)
+	cfg.Region = b.opts.Region
+	cfg.Sync = sync
+	cfg.LogLevel = "warn"
+	return cfg
+}
+
+// scenario runs one scenario against a fresh embedded service, or the
+// --url target, and checks its pools afterwards.
+func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioReport, error) {
+	sr := loadgen.ScenarioReport{Figure: loadgen.Figure{Name: name, Sync: b.syncOf(name), Clients: b.opts.Clients}, Ratios: map[string]float64{}}
+	if name == loadgen.Durable && b.opts.URL != "" {
+		sr.Skipped = true
+		sr.Notes = append(sr.Notes, "skipped: the bench cannot set the durability of a service it did not start; run hot-pool against a target started with --sync always instead")
+		return sr, nil
+	}
+	base := b.opts.URL
+	if base == "" {
+		b.status("%s: starting an embedded service (sync %s)", name, sr.Sync)
+		stop, url, err := b.startService(ctx, name, sr.Sync)
+		if err != nil {
+			return sr, err
+		}
+		defer stop()
+		base = url
+	}
+	client := loadgen.NewClient(base, b.opts.Clients)
+	defer client.Close()
+	if err := waitReady(ctx, client); err != nil {
+		return sr, err
+	}
+	wl, err := loadgen.NewWorkload(loadgen.WorkloadConfig{
+		Scenario: name, Client: client, Clients: b.opts.Clients, Pools: b.opts.Pools, Region: b.opts.Region,
+		Prefix: "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+	})
+	if err != nil {
+		return sr, err
+	}
+	sr.Pools = wl.Pools()
+	b.status("%s: defining %d pools", name, sr.Pools)
+	if err := wl.Setup(ctx); err != nil {
+		return sr, err
+	}
+	b.status("%s: running", name)
+	res := loadgen.Run(ctx, b.runConfig(name), wl.Op)
+	if err := ctx.Err(); err != nil {
+		return sr, err
+	}
+	sr.Figure = loadgen.FigureOf(res, sr.Sync)
+	b.status("%s: checking %d pools", name, sr.Pools)
+	check := wl.Verify(ctx)
+	sr.Correctness = &check
+	if n := wl.AvailabilityUnavailable(); n > 0 {
+		sr.Notes = append(sr.Notes, fmt.Sprintf("GET /v1/availability answered 503 %d times (read model not running), counted as errors where measured; reads fell back to GET /v1/pools/{id}", n))
+	}
+	return sr, nil
+}
+
+// startService starts an embedded service for one scenario, its log in
+// the bench directory, and returns how to stop it and its URL.
+func (b *benchRun) startService(ctx context.Context, name, sync string) (stop func(), url string, err error) {
+	log, err := os.Create(filepath.Join(b.tmp, name+".log"))
+	if err != nil {
+		return nil, "", err
+	}
+	a, err := start(ctx, b.serviceConfig(name, sync), log)
+	if err != nil {
+		log.Close()
+		return nil, "", fmt.Errorf("starting the embedded service (log %s): %w", log.Name(), err)
+	}
+	return func() {
+		stopped, cancel := context.WithCancel(context.Background())
+		cancel() // wait returns at once and shuts down gracefully
+		_ = a.wait(stopped)
+		log.Close()
+	}, a.HTTPURL, nil
+}
+
+// waitReady polls GET /readyz until it answers 200, for up to 30 seconds.
+func waitReady(ctx context.Context, c *loadgen.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		out := c.Do(ctx, "readyz", http.MethodGet, "/readyz", nil, nil)
+		if out.Err == nil && out.Status == http.StatusOK {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if out.Err != nil {
+				return fmt.Errorf("%s not ready: %w", c.Base(), out.Err)
+			}
+			return fmt.Errorf("%s not ready: /readyz answers %d", c.Base(), out.Status)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// terminal returns w if it is a terminal, for progress lines; else nil.
+func terminal(w io.Writer) io.Writer {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return w
+}
+
+// loadAvg reads the 1, 5 and 15 minute load averages where the system
+// has /proc/loadavg; nil elsewhere.
+func loadAvg() []float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return nil
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 3 {
+		return nil
+	}
+	out := make([]float64, 3)
+	for i := range out {
+		if out[i], err = strconv.ParseFloat(fields[i], 64); err != nil {
+			return nil
+		}
+	}
+	return out
+}

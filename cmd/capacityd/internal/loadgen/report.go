@@ -1,0 +1,219 @@
+package loadgen
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Latency is a latency distribution in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p99_9"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// Figure is one measured load, the service's or a ceiling's.
+type Figure struct {
+	Name       string           `json:"name"`
+	Sync       string           `json:"sync"` // "always", "interval", "unknown" for a --url target, "" where storage plays no part
+	Clients    int              `json:"clients"`
+	ElapsedSec float64          `json:"elapsed_sec"`
+	OK         int64            `json:"ok"`
+	Rejected   int64            `json:"rejected"`
+	Failed     int64            `json:"failed"`
+	OpsPerSec  float64          `json:"ops_per_sec"` // successful (2xx) operations per second
+	LatencyMS  Latency          `json:"latency_ms"`  // over every operation of the window
+	ByOp       map[string]int64 `json:"by_op"`
+	Errors     map[string]int64 `json:"errors"`
+	Rejections map[string]int64 `json:"rejections"`
+}
+
+// FigureOf summarizes a run.
+func FigureOf(r Result, sync string) Figure {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	f := Figure{
+		Name: r.Name, Sync: sync, Clients: r.Clients, ElapsedSec: r.Elapsed.Seconds(),
+		OK: r.OK, Rejected: r.Rejected, Failed: r.Failed, OpsPerSec: r.OKPerSec(),
+		ByOp: r.ByOp, Errors: r.Errors, Rejections: r.Rejections,
+	}
+	if r.Hist != nil && r.Hist.TotalCount() > 0 {
+		f.LatencyMS = Latency{P50: ms(r.Percentile(50)), P90: ms(r.Percentile(90)), P99: ms(r.Percentile(99)),
+			P999: ms(r.Percentile(99.9)), Max: ms(time.Duration(r.Hist.Max()) * time.Microsecond),
+			Mean: r.Hist.Mean() / 1000}
+	}
+	return f
+}
+
+// ScenarioReport is one scenario's figure, its correctness check and its
+// throughput as a ratio to each ceiling measured in the same run.
+type ScenarioReport struct {
+	Figure
+	Pools       int                `json:"pools"`
+	Skipped     bool               `json:"skipped,omitempty"`
+	Notes       []string           `json:"notes,omitempty"`
+	Correctness *Correctness       `json:"correctness,omitempty"`
+	Ratios      map[string]float64 `json:"ratios"` // ceiling name -> ops_per_sec / ceiling's ops_per_sec
+}
+
+// Report is everything one bench run measured.
+type Report struct {
+	StartedAt   time.Time        `json:"started_at"`
+	GoVersion   string           `json:"go_version"`
+	GOMAXPROCS  int              `json:"gomaxprocs"`
+	NumCPU      int              `json:"num_cpu"`
+	LoadAvg     []float64        `json:"load_avg,omitempty"` // 1, 5, 15 minutes, at the start
+	LoadAvgEnd  []float64        `json:"load_avg_end,omitempty"`
+	Target      string           `json:"target"` // "embedded" or the --url given
+	Clients     int              `json:"clients"`
+	DurationSec float64          `json:"duration_sec"`
+	WarmupSec   float64          `json:"warmup_sec"`
+	Notes       []string         `json:"notes,omitempty"`
+	Ceilings    []Figure         `json:"ceilings"`
+	Scenarios   []ScenarioReport `json:"scenarios"`
+}
+
+// Ceiling returns the ceiling named name measured with sync mode sync.
+func (r *Report) Ceiling(name, sync string) (Figure, bool) {
+	for _, c := range r.Ceilings {
+		if c.Name == name && (c.Sync == sync || name == CeilingHTTP) {
+			return c, true
+		}
+	}
+	return Figure{}, false
+}
+
+// WriteTable writes the report as a table for people.
+func WriteTable(w io.Writer, r *Report) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "capacityd bench: %d clients, %s measured after %s warmup, target %s\n", r.Clients,
+		secs(r.DurationSec), secs(r.WarmupSec), r.Target)
+	fmt.Fprintf(&b, "machine: %d CPUs, GOMAXPROCS %d, %s, load average %s at start, %s at end\n\n", r.NumCPU, r.GOMAXPROCS,
+		r.GoVersion, loads(r.LoadAvg), loads(r.LoadAvgEnd))
+
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\trejected\tcorrect\tvs http\tvs js-sync\tvs js-async\t")
+	for _, s := range r.Scenarios {
+		if s.Skipped {
+			fmt.Fprintf(tw, "%s\t%s\tskipped\t\t\t\t\t\t\t\t\t\t\t\n", s.Name, s.Sync)
+			continue
+		}
+		correct := "-"
+		if s.Correctness != nil {
+			correct = "ok"
+			if !s.Correctness.Passed {
+				correct = "FAILED"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t\n", s.Name, s.Sync, rate(s.OpsPerSec),
+			msStr(s.LatencyMS.P50), msStr(s.LatencyMS.P90), msStr(s.LatencyMS.P99), msStr(s.LatencyMS.P999),
+			s.Failed, s.Rejected, correct, ratio(s.Ratios, CeilingHTTP), ratio(s.Ratios, CeilingStorageSync),
+			ratio(s.Ratios, CeilingStorageAsync))
+	}
+	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t")
+	fmt.Fprintln(tw, "ceiling\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\t\t\t\t\t\t")
+	for _, c := range r.Ceilings {
+		sync := c.Sync
+		if sync == "" {
+			sync = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\t\t\t\t\t\n", c.Name, sync, rate(c.OpsPerSec),
+			msStr(c.LatencyMS.P50), msStr(c.LatencyMS.P90), msStr(c.LatencyMS.P99), msStr(c.LatencyMS.P999), c.Failed)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	for _, s := range r.Scenarios {
+		lines := s.Notes
+		if len(s.ByOp) > 1 {
+			lines = append(lines, "operations: "+counts(s.ByOp))
+		}
+		if len(s.Errors) > 0 {
+			lines = append(lines, "errors: "+counts(s.Errors))
+		}
+		if len(s.Rejections) > 0 {
+			lines = append(lines, "rejections: "+counts(s.Rejections))
+		}
+		if c := s.Correctness; c != nil {
+			lines = append(lines, fmt.Sprintf("check: %d pools, held %d (want %d), confirmed %d (want %d), released %d, unanswered %d, over capacity %d",
+				c.Pools, c.Held, c.ExpectedHeld, c.Confirmed, c.ExpectedConfirmed, c.Released, c.Unknown, c.OverCapacity))
+			lines = append(lines, c.Problems...)
+		}
+		if len(lines) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s:\n", s.Name)
+		for _, l := range lines {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+	}
+	for _, c := range r.Ceilings {
+		if len(c.Errors) > 0 {
+			fmt.Fprintf(&b, "\nceiling %s (%s) errors: %s\n", c.Name, c.Sync, counts(c.Errors))
+		}
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\nnotes:\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "  - %s\n", n)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func secs(s float64) string { return (time.Duration(s * float64(time.Second))).String() }
+
+func loads(l []float64) string {
+	if len(l) < 3 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.2f %.2f %.2f", l[0], l[1], l[2])
+}
+
+func rate(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+func msStr(ms float64) string {
+	switch {
+	case ms == 0:
+		return "-"
+	case ms < 10:
+		return fmt.Sprintf("%.2fms", ms)
+	}
+	return fmt.Sprintf("%.1fms", ms)
+}
+
+func ratio(r map[string]float64, name string) string {
+	v, ok := r[name]
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", v)
+}
+
+// counts lists a count map as "kind n, kind n" in a stable order.
+func counts(m map[string]int64) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
