@@ -19,8 +19,9 @@ const (
 	MaxEventsLimit     = 10000
 )
 
-// eventJSON is one recorded event: its stream sequence, type, the time the
-// store took it and the event's own JSON.
+// eventJSON is one recorded event: the stream sequence of its commit (the
+// events of one group-committed change share it), type, the time the store
+// took it and the event's own JSON.
 type eventJSON struct {
 	Seq  uint64          `json:"seq"`
 	Type string          `json:"type"`
@@ -80,11 +81,11 @@ func handleEvents(h History) http.HandlerFunc {
 				Error(w, r, fmt.Errorf("encoding event %d: %w", rec.Seq, err))
 				return
 			}
+			if uint64(len(out.Events)) >= limit && rec.Seq >= out.NextFrom {
+				break // the page is full and the next commit starts here; a commit is never split
+			}
 			out.Events = append(out.Events, eventJSON{Seq: rec.Seq, Type: rec.Event.EventType(), Time: rec.Stored.UTC(), Data: data})
 			out.NextFrom = rec.Seq + 1
-			if uint64(len(out.Events)) >= limit {
-				break
-			}
 		}
 		if len(out.Events) == 0 {
 			last, err := h.LastSeq(ctx, pool)

@@ -71,21 +71,35 @@ func (e *entity) run() {
 		case <-sweep.C:
 			e.process([]*request{{cmd: capacity.Expire{}}})
 		case <-idle.C:
-			if e.hasLiveHolds() || !e.svc.evict(e) {
-				idle.Reset(opts.IdleTimeout)
-				continue
+			if !e.hasLiveHolds() && e.tryEvict() {
+				return
 			}
-			// Evicted: nobody can reach the queue any more, but a caller may
-			// have queued just before eviction was decided.
-			for len(e.queue) > 0 {
-				r := <-e.queue
-				e.process([]*request{r})
-			}
+			idle.Reset(opts.IdleTimeout)
+			continue
+		}
+		// A pool that does not exist is not kept in memory: requests for
+		// random ids must not pile up entities.
+		if e.pool != nil && !e.pool.Defined() && e.tryEvict() {
 			return
 		}
 		idle.Reset(opts.IdleTimeout)
 		e.scheduleSweep(sweep)
 	}
+}
+
+// tryEvict removes the entity from the service if no caller is about to
+// queue a command, answering what was queued before the decision. It
+// reports whether the entity must stop.
+func (e *entity) tryEvict() bool {
+	if !e.svc.evict(e) {
+		return false
+	}
+	// Nobody can reach the queue any more, but a caller may have queued just
+	// before eviction was decided.
+	for len(e.queue) > 0 {
+		e.process([]*request{<-e.queue})
+	}
+	return true
 }
 
 func (e *entity) hasLiveHolds() bool {
@@ -221,9 +235,10 @@ func (e *entity) answer(batch []*request, decisions []decision, batchErr error) 
 			resp.err = batchErr
 		}
 		if _, ok := r.cmd.(capacity.Hold); ok && batchErr == nil {
-			if d.err == nil {
+			switch {
+			case d.err == nil && d.events > 0:
 				svc.stats.holdsAccepted.Add(1)
-			} else {
+			case d.err != nil:
 				svc.stats.holdsRejected.Add(1)
 			}
 		}

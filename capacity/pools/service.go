@@ -206,7 +206,7 @@ type Stats struct {
 	Loads          uint64 // pools loaded (snapshot + tail, or full replay)
 	Replays        uint64 // loads that found no usable snapshot
 	Snapshots      uint64 // snapshots written
-	HoldsAccepted  uint64
+	HoldsAccepted  uint64 // new holds written (idempotent repeats are not counted)
 	HoldsRejected  uint64 // refused for capacity, closed pool or conflict
 	AppendFailures uint64 // appends that failed for other reasons
 }

@@ -414,3 +414,19 @@ func TestCommandsOnUnknownPool(t *testing.T) {
 		t.Fatalf("unknown pool has history: %d, %v", last, err)
 	}
 }
+
+func TestUnknownPoolsDoNotStayLoaded(t *testing.T) {
+	s := natstest.RunServer(t)
+	st := newStack(t, s, pools.Options{})
+	for i := range 50 {
+		if _, err := st.svc.Pool(context.Background(), fmt.Sprint("ghost-", i)); capacity.ErrorCode(err) != capacity.ENOTFOUND {
+			t.Fatalf("read of unknown pool: %v", err)
+		}
+	}
+	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if n := st.svc.Loaded(); n != 0 {
+			return fmt.Errorf("%d unknown pools still loaded", n)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,169 @@
+package ui
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity/views"
+)
+
+// streamBuffer is how many changes a board stream may fall behind before
+// the board drops it; the stream then resubscribes and sends a snapshot.
+const streamBuffer = 1024
+
+// streamWriteTimeout bounds one write to a board stream, so a client that
+// stopped reading does not hold its handler forever.
+const streamWriteTimeout = 10 * time.Second
+
+// sse writes server-sent events. Send is safe for concurrent use, though
+// the board stream sends from its handler's goroutine only.
+type sse struct {
+	mu sync.Mutex
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+// newSSE starts an event stream: headers out at once, so the browser's
+// EventSource opens before the first change.
+func newSSE(w http.ResponseWriter) (*sse, error) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	s := &sse{w: w, rc: http.NewResponseController(w)}
+	return s, s.rc.Flush()
+}
+
+// Send writes one event: its type, its id (a stream sequence, which the
+// browser sends back as Last-Event-ID when it reconnects) and one line of
+// JSON data. An empty event is a comment, a heartbeat.
+func (s *sse) Send(event string, id uint64, data any) error {
+	var buf bytes.Buffer
+	if event == "" {
+		buf.WriteString(": ping\n\n")
+	} else {
+		body, err := json.Marshal(data)
+		if err != nil {
+			return err
+		}
+		buf.WriteString("event: " + event + "\nid: " + strconv.FormatUint(id, 10) + "\ndata: ")
+		buf.Write(body)
+		buf.WriteString("\n\n")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout)) // not every writer supports deadlines
+	if _, err := s.w.Write(buf.Bytes()); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+// boardSnapshot is the first event of a stream: every cell the filter
+// selects, at a position.
+type boardSnapshot struct {
+	Position uint64     `json:"position"`
+	Cells    []cellView `json:"cells"`
+}
+
+// streamFilter reads the stream's filter: the board's, except that no
+// dates means every day.
+func streamFilter(r *http.Request, now time.Time) (boardFilter, map[string]string) {
+	q := r.URL.Query()
+	f, problems := parseBoardFilter(q, now)
+	if q.Get("from") == "" && q.Get("to") == "" {
+		f.From, f.To = time.Time{}, time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	}
+	return f, problems
+}
+
+// handleBoardStream serves GET /v1/board/stream: the board's cells as
+// server-sent events, live. It subscribes to the board first, then sends a
+// snapshot (event "snapshot", id = the position it reflects) unless the
+// browser's Last-Event-ID shows it is already there, then each change of a
+// selected cell (event "cell", id = its stream sequence), skipping those
+// the snapshot already reflects. A subscriber the board drops for falling
+// behind resubscribes and gets a fresh snapshot. The loop ends with the
+// request's context; the subscription is cancelled on the way out.
+func (h *Handler) handleBoardStream() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.cfg.Board == nil {
+			http.Error(w, "the board read model is not running", http.StatusServiceUnavailable)
+			return
+		}
+		f, problems := streamFilter(r, h.cfg.Now())
+		if len(problems) > 0 {
+			http.Error(w, "invalid filter: "+joinProblems(problems), http.StatusBadRequest)
+			return
+		}
+		ctx := r.Context()
+		lastID, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
+		stream, err := newSSE(w)
+		if err != nil {
+			return
+		}
+		if _, err := w.Write([]byte("retry: 1000\n\n")); err != nil {
+			return
+		}
+		heartbeat := time.NewTicker(h.cfg.Heartbeat)
+		defer heartbeat.Stop()
+		for ctx.Err() == nil {
+			changes, cancel := h.cfg.Board.Subscribe(ctx, streamBuffer)
+			position, err := h.sendSnapshot(stream, f, lastID)
+			if err == nil {
+				err = h.follow(stream, changes, heartbeat.C, f, position, &lastID)
+			}
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+// sendSnapshot sends the selected cells unless the client already has the
+// board at its position (lastID), and returns the position.
+func (h *Handler) sendSnapshot(stream *sse, f boardFilter, lastID uint64) (uint64, error) {
+	all, position := h.cfg.Board.Cells(f.Region, f.Kind, "")
+	if lastID != 0 && lastID == position {
+		return position, nil
+	}
+	snap := boardSnapshot{Position: position, Cells: []cellView{}}
+	for _, c := range all {
+		if f.match(c) {
+			snap.Cells = append(snap.Cells, viewOfCell(c))
+		}
+	}
+	return position, stream.Send("snapshot", position, snap)
+}
+
+// follow sends the changes after position until the subscription ends
+// (nil: resubscribe) or a write fails (its error). lastID tracks the id of
+// the last event sent.
+func (h *Handler) follow(stream *sse, changes <-chan views.BoardChange, heartbeat <-chan time.Time, f boardFilter, position uint64, lastID *uint64) error {
+	*lastID = position
+	for {
+		select {
+		case change, ok := <-changes:
+			if !ok {
+				return nil // dropped, or the request ended: the caller decides
+			}
+			if change.Seq <= position || !f.match(change.Cell) {
+				continue
+			}
+			if err := stream.Send("cell", change.Seq, viewOfCell(change.Cell)); err != nil {
+				return err
+			}
+			*lastID = change.Seq
+		case <-heartbeat:
+			if err := stream.Send("", 0, nil); err != nil {
+				return err
+			}
+		}
+	}
+}
