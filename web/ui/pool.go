@@ -128,7 +128,7 @@ func (h *Handler) poolPage(ctx context.Context, id string) (PoolPage, error) {
 		// The live figures, from the write side, close the series at now.
 		series = append(series, chartPoint{At: now, Used: v.Held + v.Confirmed, Capacity: v.Capacity})
 	}
-	p.Chart = buildChart(series, v.Limit())
+	p.Chart = buildChart(series, v.Capacity+v.Overbook)
 	p.Reservations, p.ReservationsTotal = reservationRows(&pool, now)
 	return p, nil
 }

@@ -15,11 +15,11 @@ import (
 
 // Bounds of a week template.
 const (
-	weekDays        = 7
-	maxWeekPools    = 5000
-	weekWorkers     = 8 // pools defined at once by one submission
-	maxWeekMinutes  = 24 * 60
-	poolIDDayLayout = "20060102"
+	weekDays         = 7
+	maxWeekPools     = 5000
+	weekWorkers      = 8 // pools defined at once by one submission
+	maxWeekMinutes   = 24 * 60
+	poolIDDayLayout  = "20060102"
 	poolIDTimeLayout = "1504"
 )
 
