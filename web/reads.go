@@ -188,3 +188,15 @@ func handleAvailability(a Availability) http.HandlerFunc {
 		encode(w, r, http.StatusOK, out)
 	}
 }
+
+// handleBoardStream hands the board's live feed (server-sent events) to the
+// planner UI, which owns the board read model; without one it is 503.
+func handleBoardStream(ui http.Handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ui == nil {
+			Error(w, r, capacity.Errorf(capacity.EUNAVAILABLE, "the planner board is not running"))
+			return
+		}
+		ui.ServeHTTP(w, r)
+	}
+}

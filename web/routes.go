@@ -28,5 +28,12 @@ func routes(cfg Config) *chi.Mux {
 	r.Get("/v1/pools/{pool}/reservations/{id}", handleGetReservation(cfg.Pools, cfg.Now))
 	r.Get("/v1/pools/{pool}/events", handleEvents(cfg.History))
 	r.Get("/v1/availability", handleAvailability(cfg.Availability))
+	r.Get("/v1/board/stream", handleBoardStream(cfg.UI))
+	if cfg.UI != nil {
+		// The planner UI, after the API: its pages at / and under /ui.
+		r.Handle("/", cfg.UI)
+		r.Handle("/ui", cfg.UI)
+		r.Handle("/ui/*", cfg.UI)
+	}
 	return r
 }

@@ -107,6 +107,10 @@ type Config struct {
 	Now func() time.Time
 	// MaxBodyBytes bounds request bodies. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// UI, when set, is the planner UI (web/ui): it serves / and /ui/...
+	// and the board's live feed GET /v1/board/stream, which answers 503
+	// without it.
+	UI http.Handler
 }
 
 // DefaultMaxBodyBytes is the default bound on request bodies.
