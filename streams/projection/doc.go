@@ -4,8 +4,10 @@
 //
 // A Runner owns one durable consumer on one stream and one Handler (usually
 // Apply(models...) over capacity/views). Run decodes each message (pool from
-// the subject, Event-Type and Event-Version headers, JSON body), hands it to
-// the handler in stream order from a single goroutine, and acknowledges it.
+// the subject, Event-Type and Event-Version headers, JSON body; a
+// capacity.CommitType message holds several events of one pool that share
+// its sequence), hands it to the handler in stream order from a single
+// goroutine, and acknowledges it.
 //
 // Rebuild on start. The models live in memory, so a new process starts
 // empty, while a durable left over from the previous process has its ack
@@ -46,4 +48,10 @@
 // runner's position is the stream's last sequence; Status also moves the
 // position to the stream's last sequence when the consumer reports nothing
 // pending or unacknowledged, which covers a tail of deleted messages.
+//
+// Speed. Catch-up is bound by CPU: per event about 4 us of JSON decoding
+// (capacity.Decode) in the runner goroutine, plus the server's delivery and
+// the client's parsing, each a few microseconds on its own goroutine (see
+// BenchmarkCatchUp). Acks are amortised by AckAll; MaxAckPending (default
+// 20000) and the pull batch (default 1000) keep the pipeline full.
 package projection

@@ -1,0 +1,124 @@
+package projection_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/capacityd/capacityd/streams"
+	"github.com/capacityd/capacityd/streams/projection"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// populate publishes, asynchronously, one PoolDefined per pool then Held
+// events round-robin over the pools, n messages in all, straight to the
+// stream (no write side: this measures the read path).
+func populate(b *testing.B, e *env, npools, n int) uint64 {
+	b.Helper()
+	ctx := context.Background()
+	publish := func(pool string, ev capacity.Event) {
+		data, err := capacity.Encode(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := nats.NewMsg(e.store.Subject(pool))
+		m.Header.Set(streams.HeaderEventType, ev.EventType())
+		m.Header.Set(streams.HeaderEventVersion, strconv.Itoa(capacity.SchemaVersion))
+		m.Data = data
+		if _, err := e.js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range npools {
+		start := epoch.Add(time.Duration(i%200) * time.Hour)
+		publish(fmt.Sprintf("pool-%05d", i), capacity.PoolDefined{Pool: fmt.Sprintf("pool-%05d", i), Region: region,
+			Kind: "delivery", StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 1_000_000, DefinedAt: epoch})
+	}
+	for i := range n - npools {
+		at := epoch.Add(time.Duration(i) * time.Millisecond)
+		publish(fmt.Sprintf("pool-%05d", i%npools), capacity.Held{ReservationID: "r" + strconv.Itoa(i), Quantity: 1,
+			TTL: 10 * time.Minute, ExpiresAt: at.Add(10 * time.Minute), At: at})
+	}
+	select {
+	case <-e.js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("async publishes not acknowledged")
+	}
+	last, err := e.store.StreamLastSeq(ctx)
+	if err != nil || last != uint64(n) {
+		b.Fatalf("stream last seq %d, %v, want %d", last, err, n)
+	}
+	return last
+}
+
+// BenchmarkCatchUp rebuilds the availability model (and, in the second
+// case, all three models) from a stream of events, as a process does on start.
+func BenchmarkCatchUp(b *testing.B) {
+	const events, npools = 300_000, 1000
+	s := newEnvBench(b)
+	last := populate(b, s, npools, events)
+	for _, tc := range []struct {
+		name   string
+		models func() []projection.Model
+	}{
+		{"availability", func() []projection.Model { return []projection.Model{views.NewAvailability()} }},
+		{"none", func() []projection.Model { return nil }},
+		{"all", func() []projection.Model {
+			return []projection.Model{views.NewAvailability(), views.NewReservations(), views.NewBoard()}
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var total, cpu time.Duration
+			for i := 0; b.Loop(); i++ {
+				r, err := projection.New(s.js, s.store.StreamName(), fmt.Sprintf("bench_%s_%d", tc.name, i), projection.Apply(tc.models()...), benchOpts...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				start, cpuStart := time.Now(), cpuTime()
+				go func() { done <- r.Run(ctx) }()
+				waitCtx, waitCancel := context.WithTimeout(ctx, 2*time.Minute)
+				err = r.WaitFor(waitCtx, last)
+				total += time.Since(start)
+				cpu += cpuTime() - cpuStart
+				waitCancel()
+				cancel()
+				if runErr := <-done; err != nil || runErr != nil {
+					b.Fatalf("WaitFor: %v, Run: %v", err, runErr)
+				}
+			}
+			b.ReportMetric(float64(events)*float64(b.N)/total.Seconds(), "events/s")
+			b.ReportMetric(float64(events)*float64(b.N)/cpu.Seconds(), "events/cpu-s")
+		})
+	}
+}
+
+// cpuTime returns the CPU time (user + system) the process has used, server included.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchOpts are the runner options of BenchmarkCatchUp.
+var benchOpts []projection.Option
+
+// newEnvBench is newEnv for a benchmark, with a larger async publish window.
+func newEnvBench(b *testing.B) *env {
+	e := newEnv(b)
+	js, err := jetstream.New(e.js.Conn(), jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.js = js
+	return e
+}
