@@ -191,10 +191,10 @@ func (e *env) traffic(t *testing.T, svc *pools.Service, seed uint64, npools, n i
 	for c := range clients {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, uint64(c)))
-			for i := range n / clients {
+			for range n / clients {
 				pool := fmt.Sprintf("pool-%03d", rng.IntN(npools))
 				e.clock.Advance(time.Duration(rng.IntN(400)) * time.Millisecond)
-				_, err := svc.Execute(context.Background(), pool, randomCommand(rng, pool, fmt.Sprintf("s%d-c%d-%d", seed, c, i)))
+				_, err := svc.Execute(context.Background(), pool, randomCommand(rng, pool))
 				switch {
 				case err == nil:
 					accepted.Add(1)
@@ -211,7 +211,7 @@ func (e *env) traffic(t *testing.T, svc *pools.Service, seed uint64, npools, n i
 
 // randomCommand returns a weighted random command; reservation ids repeat
 // within a pool so confirms and releases find their holds.
-func randomCommand(rng *rand.Rand, pool, unique string) capacity.Command {
+func randomCommand(rng *rand.Rand, pool string) capacity.Command {
 	rid := fmt.Sprintf("r%d", rng.IntN(60))
 	switch k := rng.IntN(100); {
 	case k < 8:
@@ -231,7 +231,6 @@ func randomCommand(rng *rand.Rand, pool, unique string) capacity.Command {
 		c := 5 + rng.IntN(30)
 		return capacity.ChangePool{Capacity: &c}
 	default:
-		_ = unique
 		return capacity.ChangePool{Status: []capacity.Status{capacity.Open, capacity.Closed}[rng.IntN(2)]}
 	}
 }
