@@ -34,6 +34,15 @@ type Figure struct {
 	ByOp       map[string]int64 `json:"by_op"`
 	Errors     map[string]int64 `json:"errors"`
 	Rejections map[string]int64 `json:"rejections"`
+	// CPUCores is the average cores the bench process (load generator and
+	// embedded service together) used in the window; OtherCores what other
+	// processes used. Absent where /proc cannot be read.
+	CPUCores   *float64 `json:"cpu_cores,omitempty"`
+	OtherCores *float64 `json:"other_cores,omitempty"`
+	// OpsPerCPUSec is OpsPerSec per core the bench process used: steadier
+	// than OpsPerSec when other processes take a varying share of the
+	// machine, though it charges the load generator's own CPU too.
+	OpsPerCPUSec *float64 `json:"ops_per_cpu_sec,omitempty"`
 }
 
 // FigureOf summarizes a run.
@@ -43,6 +52,13 @@ func FigureOf(r Result, sync string) Figure {
 		Name: r.Name, Sync: sync, Clients: r.Clients, ElapsedSec: r.Elapsed.Seconds(),
 		OK: r.OK, Rejected: r.Rejected, Failed: r.Failed, OpsPerSec: r.OKPerSec(),
 		ByOp: r.ByOp, Errors: r.Errors, Rejections: r.Rejections,
+	}
+	if r.CPUKnown {
+		f.CPUCores, f.OtherCores = &r.CPU, &r.OtherCPU
+		if r.CPU > 0 {
+			perCPU := f.OpsPerSec / r.CPU
+			f.OpsPerCPUSec = &perCPU
+		}
 	}
 	if r.Hist != nil && r.Hist.TotalCount() > 0 {
 		f.LatencyMS = Latency{P50: ms(r.Percentile(50)), P90: ms(r.Percentile(90)), P99: ms(r.Percentile(99)),
@@ -99,10 +115,10 @@ func WriteTable(w io.Writer, r *Report) error {
 		r.GoVersion, loads(r.LoadAvg), loads(r.LoadAvgEnd))
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\trejected\tcorrect\tvs http\tvs js-sync\tvs js-async\t")
+	fmt.Fprintln(tw, "scenario\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\trejected\tcorrect\tvs http\tvs js-sync\tvs js-async\tcores us/others\tok/cpu-s\t")
 	for _, s := range r.Scenarios {
 		if s.Skipped {
-			fmt.Fprintf(tw, "%s\t%s\tskipped\t\t\t\t\t\t\t\t\t\t\t\n", s.Name, s.Sync)
+			fmt.Fprintf(tw, "%s\t%s\tskipped\t\t\t\t\t\t\t\t\t\t\t\t\t\n", s.Name, s.Sync)
 			continue
 		}
 		correct := "-"
@@ -112,20 +128,22 @@ func WriteTable(w io.Writer, r *Report) error {
 				correct = "FAILED"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t\n", s.Name, s.Sync, rate(s.OpsPerSec),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Name, s.Sync, rate(s.OpsPerSec),
 			msStr(s.LatencyMS.P50), msStr(s.LatencyMS.P90), msStr(s.LatencyMS.P99), msStr(s.LatencyMS.P999),
 			s.Failed, s.Rejected, correct, ratio(s.Ratios, CeilingHTTP), ratio(s.Ratios, CeilingStorageSync),
-			ratio(s.Ratios, CeilingStorageAsync))
+			ratio(s.Ratios, CeilingStorageAsync), cores(s.Figure), perCPU(s.Figure))
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t")
-	fmt.Fprintln(tw, "ceiling\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\t\t\t\t\t\t")
-	for _, c := range r.Ceilings {
-		sync := c.Sync
-		if sync == "" {
-			sync = "-"
+	if len(r.Ceilings) > 0 {
+		fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
+		fmt.Fprintln(tw, "ceiling\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\t\t\t\t\t\tcores us/others\tok/cpu-s\t")
+		for _, c := range r.Ceilings {
+			sync := c.Sync
+			if sync == "" {
+				sync = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\t\t\t\t\t%s\t%s\t\n", c.Name, sync, rate(c.OpsPerSec),
+				msStr(c.LatencyMS.P50), msStr(c.LatencyMS.P90), msStr(c.LatencyMS.P99), msStr(c.LatencyMS.P999), c.Failed, cores(c), perCPU(c))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\t\t\t\t\t\n", c.Name, sync, rate(c.OpsPerSec),
-			msStr(c.LatencyMS.P50), msStr(c.LatencyMS.P90), msStr(c.LatencyMS.P99), msStr(c.LatencyMS.P999), c.Failed)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -199,6 +217,22 @@ func msStr(ms float64) string {
 		return fmt.Sprintf("%.2fms", ms)
 	}
 	return fmt.Sprintf("%.1fms", ms)
+}
+
+// cores shows the cores the bench and the rest of the machine used.
+func cores(f Figure) string {
+	if f.CPUCores == nil || f.OtherCores == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f/%.1f", *f.CPUCores, *f.OtherCores)
+}
+
+// perCPU shows ok/s per core the bench process used.
+func perCPU(f Figure) string {
+	if f.OpsPerCPUSec == nil {
+		return "-"
+	}
+	return rate(*f.OpsPerCPUSec)
 }
 
 func ratio(r map[string]float64, name string) string {

@@ -83,6 +83,11 @@ type Result struct {
 	Errors     map[string]int64 // errors by kind
 	Rejections map[string]int64 // rejections by problem
 	Hist       *hdrhistogram.Histogram
+	// CPU is the average number of cores this process (load generator and
+	// any embedded service) kept busy in the window, OtherCPU what the rest
+	// of the machine did; CPUKnown is false where /proc cannot be read.
+	CPU, OtherCPU float64
+	CPUKnown      bool
 }
 
 // OKPerSec is the headline figure: successful operations per second.
@@ -167,13 +172,13 @@ func Run(ctx context.Context, cfg RunConfig, op Op) Result {
 		sleep(ctx, cfg.Warmup)
 	}
 	phase.Store(phaseMeasure)
-	start := time.Now()
+	start, cpuStart := time.Now(), sampleCPU()
 	if cfg.Progress != nil {
 		progress.Go(func() { showProgress(cfg, start, &done, stopProgress) })
 	}
 	sleep(ctx, cfg.Duration)
 	phase.Store(phaseDone)
-	elapsed := time.Since(start)
+	elapsed, cpuEnd := time.Since(start), sampleCPU()
 	close(stopProgress)
 	progress.Wait()
 	wg.Wait()
@@ -183,6 +188,7 @@ func Run(ctx context.Context, cfg RunConfig, op Op) Result {
 		ByOp: map[string]int64{}, Errors: map[string]int64{}, Rejections: map[string]int64{},
 		Hist: hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3),
 	}
+	res.CPU, res.OtherCPU, res.CPUKnown = coresUsed(cpuStart, cpuEnd, elapsed)
 	for _, st := range stats {
 		res.Hist.Merge(st.hist)
 		res.OK += st.ok

@@ -1,0 +1,78 @@
+package loadgen
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of /proc CPU times: 100 on every Linux
+// this runs on.
+const clockTicks = 100
+
+// cpuSample is the CPU time used so far by this process and by the whole
+// machine, read from /proc. On a shared machine the difference says how
+// much of it other processes took while a figure was measured.
+type cpuSample struct {
+	ok      bool
+	self    time.Duration // user+system time of this process
+	machine time.Duration // busy time of all CPUs (everything but idle and iowait)
+}
+
+// sampleCPU reads /proc/self/stat and /proc/stat; ok is false where they
+// cannot be read or parsed.
+func sampleCPU() cpuSample {
+	self, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return cpuSample{}
+	}
+	// Fields after the command name (which may hold spaces) in parentheses;
+	// utime and stime are fields 14 and 15, i.e. 12 and 13 after ")".
+	i := bytes.LastIndexByte(self, ')')
+	if i < 0 {
+		return cpuSample{}
+	}
+	f := bytes.Fields(self[i+1:])
+	if len(f) < 14 {
+		return cpuSample{}
+	}
+	utime, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+	stime, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return cpuSample{}
+	}
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuSample{}
+	}
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	cpu := bytes.Fields(line)
+	if len(cpu) < 8 || string(cpu[0]) != "cpu" {
+		return cpuSample{}
+	}
+	var busy int64
+	for k, v := range cpu[1:] {
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return cpuSample{}
+		}
+		if k == 3 || k == 4 || k >= 8 { // idle, iowait; guest time is already in user
+			continue
+		}
+		busy += n
+	}
+	tick := time.Second / clockTicks
+	return cpuSample{ok: true, self: time.Duration(utime+stime) * tick, machine: time.Duration(busy) * tick}
+}
+
+// coresUsed returns the average cores this process and everything else
+// kept busy between a and b, over elapsed.
+func coresUsed(a, b cpuSample, elapsed time.Duration) (self, others float64, ok bool) {
+	if !a.ok || !b.ok || elapsed <= 0 {
+		return 0, 0, false
+	}
+	self = (b.self - a.self).Seconds() / elapsed.Seconds()
+	machine := (b.machine - a.machine).Seconds() / elapsed.Seconds()
+	return self, max(machine-self, 0), true
+}
