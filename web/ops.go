@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	_ "embed"
 	"fmt"
 	"net/http"
@@ -25,7 +26,8 @@ func handleOpenAPI() http.HandlerFunc {
 
 // statusJSON answers the health routes.
 type statusJSON struct {
-	Status string `json:"status"`
+	Status     string `json:"status"`
+	ReadModels any    `json:"read_models,omitempty"`
 }
 
 func handleHealthz() http.HandlerFunc {
@@ -34,7 +36,7 @@ func handleHealthz() http.HandlerFunc {
 	}
 }
 
-func handleReadyz(ready func() error) http.HandlerFunc {
+func handleReadyz(ready func() error, detail func(context.Context) any) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := ready(); err != nil {
 			detail := "the service is not ready to take writes"
@@ -44,7 +46,11 @@ func handleReadyz(ready func() error) http.HandlerFunc {
 			Error(w, r, capacity.Errorf(capacity.EUNAVAILABLE, "%s", detail))
 			return
 		}
-		encode(w, r, http.StatusOK, statusJSON{Status: "ready"})
+		out := statusJSON{Status: "ready"}
+		if detail != nil {
+			out.ReadModels = detail(r.Context())
+		}
+		encode(w, r, http.StatusOK, out)
 	}
 }
 

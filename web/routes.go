@@ -15,7 +15,7 @@ func routes(cfg Config) *chi.Mux {
 	r.MethodNotAllowed(handleMethodNotAllowed(r))
 
 	r.Get("/healthz", handleHealthz())
-	r.Get("/readyz", handleReadyz(cfg.Ready))
+	r.Get("/readyz", handleReadyz(cfg.Ready, cfg.ReadyDetail))
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	r.Get("/openapi.json", handleOpenAPI())
 
@@ -28,6 +28,7 @@ func routes(cfg Config) *chi.Mux {
 	r.Get("/v1/pools/{pool}/reservations/{id}", handleGetReservation(cfg.Pools, cfg.Now))
 	r.Get("/v1/pools/{pool}/events", handleEvents(cfg.History))
 	r.Get("/v1/availability", handleAvailability(cfg.Availability))
+	r.Get("/v1/reservations/{id}", handleLookupReservation(cfg.Reservations, cfg.Now))
 	r.Get("/v1/board/stream", handleBoardStream(cfg.UI))
 	if cfg.UI != nil {
 		// The planner UI, after the API: its pages at / and under /ui.

@@ -92,9 +92,15 @@ type Config struct {
 	History History
 	// Availability is the read model; nil answers 503 unavailable.
 	Availability Availability
+	// Reservations finds reservations by id across pools (a read model);
+	// nil answers 503 unavailable.
+	Reservations ReservationLookup
 	// Ready reports whether the service can take writes (nil: ready);
 	// GET /readyz answers 503 while it returns an error.
 	Ready func() error
+	// ReadyDetail, when set, adds the read models' progress (position, lag)
+	// to GET /readyz as "read_models".
+	ReadyDetail func(ctx context.Context) any
 	// Logger receives one line per request and internal errors.
 	Logger zerolog.Logger
 	// Registry receives the HTTP and pool metrics and is served at

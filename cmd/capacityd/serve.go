@@ -46,6 +46,8 @@ type app struct {
 	reg   *prometheus.Registry
 	stops []func() // read models and other workers, stopped in reverse order
 
+	readModels *readModels
+
 	srv      *http.Server
 	serveErr chan error
 
@@ -65,12 +67,12 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer) error {
 
 // start brings the whole service up: NATS, stores, write side, read models,
 // HTTP listener. On error everything started so far is stopped again.
-func start(ctx context.Context, cfg Config, stdout io.Writer) (a *app, err error) {
+func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error) {
 	log, err := newLogger(cfg, stdout)
 	if err != nil {
 		return nil, err
 	}
-	a = &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/kv"
@@ -22,13 +23,24 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		Logger:        a.log.With().Str("component", "pools").Logger(),
 		OnAppend:      metrics.OnAppend,
 	})
+	rm, err := a.startReadModels(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read models: %w", err)
+	}
+	a.readModels = rm
 	handler := web.NewServer(web.Config{
-		Pools:    a.pools,
-		History:  events,
-		Logger:   a.log,
-		Registry: a.reg,
-		Metrics:  metrics,
-		Ready:    a.ready,
+		Pools:        a.pools,
+		History:      events,
+		Availability: rm,
+		Reservations: rm,
+		Logger:       a.log,
+		Registry:     a.reg,
+		Metrics:      metrics,
+		Ready:        a.ready,
+		ReadyDetail: func(ctx context.Context) any {
+			st, _ := rm.runner.Status(ctx)
+			return st
+		},
 	})
 	return handler, nil
 }
@@ -38,6 +50,11 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 func (a *app) ready() error {
 	if !a.nc.IsConnected() {
 		return fmt.Errorf("NATS disconnected (%s)", a.nc.Status())
+	}
+	if a.readModels != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return a.readModels.ready(ctx)
 	}
 	return nil
 }

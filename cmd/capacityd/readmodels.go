@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/capacityd/capacityd/streams/projection"
+	"github.com/capacityd/capacityd/web"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// readModels are the in-memory read models of this instance and the
+// projection that feeds them from the event stream.
+type readModels struct {
+	availability *views.Availability
+	reservations *views.Reservations
+	board        *views.Board
+	runner       *projection.Runner
+}
+
+// startReadModels creates the models and runs their projection until the
+// returned stop function is called.
+func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
+	rm := &readModels{
+		availability: views.NewAvailability(),
+		reservations: views.NewReservations(),
+		board:        views.NewBoard(),
+	}
+	durable := projection.DurableName("views", a.cfg.Region, a.instance())
+	runner, err := projection.New(a.js, a.store.StreamName(), durable,
+		projection.Apply(rm.availability, rm.reservations, rm.board),
+		projection.WithLogger(a.log.With().Str("component", "projection").Str("durable", durable).Logger()))
+	if err != nil {
+		return nil, err
+	}
+	rm.runner = runner
+	runCtx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := runner.Run(runCtx); err != nil {
+			a.log.Error().Err(err).Str("durable", durable).Msg("projection stopped")
+		}
+	})
+	a.stops = append(a.stops, func() { cancel(); wg.Wait() })
+
+	a.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "capacity_readmodel_position", Help: "Stream sequence the read models reflect."},
+			func() float64 { return float64(runner.Position()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "capacity_readmodel_lag", Help: "Stream last sequence minus the read models' position."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				lag, err := runner.Lag(ctx)
+				if err != nil {
+					return -1
+				}
+				return float64(lag)
+			}),
+	)
+	return rm, nil
+}
+
+// instance names this process among the instances of a region, for its
+// consumer names: --instance, or the host name and HTTP port.
+func (a *app) instance() string {
+	if a.cfg.Instance != "" {
+		return a.cfg.Instance
+	}
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(a.cfg.HTTP)
+	return host + "-" + port
+}
+
+// waitFor waits until the read models reflect position, as a client
+// asked with min_position.
+func (rm *readModels) waitFor(ctx context.Context, position uint64) error {
+	if position == 0 {
+		return nil
+	}
+	if err := rm.runner.WaitFor(ctx, position); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return capacity.Errorf(capacity.EUNAVAILABLE, "read model has not reached position %d yet (at %d)", position, rm.runner.Position())
+		}
+		return err
+	}
+	return nil
+}
+
+// Availability implements web.Availability.
+func (rm *readModels) Availability(ctx context.Context, q web.AvailabilityQuery) (web.AvailabilityPage, error) {
+	if err := rm.waitFor(ctx, q.MinPosition); err != nil {
+		return web.AvailabilityPage{}, err
+	}
+	page, err := rm.availability.Query(views.AvailabilityQuery{
+		Region: q.Region, Kind: q.Kind, From: q.From, To: q.To, Limit: q.Limit, Cursor: q.PageToken,
+	}, time.Now())
+	if err != nil {
+		return web.AvailabilityPage{}, err
+	}
+	return web.AvailabilityPage{Position: page.Position, Pools: page.Pools, NextPageToken: page.Next}, nil
+}
+
+// LookupReservation implements web.ReservationLookup.
+func (rm *readModels) LookupReservation(ctx context.Context, id string, minPosition uint64, now time.Time) ([]views.ReservationMatch, uint64, error) {
+	if err := rm.waitFor(ctx, minPosition); err != nil {
+		return nil, 0, err
+	}
+	matches, position := rm.reservations.Lookup(id, now)
+	return matches, position, nil
+}
+
+// ready reports the read models' progress for /readyz: not ready while
+// they have never caught up with the stream since start.
+func (rm *readModels) ready(ctx context.Context) error {
+	st, err := rm.runner.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("read models: %w", err)
+	}
+	if !st.Running {
+		return fmt.Errorf("read models: projection %s not running", st.Durable)
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startTest runs the whole service in-process on free ports and a temp dir.
+func startTest(t *testing.T, extra ...string) *app {
+	t.Helper()
+	args := append([]string{"--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "interval"}, extra...)
+	cfg, err := parseConfig("test", args, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := start(ctx, cfg, io.Discard)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.wait(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("wait: %v", err)
+		}
+	})
+	return a
+}
+
+func call(t *testing.T, method, url, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var out map[string]any
+	if len(bytes.TrimSpace(raw)) > 0 && raw[0] == '{' {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, url, err, raw)
+		}
+	}
+	return res.StatusCode, out
+}
+
+func TestServeWiresWritesAndReadModels(t *testing.T) {
+	a := startTest(t)
+	base := a.HTTPURL
+	start := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Hour)
+	def := `{"region":"north","kind":"delivery","starts_at":"` + start.Format(time.RFC3339) + `","ends_at":"` + start.Add(time.Hour).Format(time.RFC3339) + `","capacity":4}`
+	if code, body := call(t, "PUT", base+"/v1/pools/n1", def); code != http.StatusCreated {
+		t.Fatalf("define: %d %v", code, body)
+	}
+	code, hold := call(t, "POST", base+"/v1/pools/n1/holds", `{"reservation_id":"order-1","quantity":3,"ttl":"1h"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("hold: %d %v", code, hold)
+	}
+	version := uint64(hold["pool_version"].(float64))
+
+	// Reading one's own write through the read models.
+	code, avail := call(t, "GET", base+"/v1/availability?region=north&min_position="+itoa(version), "")
+	if code != http.StatusOK {
+		t.Fatalf("availability: %d %v", code, avail)
+	}
+	pools := avail["pools"].([]any)
+	if len(pools) != 1 || pools[0].(map[string]any)["held"] != 3.0 || pools[0].(map[string]any)["available"] != 1.0 {
+		t.Fatalf("availability after the hold = %v", avail)
+	}
+	if got := uint64(avail["position"].(float64)); got < version {
+		t.Fatalf("availability position %d < write version %d", got, version)
+	}
+	code, found := call(t, "GET", base+"/v1/reservations/order-1?min_position="+itoa(version), "")
+	if code != http.StatusOK {
+		t.Fatalf("lookup: %d %v", code, found)
+	}
+	if rs := found["reservations"].([]any); len(rs) != 1 || rs[0].(map[string]any)["pool"] != "n1" {
+		t.Fatalf("lookup = %v", found)
+	}
+	if code, body := call(t, "GET", base+"/v1/reservations/nobody", ""); code != http.StatusNotFound {
+		t.Fatalf("lookup of unknown id: %d %v", code, body)
+	}
+	// A position that never comes times out cleanly.
+	code, problem := call(t, "GET", base+"/v1/availability?min_position="+itoa(version+1000), "")
+	if code != http.StatusServiceUnavailable || !strings.HasSuffix(problem["type"].(string), "/unavailable") {
+		t.Fatalf("availability at a future position: %d %v", code, problem)
+	}
+	code, ready := call(t, "GET", base+"/readyz", "")
+	if code != http.StatusOK {
+		t.Fatalf("readyz: %d %v", code, ready)
+	}
+	if rm, ok := ready["read_models"].(map[string]any); !ok || rm["durable"] == "" {
+		t.Fatalf("readyz lacks read model detail: %v", ready)
+	}
+}
+
+func TestBadFlagsAreUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--region", "no/slash"}, {"--sync", "sometimes"}, {"--http", "nonsense"}, {"--replicas", "0"}, {"--bogus"},
+		{"--log-format", "xml"}, {"extra-arg"},
+	} {
+		err := run(context.Background(), args, func(string) string { return "" }, io.Discard, io.Discard)
+		if code := exitCode(err, io.Discard); code != 2 {
+			t.Errorf("run %v: exit %d (%v), want 2", args, code, err)
+		}
+	}
+	env := map[string]string{"CAPACITY_REPLICAS": "three"}
+	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if code := exitCode(err, io.Discard); code != 2 {
+		t.Errorf("bad env: exit %d (%v), want 2", code, err)
+	}
+}
+
+func TestUnusableDataDir(t *testing.T) {
+	file := t.TempDir() + "/file"
+	if err := writeFile(file); err != nil {
+		t.Fatal(err)
+	}
+	err := run(context.Background(), []string{"--data", file + "/sub", "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"},
+		func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--data") {
+		t.Fatalf("run with a file as data dir: %v", err)
+	}
+	if code := exitCode(err, io.Discard); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+}
