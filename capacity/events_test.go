@@ -206,3 +206,77 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestCommitRoundTrip(t *testing.T) {
+	events := sampleEvents()
+	for n := 1; n <= len(events); n++ {
+		typ, data, err := capacity.EncodeCommit(events[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 && typ != events[0].EventType() {
+			t.Fatalf("a commit of one event has type %q, want the event's own %q", typ, events[0].EventType())
+		}
+		if n > 1 && typ != capacity.CommitType {
+			t.Fatalf("a commit of %d events has type %q", n, typ)
+		}
+		back, err := capacity.DecodeCommit(typ, capacity.SchemaVersion, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(inUTCAll(back), inUTCAll(events[:n])) {
+			t.Fatalf("commit of %d round trip:\n got %#v\nwant %#v", n, back, events[:n])
+		}
+	}
+	if _, _, err := capacity.EncodeCommit(nil); capacity.ErrorCode(err) != capacity.EINVALID {
+		t.Fatalf("empty commit: %v", err)
+	}
+	for _, body := range []string{`[]`, `[{"type":"capacity.nope","data":{}}]`, `{}`, `[{"type":"capacity.reservation.held","data":"x"}]`} {
+		if _, err := capacity.DecodeCommit(capacity.CommitType, 1, []byte(body)); capacity.ErrorCode(err) != capacity.EINVALID {
+			t.Errorf("DecodeCommit(%s) = %v, want EINVALID", body, err)
+		}
+	}
+}
+
+func inUTCAll(events []capacity.Event) []capacity.Event {
+	out := make([]capacity.Event, len(events))
+	for i, e := range events {
+		out[i] = inUTC(e)
+	}
+	return out
+}
+
+// FuzzDecodeCommit feeds arbitrary commit bodies to DecodeCommit: it must
+// refuse with EINVALID or return events that encode back to a commit that
+// decodes to the same events.
+func FuzzDecodeCommit(f *testing.F) {
+	_, data, err := capacity.EncodeCommit(sampleEvents())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add([]byte(`[{"type":"capacity.reservation.held","data":{"reservation_id":"a","quantity":1}}]`))
+	f.Add([]byte(`[{"type":"capacity.commit","data":[]}]`))
+	f.Add([]byte(`[null]`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		events, err := capacity.DecodeCommit(capacity.CommitType, capacity.SchemaVersion, data)
+		if err != nil {
+			if got, want := capacity.ErrorCode(err), capacity.EINVALID; got != want {
+				t.Fatalf("code = %q (%v), want %q", got, err, want)
+			}
+			return
+		}
+		typ, encoded, err := capacity.EncodeCommit(events)
+		if err != nil {
+			t.Fatalf("EncodeCommit: %v", err)
+		}
+		back, err := capacity.DecodeCommit(typ, capacity.SchemaVersion, encoded)
+		if err != nil {
+			t.Fatalf("DecodeCommit(EncodeCommit) = %v", err)
+		}
+		if !reflect.DeepEqual(inUTCAll(back), inUTCAll(events)) {
+			t.Fatalf("round trip changed the events:\n got %#v\nwant %#v", back, events)
+		}
+	})
+}
