@@ -30,6 +30,9 @@ const (
 	mixedKinds    = 10            // mixed spreads its pools over this many kinds
 	holdTTL       = "1h"          // longer than any run: no hold expires under the bench
 	readsPerWrite = 10
+	// availabilityRetry is how long mixed reads use GET /v1/pools/{id} after
+	// GET /v1/availability answered 503.
+	availabilityRetry = time.Second
 )
 
 // WorkloadConfig describes the pools and the load of one scenario.
@@ -79,11 +82,11 @@ type Workload struct {
 	cfg     WorkloadConfig
 	pools   []pool
 	clients []clientState
-	// availabilityDown is set once GET /v1/availability answered 503: mixed
-	// reads fall back to GET /v1/pools/{id}. unavailable counts the 503s,
-	// warmup's included.
-	availabilityDown atomic.Bool
-	unavailable      atomic.Int64
+	// downUntil (unix nanoseconds) is set a second ahead whenever GET
+	// /v1/availability answers 503: until then mixed reads fall back to GET
+	// /v1/pools/{id}. unavailable counts the 503s, warmup's included.
+	downUntil   atomic.Int64
+	unavailable atomic.Int64
 }
 
 // NewWorkload returns the workload of cfg.Scenario.
@@ -203,12 +206,12 @@ func (wl *Workload) hold(ctx context.Context, w, i int, qty int64) (Outcome, str
 // read is a mixed read: the availability read model, or the pool itself
 // once the read model has answered 503.
 func (wl *Workload) read(ctx context.Context, c *clientState) Outcome {
-	if !wl.availabilityDown.Load() {
+	if time.Now().UnixNano() >= wl.downUntil.Load() {
 		q := url.Values{"region": {wl.cfg.Region}, "kind": {"bench-k" + strconv.Itoa(c.rng.IntN(mixedKinds))}}
 		out := wl.cfg.Client.Do(ctx, "read-availability", http.MethodGet, "/v1/availability?"+q.Encode(), nil, nil)
 		if out.Status == http.StatusServiceUnavailable {
 			wl.unavailable.Add(1)
-			wl.availabilityDown.Store(true)
+			wl.downUntil.Store(time.Now().Add(availabilityRetry).UnixNano())
 		}
 		return out
 	}
@@ -216,7 +219,8 @@ func (wl *Workload) read(ctx context.Context, c *clientState) Outcome {
 }
 
 // AvailabilityUnavailable returns how many times GET /v1/availability
-// answered 503, after which mixed reads fell back to GET /v1/pools/{id}.
+// answered 503, after each of which mixed reads fell back to GET
+// /v1/pools/{id} for a second.
 func (wl *Workload) AvailabilityUnavailable() int64 { return wl.unavailable.Load() }
 
 // definite reports whether the service's answer says for sure whether a
