@@ -69,15 +69,7 @@ func ReadGroundTruth(ctx context.Context, urls, region string, replicas int) (*G
 	if err != nil {
 		return nil, err
 	}
-	gt := &GroundTruth{
-		Held: map[string]StreamEvent{}, Confirmed: map[string]StreamEvent{}, Released: map[string]StreamEvent{},
-		Final: map[string]Figures{}, MaxUsed: map[string]int{},
-	}
-	type resvState struct {
-		qty    int
-		status byte
-	}
-	res := map[string]map[string]*resvState{}
+	var events []StreamEvent
 	for ev, err := range streams.NewPoolEvents(store).Log(ctx, 1) {
 		se := StreamEvent{Seq: ev.Seq, Pool: ev.Pool}
 		if err != nil {
@@ -85,43 +77,75 @@ func ReadGroundTruth(ctx context.Context, urls, region string, replicas int) (*G
 				return nil, fmt.Errorf("reading the stream: %w", err)
 			}
 			se.Err = err.Error()
-			gt.Events = append(gt.Events, se)
-			gt.Errors = append(gt.Errors, se.Err)
+			events = append(events, se)
 			continue
 		}
 		se.Type = ev.Event.EventType()
-		if res[ev.Pool] == nil {
-			res[ev.Pool] = map[string]*resvState{}
-		}
-		f := gt.Final[ev.Pool]
-		pr := res[ev.Pool]
 		switch e := ev.Event.(type) {
 		case capacity.PoolDefined:
-			f.Capacity, se.Capacity = e.Capacity+e.Overbook, e.Capacity
+			se.Capacity = e.Capacity + e.Overbook
 		case capacity.CapacityChanged:
-			f.Capacity, se.Capacity = e.To, e.To
+			se.Capacity = e.To
 		case capacity.Held:
 			se.ReservationID, se.Quantity = e.ReservationID, e.Quantity
-			if _, dup := gt.Held[e.ReservationID]; dup {
-				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: reservation %s held twice", ev.Seq, e.ReservationID))
-			}
-			gt.Held[e.ReservationID] = se
-			pr[e.ReservationID] = &resvState{qty: e.Quantity, status: 'h'}
-			f.Held += e.Quantity
 		case capacity.Confirmed:
 			se.ReservationID = e.ReservationID
-			gt.Confirmed[e.ReservationID] = se
-			if r := pr[e.ReservationID]; r != nil && r.status == 'h' {
+		case capacity.Released:
+			se.ReservationID = e.ReservationID
+		case capacity.Expired:
+			se.ReservationID = e.ReservationID
+		}
+		events = append(events, se)
+	}
+	return GroundTruthOf(events), nil
+}
+
+// GroundTruthOf folds decoded stream events (as ReadGroundTruth reads them,
+// or from a report's stream.json).
+func GroundTruthOf(events []StreamEvent) *GroundTruth {
+	gt := &GroundTruth{
+		Events: events,
+		Held:   map[string]StreamEvent{}, Confirmed: map[string]StreamEvent{}, Released: map[string]StreamEvent{},
+		Final: map[string]Figures{}, MaxUsed: map[string]int{},
+	}
+	type resvState struct {
+		qty    int
+		status byte
+	}
+	res := map[string]map[string]*resvState{}
+	for _, se := range events {
+		if se.Err != "" {
+			gt.Errors = append(gt.Errors, se.Err)
+			continue
+		}
+		if res[se.Pool] == nil {
+			res[se.Pool] = map[string]*resvState{}
+		}
+		f := gt.Final[se.Pool]
+		pr := res[se.Pool]
+		r := pr[se.ReservationID]
+		switch se.Type {
+		case capacity.PoolDefinedType, capacity.CapacityChangedType:
+			f.Capacity = se.Capacity
+		case capacity.HeldType:
+			if _, dup := gt.Held[se.ReservationID]; dup {
+				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: reservation %s held twice", se.Seq, se.ReservationID))
+			}
+			gt.Held[se.ReservationID] = se
+			pr[se.ReservationID] = &resvState{qty: se.Quantity, status: 'h'}
+			f.Held += se.Quantity
+		case capacity.ConfirmedType:
+			gt.Confirmed[se.ReservationID] = se
+			if r != nil && r.status == 'h' {
 				r.status = 'c'
 				f.Held -= r.qty
 				f.Confirmed += r.qty
 			} else {
-				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: confirmed %s which is not held", ev.Seq, e.ReservationID))
+				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: confirmed %s which is not held", se.Seq, se.ReservationID))
 			}
-		case capacity.Released:
-			se.ReservationID = e.ReservationID
-			gt.Released[e.ReservationID] = se
-			if r := pr[e.ReservationID]; r != nil {
+		case capacity.ReleasedType:
+			gt.Released[se.ReservationID] = se
+			if r != nil {
 				switch r.status {
 				case 'h':
 					f.Held -= r.qty
@@ -130,18 +154,16 @@ func ReadGroundTruth(ctx context.Context, urls, region string, replicas int) (*G
 				}
 				r.status = 'r'
 			}
-		case capacity.Expired:
-			se.ReservationID = e.ReservationID
-			if r := pr[e.ReservationID]; r != nil && r.status == 'h' {
+		case capacity.ExpiredType:
+			if r != nil && r.status == 'h' {
 				f.Held -= r.qty
 				r.status = 'x'
 			}
 		}
-		gt.Final[ev.Pool] = f
-		gt.MaxUsed[ev.Pool] = max(gt.MaxUsed[ev.Pool], f.Held+f.Confirmed)
-		gt.Events = append(gt.Events, se)
+		gt.Final[se.Pool] = f
+		gt.MaxUsed[se.Pool] = max(gt.MaxUsed[se.Pool], f.Held+f.Confirmed)
 	}
-	return gt, nil
+	return gt
 }
 
 // Result is the verdict on one history, with the figures every fault

@@ -97,8 +97,11 @@ type Traffic struct {
 func (w *Workload) Start(rec *Recorder) *Traffic {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Traffic{rec: rec, cancel: cancel}
+	// Each start draws its own id prefix: a workload started twice on one
+	// stream must not reuse reservation ids.
+	prefix := fmt.Sprintf("%s%x", w.RunID, rand.Uint32())
 	for i := range w.Clients {
-		t.wg.Go(func() { w.client(ctx, t, i) })
+		t.wg.Go(func() { w.client(ctx, t, i, prefix) })
 	}
 	return t
 }
@@ -135,7 +138,7 @@ type live struct {
 	pool, id string
 }
 
-func (w *Workload) client(ctx context.Context, t *Traffic, id int) {
+func (w *Workload) client(ctx context.Context, t *Traffic, id int, prefix string) {
 	target := id % len(w.Targets)
 	c := NewClient(w.Targets[target], w.Timeout)
 	defer c.Close()
@@ -164,7 +167,7 @@ func (w *Workload) client(ctx context.Context, t *Traffic, id int) {
 		case n < w.Hold:
 			seq++
 			op.Kind, op.Pool, op.Quantity = KindHold, pickPool(), 1+rng.IntN(w.MaxQuantity)
-			op.ReservationID = fmt.Sprintf("%s-c%d-%d", w.RunID, id, seq)
+			op.ReservationID = fmt.Sprintf("%s-c%d-%d", prefix, id, seq)
 		case n < w.Hold+w.Confirm && len(mine) > 0:
 			l := mine[rng.IntN(len(mine))]
 			op.Kind, op.Pool, op.ReservationID = KindConfirm, l.pool, l.id

@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// TestReplayReport checks a failure report again, pool by pool, and shows
+// where an illegal pool's history stops linearizing:
+// CAPACITY_REPLAY_REPORT=<report dir> go test ./e2e -run TestReplayReport -v
+func TestReplayReport(t *testing.T) {
+	dir := os.Getenv("CAPACITY_REPLAY_REPORT")
+	if dir == "" {
+		t.Skip("set CAPACITY_REPLAY_REPORT to a report directory")
+	}
+	var events []StreamEvent
+	readJSON(t, filepath.Join(dir, "stream.json"), &events)
+	gt := GroundTruthOf(events)
+	capacities := map[string]int{}
+	for pool, f := range gt.Final {
+		capacities[pool] = f.Capacity
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "client-*.json"))
+	var all []Op
+	for _, f := range files {
+		var ops []Op
+		readJSON(t, f, &ops)
+		all = append(all, ops...)
+	}
+	res := Check(all, capacities, gt, nil, time.Minute)
+	t.Logf("%s", res.Figures())
+	model := NewModel(capacities)
+	for _, part := range model.Partition(res.Ops) {
+		pool := part[0].Input.(Op).Pool
+		result, info := porcupine.CheckOperationsVerbose(model, part, time.Minute)
+		t.Logf("pool %s: %d ops: %s", pool, len(part), result)
+		if result == porcupine.Ok {
+			continue
+		}
+		// The longest partial linearization, and the operations that were
+		// pending after it.
+		var longest []int
+		for _, p := range info.PartialLinearizations()[0] {
+			if len(p) > len(longest) {
+				longest = p
+			}
+		}
+		state := model.Init()
+		done := map[int]bool{}
+		var maxCall int64
+		for _, i := range longest {
+			_, state = model.Step(state, part[i].Input, part[i].Output)
+			done[i] = true
+			maxCall = max(maxCall, part[i].Call)
+		}
+		t.Logf("longest partial linearization: %d ops; state after it: %s", len(longest), model.DescribeState(state))
+		for _, i := range longest[max(0, len(longest)-5):] {
+			op := part[i].Output.(Op)
+			t.Logf("  last: [%v, %v] client %d target %d %s", time.Duration(op.Call), time.Duration(op.Return), op.Client, op.Target, describeOp(op))
+		}
+		var pending []porcupine.Operation
+		minReturn := int64(1<<63 - 1)
+		for i, op := range part {
+			if !done[i] {
+				pending = append(pending, op)
+				minReturn = min(minReturn, op.Return)
+			}
+		}
+		sort.Slice(pending, func(a, b int) bool { return pending[a].Call < pending[b].Call })
+		for _, p := range pending {
+			if p.Call > minReturn {
+				break
+			}
+			op := p.Output.(Op)
+			ok, _ := model.Step(state, p.Input, p.Output)
+			t.Logf("  next candidate: [%v, %v] client %d target %d %s (legal now: %v)", time.Duration(op.Call), time.Duration(op.Return), op.Client, op.Target, describeOp(op), ok)
+		}
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
