@@ -211,6 +211,12 @@ func yesNo(c porcupine.CheckResult) string {
 // final are the pools as the service answered after the traffic.
 func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []PoolDoc, timeout time.Duration) *Result {
 	r := &Result{}
+	acked := map[Kind]map[string]bool{KindConfirm: {}, KindRelease: {}}
+	for _, op := range history {
+		if op.Outcome == OK && acked[op.Kind] != nil {
+			acked[op.Kind][op.ReservationID] = true
+		}
+	}
 	for _, op := range history {
 		r.Attempted++
 		switch op.Outcome {
@@ -240,8 +246,12 @@ func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []Poo
 			r.Lost = append(r.Lost, op)
 		case op.Outcome == Unknown && op.Kind != KindRead && inStream:
 			// It happened; when, the client cannot say: it may take effect
-			// at any point after its call (porcupine's convention).
-			r.UnknownHappened++
+			// at any point after its call (porcupine's convention). A
+			// confirm or release whose event an acknowledged one explains
+			// is kept too (placed as a no-op) but not counted.
+			if acked[op.Kind] == nil || !acked[op.Kind][op.ReservationID] {
+				r.UnknownHappened++
+			}
 			op.Outcome, op.Return = OK, math.MaxInt64
 		case op.Outcome == Unknown:
 			continue // it did not happen (or was a read): drop it
