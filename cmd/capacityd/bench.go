@@ -246,8 +246,18 @@ func (b *benchRun) run(ctx context.Context) error {
 			if sync == "unknown" {
 				sync = o.Sync // the storage ceilings ran on a local scratch server with --sync
 			}
-			if c, ok := b.report.Ceiling(ceiling, sync); ok && c.OpsPerSec > 0 && !sr.Skipped {
+			c, ok := b.report.Ceiling(ceiling, sync)
+			if !ok || sr.Skipped {
+				continue
+			}
+			if c.OpsPerSec > 0 {
 				sr.Ratios[ceiling] = sr.OpsPerSec / c.OpsPerSec
+			}
+			if c.OpsPerCPUSec != nil && sr.OpsPerCPUSec != nil && *c.OpsPerCPUSec > 0 {
+				if sr.CPURatios == nil {
+					sr.CPURatios = map[string]float64{}
+				}
+				sr.CPURatios[ceiling] = *sr.OpsPerCPUSec / *c.OpsPerCPUSec
 			}
 		}
 		b.report.Scenarios = append(b.report.Scenarios, sr)

@@ -77,6 +77,9 @@ type ScenarioReport struct {
 	Notes       []string           `json:"notes,omitempty"`
 	Correctness *Correctness       `json:"correctness,omitempty"`
 	Ratios      map[string]float64 `json:"ratios"` // ceiling name -> ops_per_sec / ceiling's ops_per_sec
+	// CPURatios compares ops_per_cpu_sec the same way: the steadier figure
+	// when other processes share the machine.
+	CPURatios map[string]float64 `json:"cpu_ratios,omitempty"`
 }
 
 // Report is everything one bench run measured.
@@ -115,10 +118,10 @@ func WriteTable(w io.Writer, r *Report) error {
 		r.GoVersion, loads(r.LoadAvg), loads(r.LoadAvgEnd))
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\trejected\tcorrect\tvs http\tvs js-sync\tvs js-async\tcores us/others\tok/cpu-s\t")
+	fmt.Fprintln(tw, "scenario\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\trejected\tcorrect\tvs http\tvs js-sync\tvs js-async\tcores us/others\tok/cpu-s\tvs http per cpu\t")
 	for _, s := range r.Scenarios {
 		if s.Skipped {
-			fmt.Fprintf(tw, "%s\t%s\tskipped\t\t\t\t\t\t\t\t\t\t\t\t\t\n", s.Name, s.Sync)
+			fmt.Fprintf(tw, "%s\t%s\tskipped\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", s.Name, s.Sync)
 			continue
 		}
 		correct := "-"
@@ -128,20 +131,20 @@ func WriteTable(w io.Writer, r *Report) error {
 				correct = "FAILED"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Name, s.Sync, rate(s.OpsPerSec),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Name, s.Sync, rate(s.OpsPerSec),
 			msStr(s.LatencyMS.P50), msStr(s.LatencyMS.P90), msStr(s.LatencyMS.P99), msStr(s.LatencyMS.P999),
 			s.Failed, s.Rejected, correct, ratio(s.Ratios, CeilingHTTP), ratio(s.Ratios, CeilingStorageSync),
-			ratio(s.Ratios, CeilingStorageAsync), cores(s.Figure), perCPU(s.Figure))
+			ratio(s.Ratios, CeilingStorageAsync), cores(s.Figure), perCPU(s.Figure), ratio(s.CPURatios, CeilingHTTP))
 	}
 	if len(r.Ceilings) > 0 {
-		fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
-		fmt.Fprintln(tw, "ceiling\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\t\t\t\t\t\tcores us/others\tok/cpu-s\t")
+		fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
+		fmt.Fprintln(tw, "ceiling\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\t\t\t\t\t\tcores us/others\tok/cpu-s\t\t")
 		for _, c := range r.Ceilings {
 			sync := c.Sync
 			if sync == "" {
 				sync = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\t\t\t\t\t%s\t%s\t\n", c.Name, sync, rate(c.OpsPerSec),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\t\t\t\t\t%s\t%s\t\t\n", c.Name, sync, rate(c.OpsPerSec),
 				msStr(c.LatencyMS.P50), msStr(c.LatencyMS.P90), msStr(c.LatencyMS.P99), msStr(c.LatencyMS.P999), c.Failed, cores(c), perCPU(c))
 		}
 	}
