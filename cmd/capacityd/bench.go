@@ -224,8 +224,12 @@ func (b *benchRun) syncOf(scenario string) string {
 func (b *benchRun) run(ctx context.Context) error {
 	o := b.opts
 	if o.URL == "" {
-		b.note("the service's default is --sync %s (fsync before every ack); hot-pool, many-pools and mixed ran with --sync %s, durable with --sync %s",
-			SyncAlways, o.Sync, SyncAlways)
+		var ran []string
+		for _, name := range o.Scenarios {
+			ran = append(ran, name+" with --sync "+b.syncOf(name))
+		}
+		b.note("the service's default is --sync %s (fsync before every ack; what durable measures); this run: %s",
+			SyncAlways, strings.Join(ran, ", "))
 	} else {
 		b.note("against --url the bench cannot know or set the target's durability: sync shows as unknown, durable is skipped")
 	}
