@@ -157,8 +157,12 @@ func bench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) (err e
 	if o.URL != "" {
 		b.report.Target = o.URL
 	}
-	if err := b.run(ctx); err != nil {
-		return err
+	runErr := b.run(ctx)
+	if runErr != nil {
+		if ctx.Err() == nil {
+			return runErr
+		}
+		b.note("interrupted: %v; the figures above are those finished before", runErr)
 	}
 	b.report.LoadAvgEnd = loadAvg()
 	if o.KeepData {
@@ -173,6 +177,9 @@ func bench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) (err e
 	}
 	if err != nil {
 		return err
+	}
+	if runErr != nil {
+		return runErr
 	}
 	var failed []string
 	for _, s := range b.report.Scenarios {
@@ -396,6 +403,9 @@ func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioR
 	sr.Figure = loadgen.FigureOf(res, sr.Sync)
 	b.status("%s: checking %d pools", name, sr.Pools)
 	check := wl.Verify(ctx)
+	if err := ctx.Err(); err != nil {
+		return sr, err // an interrupted check proves nothing either way
+	}
 	sr.Correctness = &check
 	if n := wl.AvailabilityUnavailable(); n > 0 {
 		sr.Notes = append(sr.Notes, fmt.Sprintf("GET /v1/availability answered 503 %d times (read model not running or behind), counted as errors where measured; after each, reads used GET /v1/pools/{id} for a second", n))
