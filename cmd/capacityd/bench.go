@@ -396,11 +396,15 @@ func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioR
 		return sr, err
 	}
 	b.status("%s: running", name)
-	res := loadgen.Run(ctx, b.runConfig(name), wl.Op)
+	watch := loadgen.NewAppendWatch(ctx, client)
+	rc := b.runConfig(name)
+	rc.AtStart, rc.AtEnd = watch.Start, watch.End
+	res := loadgen.Run(ctx, rc, wl.Op)
 	if err := ctx.Err(); err != nil {
 		return sr, err
 	}
 	sr.Figure = loadgen.FigureOf(res, sr.Sync)
+	sr.Appends = watch.Result()
 	b.status("%s: checking %d pools", name, sr.Pools)
 	check := wl.Verify(ctx)
 	if err := ctx.Err(); err != nil {

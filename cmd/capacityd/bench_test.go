@@ -86,6 +86,9 @@ func TestBenchSmoke(t *testing.T) {
 				t.Errorf("%s: ratio to %s = %v, want > 0", s.Name, c, s.Ratios[c])
 			}
 		}
+		if a := s.Appends; a == nil || a.Appends == 0 || a.CommandsPerAppend < 1 {
+			t.Errorf("%s: no appends read from /metrics: %+v", s.Name, a)
+		}
 		c := s.Correctness
 		if c == nil {
 			t.Errorf("%s: no correctness check", s.Name)

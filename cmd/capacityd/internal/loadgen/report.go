@@ -80,6 +80,9 @@ type ScenarioReport struct {
 	// CPURatios compares ops_per_cpu_sec the same way: the steadier figure
 	// when other processes share the machine.
 	CPURatios map[string]float64 `json:"cpu_ratios,omitempty"`
+	// Appends is what the service's /metrics say its event store appends
+	// did in the window: group commit at work.
+	Appends *Appends `json:"appends,omitempty"`
 }
 
 // Report is everything one bench run measured.
@@ -162,6 +165,10 @@ func WriteTable(w io.Writer, r *Report) error {
 		}
 		if len(s.Rejections) > 0 {
 			lines = append(lines, "rejections: "+counts(s.Rejections))
+		}
+		if a := s.Appends; a != nil {
+			lines = append(lines, fmt.Sprintf("store: %d appends (%s/s), %.1f commands and %.1f events per append, %.2fms per append",
+				a.Appends, rate(a.PerSec), a.CommandsPerAppend, a.EventsPerAppend, a.MeanAppendMS))
 		}
 		if c := s.Correctness; c != nil {
 			lines = append(lines, fmt.Sprintf("check: %d pools, held %d (want %d), confirmed %d (want %d), released %d, unanswered %d, over capacity %d",

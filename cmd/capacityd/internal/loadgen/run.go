@@ -34,6 +34,9 @@ type RunConfig struct {
 	Warmup   time.Duration // run but not measured
 	Duration time.Duration // measured
 	Progress io.Writer     // ops/s once a second while running; nil for quiet
+	// AtStart and AtEnd, when set, are called as the measured window opens
+	// and closes, e.g. to read the service's metrics.
+	AtStart, AtEnd func()
 }
 
 // Op performs one operation as client w (0 <= w < Clients) and says how it
@@ -171,6 +174,9 @@ func Run(ctx context.Context, cfg RunConfig, op Op) Result {
 	if cfg.Warmup > 0 {
 		sleep(ctx, cfg.Warmup)
 	}
+	if cfg.AtStart != nil {
+		cfg.AtStart()
+	}
 	phase.Store(phaseMeasure)
 	start, cpuStart := time.Now(), sampleCPU()
 	if cfg.Progress != nil {
@@ -179,6 +185,9 @@ func Run(ctx context.Context, cfg RunConfig, op Op) Result {
 	sleep(ctx, cfg.Duration)
 	phase.Store(phaseDone)
 	elapsed, cpuEnd := time.Since(start), sampleCPU()
+	if cfg.AtEnd != nil {
+		cfg.AtEnd()
+	}
 	close(stopProgress)
 	progress.Wait()
 	wg.Wait()
