@@ -36,6 +36,10 @@ func newSSE(w http.ResponseWriter) (*sse, error) {
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
 	s := &sse{w: w, rc: http.NewResponseController(w)}
+	// Reconnect after a second rather than the browser's default three.
+	if _, err := w.Write([]byte("retry: 1000\n\n")); err != nil {
+		return nil, err
+	}
 	return s, s.rc.Flush()
 }
 
@@ -105,9 +109,6 @@ func (h *Handler) handleBoardStream() http.HandlerFunc {
 		lastID, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
 		stream, err := newSSE(w)
 		if err != nil {
-			return
-		}
-		if _, err := w.Write([]byte("retry: 1000\n\n")); err != nil {
 			return
 		}
 		heartbeat := time.NewTicker(h.cfg.Heartbeat)
