@@ -340,6 +340,9 @@ func (c *capacityd) launch(t testing.TB, httpAddr, natsAddr string) {
 		"--sync", c.opts.Sync,
 		"--replicas", fmt.Sprint(c.opts.Replicas),
 		"--log-format", "json",
+		// An explicit name: the default is derived from --http's port,
+		// "0" here for every instance (see the report of this suite).
+		"--instance", c.opts.Name,
 	}
 	if c.opts.NATSURL != "" {
 		args = append(args, "--nats-url", c.opts.NATSURL)
@@ -514,10 +517,18 @@ func (c *natsCluster) waitJetStream(t testing.TB) {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			_, err = js.AccountInfo(ctx)
-			return err
+			if _, err = js.AccountInfo(ctx); err != nil || len(c.Nodes) == 1 {
+				return err
+			}
+			// A meta leader is not enough: every peer must be known before
+			// an R3 stream can be placed ("no suitable peers for placement").
+			probe := "E2E_PROBE_" + node.Name
+			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: probe, Subjects: []string{"e2e.probe." + node.Name}, Replicas: len(c.Nodes), Storage: jetstream.MemoryStorage}); err != nil {
+				return err
+			}
+			return js.DeleteStream(ctx, probe)
 		})
 	}
 }
