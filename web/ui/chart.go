@@ -41,8 +41,9 @@ type chart struct {
 
 // chartTick is a labelled position on an axis.
 type chartTick struct {
-	Pos   string
-	Label string
+	Pos    string
+	Label  string
+	Anchor string // SVG text-anchor: start, middle or end
 }
 
 // buildChart draws the series; limit is the pool's current capacity plus
@@ -77,15 +78,22 @@ func buildChart(series []chartPoint, limit int) chart {
 	c.Used = stepPath(series, x, func(p chartPoint) float64 { return y(p.Used) })
 	c.Capacity = stepPath(series, x, func(p chartPoint) float64 { return y(p.Capacity) })
 	c.UsedArea = c.Used + fmt.Sprintf(" V%s H%s Z", num(y(0)), num(x(series[0].At)))
-	for _, v := range []int{0, yMax / 2, yMax} {
-		c.YTicks = append(c.YTicks, chartTick{Pos: num(y(v)), Label: strconv.Itoa(v)})
+	yTicks := []int{0, yMax / 2, yMax}
+	if yMax == 1 {
+		yTicks = []int{0, 1}
+	}
+	for _, v := range yTicks {
+		c.YTicks = append(c.YTicks, chartTick{Pos: num(y(v)), Label: strconv.Itoa(v), Anchor: "end"})
 	}
 	layout := "15:04"
-	if last.Sub(first) > 24*time.Hour {
+	switch span := last.Sub(first); {
+	case span > 24*time.Hour:
 		layout = "2 Jan 15:04"
+	case span < time.Hour:
+		layout = "15:04:05"
 	}
-	for _, t := range []time.Time{first, first.Add(last.Sub(first) / 2), last} {
-		c.XTicks = append(c.XTicks, chartTick{Pos: num(x(t)), Label: t.UTC().Format(layout)})
+	for i, t := range []time.Time{first, first.Add(last.Sub(first) / 2), last} {
+		c.XTicks = append(c.XTicks, chartTick{Pos: num(x(t)), Label: t.UTC().Format(layout), Anchor: []string{"start", "middle", "end"}[i]})
 	}
 	end := series[len(series)-1]
 	c.Summary = fmt.Sprintf("Units in use from %s to %s UTC: now %d of capacity %d; peak %d at %s UTC.",

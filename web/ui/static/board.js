@@ -89,7 +89,7 @@
 
   function moved(pos) {
     live.dataset.position = pos;
-    setState('live', 'Live: board at stream position ' + pos + ', updated ' + new Date().toLocaleTimeString() + '.');
+    setState('live', 'Live: board at stream position ' + pos + ', updated ' + new Date().toISOString().slice(11, 19) + ' UTC.');
   }
 
   function apply(c) {
