@@ -10,6 +10,7 @@ import (
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/web"
+	"github.com/capacityd/capacityd/web/ui"
 )
 
 // buildHTTP starts the write side and the read models and returns the HTTP
@@ -28,7 +29,18 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		return nil, fmt.Errorf("read models: %w", err)
 	}
 	a.readModels = rm
+	planner, err := ui.New(ui.Config{
+		Pools:        a.pools,
+		History:      events,
+		Board:        rm.board,
+		Availability: rm.availability,
+		Logger:       a.log.With().Str("component", "ui").Logger(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("planner UI: %w", err)
+	}
 	handler := web.NewServer(web.Config{
+		UI:           planner,
 		Pools:        a.pools,
 		History:      events,
 		Availability: rm,
