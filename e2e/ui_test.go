@@ -4,46 +4,31 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/capacityd/capacityd/capacity/pools"
-	"github.com/capacityd/capacityd/capacity/views"
-	"github.com/capacityd/capacityd/kv"
-	"github.com/capacityd/capacityd/streams"
-	"github.com/capacityd/capacityd/streams/natstest"
-	"github.com/capacityd/capacityd/streams/projection"
-	"github.com/capacityd/capacityd/web"
-	"github.com/capacityd/capacityd/web/ui"
 	"github.com/chromedp/chromedp"
-	"github.com/rs/zerolog"
 )
 
-// plannerService is a running capacityd serving the planner UI and the
-// API at URL; Mode says how: "binary" (the real capacityd, once cmd wires
-// the UI) or "in-process" (web.NewServer with the UI over the real stack).
+// plannerService is the real capacityd binary serving the planner UI and
+// the API at URL.
 type plannerService struct {
 	URL, Mode string
 }
 
-// startPlanner starts the real binary and uses it if it serves the planner
-// at /; otherwise (cmd/capacityd does not wire the UI yet) it stops it and
-// runs the same handlers in-process over an embedded NATS server.
+// startPlanner starts the real binary and checks that it serves the
+// planner at /: a binary that lost the UI fails the test.
 func startPlanner(t *testing.T) plannerService {
 	t.Helper()
 	c := startCapacityd(t, capacitydOpts{Name: "planner"})
-	if servesPlanner(c.HTTPURL) {
-		return plannerService{URL: c.HTTPURL, Mode: "binary"}
+	if !servesPlanner(c.HTTPURL) {
+		t.Fatalf("capacityd at %s does not serve the planner board at /", c.HTTPURL)
 	}
-	c.Term(10 * time.Second)
-	t.Logf("the capacityd binary does not serve the planner at / yet: running web.NewServer with web/ui in-process")
-	return plannerService{URL: startInProcessPlanner(t), Mode: "in-process"}
+	return plannerService{URL: c.HTTPURL, Mode: "binary"}
 }
 
 // servesPlanner reports whether GET / answers the planner's board.
@@ -56,55 +41,6 @@ func servesPlanner(base string) bool {
 	body, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	return res.StatusCode == http.StatusOK && strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") &&
 		strings.Contains(string(body), `id="live"`)
-}
-
-// startInProcessPlanner wires what capacityd wires: the JetStream event
-// store, KV snapshots, the pools service, the board and availability read
-// models fed by a projection, the UI and the API, on an httptest server.
-// Everything stops when the test ends.
-func startInProcessPlanner(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ns := natstest.RunServer(t, natstest.SyncAlways)
-	_, js := natstest.Connect(t, ns)
-	store, err := streams.New(ctx, js, "local")
-	if err != nil {
-		t.Fatalf("streams.New: %v", err)
-	}
-	snaps, err := kv.New(ctx, js, kv.DefaultBucket)
-	if err != nil {
-		t.Fatalf("kv.New: %v", err)
-	}
-	events := streams.NewPoolEvents(store)
-	svc := pools.New(events, kv.NewPoolSnapshots(snaps, "local"), pools.Options{})
-	t.Cleanup(svc.Close)
-	board, avail := views.NewBoard(), views.NewAvailability()
-	runner, err := projection.New(js, store.StreamName(), "planner_e2e", projection.Apply(board, avail))
-	if err != nil {
-		t.Fatalf("projection.New: %v", err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := runner.Run(runCtx); err != nil {
-			t.Errorf("projection: %v", err)
-		}
-	})
-	t.Cleanup(func() { stop(); wg.Wait() })
-	logs, err := os.Create(filepath.Join(t.TempDir(), "planner.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logs.Close() })
-	log := zerolog.New(logs).With().Timestamp().Logger()
-	planner, err := ui.New(ui.Config{Pools: svc, History: events, Board: board, Availability: avail, Logger: log})
-	if err != nil {
-		t.Fatalf("ui.New: %v", err)
-	}
-	srv := httptest.NewServer(web.NewServer(web.Config{Pools: svc, History: events, UI: planner, Logger: log}))
-	t.Cleanup(srv.Close)
-	return srv.URL
 }
 
 // chromiumPath finds the browser: $CHROMIUM_BIN, else Debian's chromium.
