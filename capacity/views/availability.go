@@ -306,3 +306,21 @@ func decodeCursor(cursor string) (start int64, id string, ok bool, err error) {
 	}
 	return int64(binary.BigEndian.Uint64(b)), string(b[8:]), true, nil
 }
+
+// LapsedPools returns, sorted, the pools that have a hold whose deadline
+// passed before now without an Expired event yet: the pools a sweeper
+// should visit. It scans every pool, so call it every few seconds, not per
+// request.
+func (a *Availability) LapsedPools(now time.Time) []string {
+	nowNano := now.UnixNano()
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	var ids []string
+	for id, row := range a.pools {
+		if len(row.deadlines) > 0 && row.deadlines[0].at < nowNano {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -207,5 +208,26 @@ func TestBoardFeed(t *testing.T) {
 		if c.Region != "eu" || c.Day != cells[0].Day {
 			t.Fatalf("Cells(eu, %s) returned %+v", cells[0].Day, c)
 		}
+	}
+}
+
+func TestLapsedPools(t *testing.T) {
+	a := NewAvailability()
+	t0 := time.Date(2027, 1, 1, 8, 0, 0, 0, time.UTC)
+	def := func(id string) capacity.Event {
+		return capacity.PoolDefined{Pool: id, Region: "r", Kind: "k", StartsAt: t0.Add(24 * time.Hour), EndsAt: t0.Add(25 * time.Hour), Capacity: 10, DefinedAt: t0}
+	}
+	a.Apply("p1", 1, def("p1"), capacity.Held{ReservationID: "a", Quantity: 1, TTL: time.Minute, ExpiresAt: t0.Add(time.Minute), At: t0})
+	a.Apply("p2", 2, def("p2"), capacity.Held{ReservationID: "b", Quantity: 1, TTL: time.Hour, ExpiresAt: t0.Add(time.Hour), At: t0})
+	a.Apply("p3", 3, def("p3"))
+	if got := a.LapsedPools(t0.Add(30 * time.Second)); len(got) != 0 {
+		t.Fatalf("lapsed pools before any deadline = %v", got)
+	}
+	if got := a.LapsedPools(t0.Add(2 * time.Minute)); !slices.Equal(got, []string{"p1"}) {
+		t.Fatalf("lapsed pools after p1's deadline = %v, want [p1]", got)
+	}
+	a.Apply("p1", 4, capacity.Expired{ReservationID: "a", At: t0.Add(2 * time.Minute)})
+	if got := a.LapsedPools(t0.Add(2 * time.Hour)); !slices.Equal(got, []string{"p2"}) {
+		t.Fatalf("lapsed pools once p1's hold expired = %v, want [p2]", got)
 	}
 }

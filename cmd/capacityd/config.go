@@ -34,6 +34,9 @@ type Config struct {
 	MaxBatch      int
 	Shutdown      time.Duration
 	Instance      string
+	// SweepEvery is how often the service looks for lapsed holds in pools
+	// no loaded entity is sweeping (no flag: tests shorten it).
+	SweepEvery time.Duration
 }
 
 // DefaultConfig returns the documented defaults (API.md).
@@ -51,6 +54,7 @@ func DefaultConfig() Config {
 		SnapshotEvery: 1000,
 		MaxBatch:      256,
 		Shutdown:      10 * time.Second,
+		SweepEvery:    5 * time.Second,
 	}
 }
 

@@ -4,21 +4,34 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/capacityd/capacityd/streams/natstest"
 )
 
 // startTest runs the whole service in-process on free ports and a temp dir.
 func startTest(t *testing.T, extra ...string) *app {
 	t.Helper()
-	args := append([]string{"--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--data", t.TempDir(), "--sync", "interval"}, extra...)
+	a, _ := startTestIn(t, t.TempDir(), extra...)
+	return a
+}
+
+// startTestIn runs the whole service in-process on free ports over dataDir
+// and returns it with a function that stops it (also run at cleanup).
+func startTestIn(t *testing.T, dataDir string, extra ...string) (*app, func()) {
+	t.Helper()
+	args := append([]string{"--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--data", dataDir, "--sync", "interval"}, extra...)
 	cfg, err := parseConfig("test", args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.SweepEvery = 200 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := start(ctx, cfg, io.Discard)
 	if err != nil {
@@ -27,13 +40,17 @@ func startTest(t *testing.T, extra ...string) *app {
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.wait(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("wait: %v", err)
-		}
-	})
-	return a
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("wait: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return a, stop
 }
 
 func call(t *testing.T, method, url, body string) (int, map[string]any) {
@@ -140,4 +157,33 @@ func TestUnusableDataDir(t *testing.T) {
 	if code := exitCode(err, io.Discard); code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
+}
+
+// A hold that lapses while its pool is not loaded (here: across a restart)
+// still gets its Expired event, and the board stops counting it.
+func TestLapsedHoldsAreSweptAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	first, stopFirst := startTestIn(t, dir)
+	start := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Hour)
+	def := `{"region":"north","kind":"delivery","starts_at":"` + start.Format(time.RFC3339) + `","ends_at":"` + start.Add(time.Hour).Format(time.RFC3339) + `","capacity":4}`
+	if code, body := call(t, "PUT", first.HTTPURL+"/v1/pools/s1", def); code != http.StatusCreated {
+		t.Fatalf("define: %d %v", code, body)
+	}
+	if code, body := call(t, "POST", first.HTTPURL+"/v1/pools/s1/holds", `{"reservation_id":"short","quantity":1,"ttl":"1s"}`); code != http.StatusCreated {
+		t.Fatalf("hold: %d %v", code, body)
+	}
+	stopFirst()
+
+	second, _ := startTestIn(t, dir)
+	natstest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		_, page := call(t, "GET", second.HTTPURL+"/v1/pools/s1/events", "")
+		var types []string
+		for _, e := range page["events"].([]any) {
+			types = append(types, e.(map[string]any)["type"].(string))
+		}
+		if types[len(types)-1] != "capacity.reservation.expired" {
+			return fmt.Errorf("no Expired event for the lapsed hold after restart: %v", types)
+		}
+		return nil
+	})
 }
