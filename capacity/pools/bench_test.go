@@ -68,3 +68,39 @@ func BenchmarkHotPool(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkManyPools spreads quantity-1 holds from 64 callers over 1,000
+// pools: little to batch per pool, so it measures the per-append cost.
+//
+//	go test -run x -bench ManyPools -benchtime 50000x ./capacity/pools/
+func BenchmarkManyPools(b *testing.B) {
+	s := natstest.RunServer(b)
+	st := newStack(b, s, pools.Options{})
+	now := time.Now()
+	const nPools = 1000
+	for i := range nPools {
+		define(b, st.svc, fmt.Sprint("p", i), capacity.MaxCapacity, now)
+	}
+	const callers = 64
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range callers {
+		wg.Go(func() {
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				pool := fmt.Sprint("p", n%nPools)
+				if _, err := st.svc.Execute(context.Background(), pool, capacity.Hold{ReservationID: fmt.Sprint("h", n), Quantity: 1, TTL: time.Hour}); err != nil {
+					b.Errorf("hold: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "holds/s")
+}
