@@ -70,7 +70,6 @@ func TestFaultKill9(t *testing.T) {
 // TestFaultTwoInstances runs two capacityd on one external nats-server,
 // both taking writes for the same pools; one is killed and restarted.
 func TestFaultTwoInstances(t *testing.T) {
-	knownBug(t, staleNoWriteBug) // refusals from a stale instance: linearizable=NO
 	nats := startNATS(t, 1)
 	a := startCapacityd(t, capacitydOpts{Name: "capacityd-a", NATSURL: nats.URLs()})
 	b := startCapacityd(t, capacitydOpts{Name: "capacityd-b", NATSURL: nats.URLs()})

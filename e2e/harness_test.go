@@ -547,13 +547,3 @@ func connectJS(t testing.TB, urls string) (*nats.Conn, jetstream.JetStream) {
 	}
 	return nc, js
 }
-
-// knownBug skips a test that fails because of a service bug found by this
-// suite and not fixed yet, unless CAPACITY_E2E_KNOWN_BUGS is set: the test
-// is the bug's reproduction, and whoever fixes it deletes the call.
-func knownBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("CAPACITY_E2E_KNOWN_BUGS") == "" {
-		t.Skipf("known service bug (CAPACITY_E2E_KNOWN_BUGS=1 runs this test, which fails until it is fixed): %s", bug)
-	}
-}

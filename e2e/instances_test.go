@@ -14,9 +14,6 @@ import (
 // answered from the instance's in-memory state without asking the store
 // whether the pool moved on, as reads do. These tests pin that down.
 
-// staleNoWriteBug is the bug these tests reproduce.
-const staleNoWriteBug = "capacity/pools/entity.go: a batch that writes nothing (refusal or no-op) is answered from the instance's in-memory pool without the tail check reads get, so with two instances a hold is refused for capacity that is free and a confirm of an existing hold answers 404"
-
 // twoInstances starts two capacityd on one nats-server, defines a pool of
 // the given capacity through a and loads it into b.
 func twoInstances(t *testing.T, capacity int) (a, b *Client) {
@@ -39,7 +36,6 @@ func twoInstances(t *testing.T, capacity int) (a, b *Client) {
 
 // TestTwoInstancesConfirmThroughOther: hold through a, confirm through b.
 func TestTwoInstancesConfirmThroughOther(t *testing.T) {
-	knownBug(t, staleNoWriteBug)
 	a, b := twoInstances(t, 10)
 	ctx := context.Background()
 	want(t, "hold through a", a.Do(ctx, "POST", "/v1/pools/lb/holds", HoldRequest{ReservationID: "x1", Quantity: 1, TTL: "1h"}, nil), 201, "")
@@ -54,7 +50,6 @@ func TestTwoInstancesConfirmThroughOther(t *testing.T) {
 // TestTwoInstancesRefusalIsCurrent: fill the pool through b, release
 // through a, hold through b: it fits, so it must not be refused.
 func TestTwoInstancesRefusalIsCurrent(t *testing.T) {
-	knownBug(t, staleNoWriteBug)
 	a, b := twoInstances(t, 1)
 	ctx := context.Background()
 	want(t, "hold through a", a.Do(ctx, "POST", "/v1/pools/lb/holds", HoldRequest{ReservationID: "y1", Quantity: 1, TTL: "1h"}, nil), 201, "")

@@ -174,7 +174,13 @@ func (e *entity) process(batch []*request) {
 			events = append(events, evs...)
 		}
 		if len(events) == 0 {
-			if onlyReads(batch) && !opts.NoTailCheckOnRead && attempt == 1 {
+			// Nothing to append, so no expected-sequence check will prove
+			// the pool was current: reads, idempotent repeats and refusals
+			// ("insufficient capacity", "not found") would otherwise answer
+			// from a state another instance has moved on from. Ask the
+			// store for the pool's last sequence; if it moved, reload and
+			// decide again.
+			if !opts.NoTailCheck && attempt == 1 {
 				if moved, terr := e.tailMoved(); terr != nil {
 					err = terr
 					break
@@ -255,15 +261,6 @@ func (e *entity) answer(batch []*request, decisions []decision, batchErr error) 
 			r.reply <- resp
 		}
 	}
-}
-
-func onlyReads(batch []*request) bool {
-	for _, r := range batch {
-		if _, ok := r.cmd.(capacity.Read); !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // committed stamps the appended events with the sequence of their commit

@@ -30,10 +30,12 @@ type Options struct {
 	// SweepGrace is how long after a hold's deadline the sweeper writes its
 	// Expired event. Default 100ms.
 	SweepGrace time.Duration
-	// NoTailCheckOnRead skips asking the store for the pool's last sequence
-	// before answering a read-only batch. By default reads do ask, so a read
-	// sees what other instances wrote; a single-instance deployment may skip it.
-	NoTailCheckOnRead bool
+	// NoTailCheck skips asking the store for the pool's last sequence
+	// before answering a batch that writes nothing (reads, repeats,
+	// refusals). By default such a batch does ask, so its answer reflects
+	// what other instances wrote; only a deployment with a single writer
+	// per pool may skip it.
+	NoTailCheck bool
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives load, snapshot and conflict logs. Default: nothing.

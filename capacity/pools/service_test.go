@@ -430,3 +430,38 @@ func TestUnknownPoolsDoNotStayLoaded(t *testing.T) {
 		return nil
 	})
 }
+
+// An instance that writes nothing for a batch (a refusal, a repeat, a read)
+// must still answer from the pool as it is in the store, not as it last saw
+// it: the other instance may have moved it on.
+func TestAnswersWithoutWritesAreCurrent(t *testing.T) {
+	s := natstest.RunServer(t)
+	clk := newClock()
+	a := newStack(t, s, pools.Options{Now: clk.Now})
+	b := newStack(t, s, pools.Options{Now: clk.Now})
+	ctx := context.Background()
+	define(t, a.svc, "shared", 1, clk.Now())
+	// b loads the pool while it is empty.
+	if _, err := b.svc.Pool(ctx, "shared"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.svc.Execute(ctx, "shared", capacity.Hold{ReservationID: "x", Quantity: 1, TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	// A confirm through b of a hold made through a.
+	if _, err := b.svc.Execute(ctx, "shared", capacity.Confirm{ReservationID: "x"}); err != nil {
+		t.Fatalf("confirm through the other instance: %v", err)
+	}
+	// b refuses a hold only if it truly does not fit: release through a, then hold through b.
+	if _, err := a.svc.Execute(ctx, "shared", capacity.Release{ReservationID: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Execute(ctx, "shared", capacity.Hold{ReservationID: "y", Quantity: 1, TTL: time.Hour}); err != nil {
+		t.Fatalf("hold through the other instance after a release: %v", err)
+	}
+	// And a refusal by b reflects a's writes too.
+	_, err := b.svc.Execute(ctx, "shared", capacity.Hold{ReservationID: "z", Quantity: 1, TTL: time.Hour})
+	if got, want := capacity.ErrorCode(err), capacity.EINSUFFICIENT; got != want {
+		t.Fatalf("hold on a full pool: %q, want %q", got, want)
+	}
+}

@@ -69,13 +69,14 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 }
 
 // instance names this process among the instances of a region, for its
-// consumer names: --instance, or the host name and HTTP port.
+// consumer names: --instance, or the host name and the HTTP port it bound
+// (not the one asked for: every ":0" instance would share a name).
 func (a *app) instance() string {
 	if a.cfg.Instance != "" {
 		return a.cfg.Instance
 	}
 	host, _ := os.Hostname()
-	_, port, _ := net.SplitHostPort(a.cfg.HTTP)
+	_, port, _ := net.SplitHostPort(a.ln.Addr().String())
 	return host + "-" + port
 }
 

@@ -48,6 +48,7 @@ type app struct {
 
 	readModels *readModels
 
+	ln       net.Listener
 	srv      *http.Server
 	serveErr chan error
 
@@ -85,13 +86,16 @@ func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error
 	if err := a.openStores(ctx); err != nil {
 		return nil, err
 	}
-	handler, err := a.buildHTTP(ctx)
-	if err != nil {
-		return nil, err
-	}
+	// Listen first: a bind error surfaces before anything else starts, and
+	// the bound port names this instance's consumers.
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		return nil, fmt.Errorf("--http %s: %w", cfg.HTTP, err)
+	}
+	a.ln = ln
+	handler, err := a.buildHTTP(ctx)
+	if err != nil {
+		return nil, err
 	}
 	a.HTTPURL = "http://" + ln.Addr().String()
 	a.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
@@ -161,6 +165,9 @@ func (a *app) openStores(ctx context.Context) error {
 
 // close stops everything start started, innermost first.
 func (a *app) close() {
+	if a.ln != nil && a.srv == nil {
+		a.ln.Close() // start failed after listening
+	}
 	for i := len(a.stops) - 1; i >= 0; i-- {
 		a.stops[i]()
 	}
