@@ -150,10 +150,31 @@ func (a *app) connect(ctx context.Context) error {
 	return err
 }
 
+// openStores creates or checks the event stream and the snapshot bucket.
+// A cluster that is still forming ("no suitable peers") is waited for, up
+// to a minute, instead of failing the start.
 func (a *app) openStores(ctx context.Context) error {
-	var err error
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	for attempt := 1; ; attempt++ {
+		err := a.tryOpenStores(ctx)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, streams.ErrInvalid) || ctx.Err() != nil {
+			return err // a stream we must not touch, or out of time
+		}
+		a.log.Warn().Err(err).Int("attempt", attempt).Msg("JetStream not ready, retrying")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(min(time.Duration(attempt)*250*time.Millisecond, 2*time.Second)):
+		}
+	}
+}
+
+func (a *app) tryOpenStores(ctx context.Context) error {
+	var err error
 	if a.store, err = streams.New(ctx, a.js, a.cfg.Region, streams.WithReplicas(a.cfg.Replicas)); err != nil {
 		return fmt.Errorf("event stream: %w", err)
 	}
