@@ -2,6 +2,7 @@ package capacity_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -279,4 +280,23 @@ func FuzzDecodeCommit(f *testing.F) {
 			t.Fatalf("round trip changed the events:\n got %#v\nwant %#v", back, events)
 		}
 	})
+}
+
+// The hand-written Held encoder writes exactly what json.Marshal writes.
+func TestEncodeHeldMatchesMarshal(t *testing.T) {
+	zones := []*time.Location{time.UTC, time.FixedZone("plus", 5*3600+30*60), time.FixedZone("minus", -8*3600)}
+	for i, h := range []capacity.Held{
+		{ReservationID: "r-1_A", Quantity: 1, TTL: time.Minute, ExpiresAt: time.Date(2027, 1, 1, 18, 0, 0, 0, time.UTC), At: time.Date(2027, 1, 1, 17, 59, 0, 0, time.UTC)},
+		{ReservationID: "x", Quantity: 1_000_000, TTL: 7 * 24 * time.Hour, ExpiresAt: time.Date(2027, 1, 1, 18, 0, 0, 123456789, zones[1]), At: time.Date(2027, 1, 1, 17, 0, 0, 120000000, zones[2])},
+		{ReservationID: "neg", Quantity: -3, TTL: -1, ExpiresAt: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), At: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
+		{ReservationID: "needs \"escaping\" <&>", Quantity: 2, TTL: time.Second, ExpiresAt: time.Now(), At: time.Now()},
+		{ReservationID: "odd-zone", Quantity: 2, TTL: time.Second, ExpiresAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.FixedZone("lmt", 3601)), At: time.Now()},
+		{ReservationID: "far", Quantity: 2, TTL: time.Second, ExpiresAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), At: time.Now()},
+	} {
+		got, gotErr := capacity.Encode(h)
+		want, wantErr := json.Marshal(h)
+		if (gotErr == nil) != (wantErr == nil) || string(got) != string(want) {
+			t.Errorf("case %d: Encode = %s, %v\n          json.Marshal = %s, %v", i, got, gotErr, want, wantErr)
+		}
+	}
 }
