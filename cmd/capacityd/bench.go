@@ -242,7 +242,7 @@ func (b *benchRun) run(ctx context.Context) error {
 	}
 	b.note("the load generator runs in the bench process beside the embedded service and the ceilings, sharing the same %d CPUs; \"cores us/others\" shows what the bench process and the rest of the machine used while each figure was measured", runtime.NumCPU())
 	if o.Ceilings {
-		b.note("storage ceilings take one ack per message; the service group-commits the commands queued on a pool as one atomic batch (one write, one fsync under --sync always), so it can beat them: a ratio above 1 there is group commit at work")
+		b.note("storage ceilings take one ack per message; the service group-commits the commands queued on a pool as one message (one write, one fsync under --sync always), so it can beat them: a ratio above 1 there is group commit at work")
 		if err := b.ceilings(ctx); err != nil {
 			return err
 		}

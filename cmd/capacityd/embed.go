@@ -38,7 +38,7 @@ func startEmbedded(cfg Config, log zerolog.Logger) (*server.Server, error) {
 		StoreDir:   dir,
 		NoSigs:     true,
 		MaxPayload: 8 << 20, // pool snapshots can be large
-		// SyncAlways: fsync before each ack. An atomic batch is one write and
+		// SyncAlways: fsync before each ack. A group commit is one message and
 		// one fsync, which is why group commit makes it affordable.
 		SyncAlways:   cfg.Sync == SyncAlways,
 		SyncInterval: cfg.SyncInterval,
