@@ -175,6 +175,9 @@ func Decode(eventType string, version int, data []byte) (Event, error) {
 	case PoolReopenedType:
 		decode = decodeAs[PoolReopened]
 	case HeldType:
+		if h, ok := decodeHeldFast(data); ok {
+			return h, nil
+		}
 		decode = decodeAs[Held]
 	case ConfirmedType:
 		decode = decodeAs[Confirmed]
@@ -276,10 +279,21 @@ func DecodeCommit(messageType string, version int, data []byte) ([]Event, error)
 		}
 		return []Event{e}, nil
 	}
+	if entries, ok := splitCommitFast(data); ok {
+		if events, err := decodeEntries(entries, version); err == nil {
+			return events, nil
+		}
+		// A wrong cut can only give a body that is not valid JSON; let
+		// encoding/json have the last word on what the commit holds.
+	}
 	var entries []commitEntry
 	if err := json.Unmarshal(data, &entries); err != nil {
 		return nil, Errorf(EINVALID, "commit: %v", err)
 	}
+	return decodeEntries(entries, version)
+}
+
+func decodeEntries(entries []commitEntry, version int) ([]Event, error) {
 	if len(entries) == 0 {
 		return nil, Errorf(EINVALID, "commit: no events")
 	}
@@ -292,4 +306,146 @@ func DecodeCommit(messageType string, version int, data []byte) ([]Event, error)
 		events[i] = e
 	}
 	return events, nil
+}
+
+// splitCommitFast splits a commit body in exactly the form EncodeCommit
+// writes into its entries without validating the whole array first. Each
+// body is cut at its first '}': event bodies are flat objects, and a cut
+// inside a string or a nested object leaves a body that is not valid JSON,
+// which Decode then refuses. Anything unexpected returns false.
+func splitCommitFast(data []byte) ([]commitEntry, bool) {
+	rest, ok := cutPrefix(data, "[")
+	if !ok {
+		return nil, false
+	}
+	var entries []commitEntry
+	for {
+		if rest, ok = cutPrefix(rest, `{"type":"`); !ok {
+			return nil, false
+		}
+		end := 0
+		for end < len(rest) && rest[end] != '"' && rest[end] != '\\' {
+			end++
+		}
+		if end == len(rest) || rest[end] != '"' {
+			return nil, false
+		}
+		typ := string(rest[:end])
+		if rest, ok = cutPrefix(rest[end:], `","data":{`); !ok {
+			return nil, false
+		}
+		close := 0
+		for close < len(rest) && rest[close] != '}' {
+			close++
+		}
+		if close+1 >= len(rest) || rest[close+1] != '}' {
+			return nil, false
+		}
+		entries = append(entries, commitEntry{Type: typ, Data: data[len(data)-len(rest)-1 : len(data)-len(rest)+close+1]})
+		rest = rest[close+2:]
+		switch {
+		case len(rest) == 1 && rest[0] == ']':
+			return entries, true
+		case len(rest) > 1 && rest[0] == ',':
+			rest = rest[1:]
+		default:
+			return nil, false
+		}
+	}
+}
+
+// decodeHeldFast parses a Held body in exactly the form appendHeld writes,
+// without reflection; any other form (other field order, spaces, escapes,
+// unknown fields) returns false and is left to encoding/json. Projections
+// replay millions of these.
+func decodeHeldFast(data []byte) (Held, bool) {
+	var h Held
+	rest, ok := cutPrefix(data, `{"reservation_id":"`)
+	if !ok {
+		return h, false
+	}
+	end := 0
+	for end < len(rest) && end <= MaxIDLength && isIDByte(rest[end]) {
+		end++
+	}
+	if end == 0 || end > MaxIDLength {
+		return h, false
+	}
+	h.ReservationID = string(rest[:end])
+	if rest, ok = cutPrefix(rest[end:], `","quantity":`); !ok {
+		return h, false
+	}
+	var n int64
+	if n, rest, ok = cutInt(rest); !ok {
+		return h, false
+	}
+	h.Quantity = int(n)
+	if rest, ok = cutPrefix(rest, `,"ttl":`); !ok {
+		return h, false
+	}
+	if n, rest, ok = cutInt(rest); !ok {
+		return h, false
+	}
+	h.TTL = time.Duration(n)
+	if rest, ok = cutPrefix(rest, `,"expires_at":`); !ok {
+		return h, false
+	}
+	if h.ExpiresAt, rest, ok = cutTime(rest); !ok {
+		return h, false
+	}
+	if rest, ok = cutPrefix(rest, `,"at":`); !ok {
+		return h, false
+	}
+	if h.At, rest, ok = cutTime(rest); !ok {
+		return h, false
+	}
+	return h, string(rest) == `}`
+}
+
+func isIDByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+func cutPrefix(b []byte, prefix string) ([]byte, bool) {
+	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
+		return b, false
+	}
+	return b[len(prefix):], true
+}
+
+// cutInt parses a JSON integer (no fraction or exponent) that fits int64.
+func cutInt(b []byte) (int64, []byte, bool) {
+	end := 0
+	if end < len(b) && b[end] == '-' {
+		end++
+	}
+	digits := end
+	for end < len(b) && b[end] >= '0' && b[end] <= '9' {
+		end++
+	}
+	if end == digits || end-digits > 18 || (b[digits] == '0' && end-digits > 1) {
+		return 0, b, false // none, too long to be sure it fits, or a leading zero
+	}
+	n, err := strconv.ParseInt(string(b[:end]), 10, 64)
+	return n, b[end:], err == nil
+}
+
+// cutTime parses a quoted JSON time with time.Time's own UnmarshalJSON,
+// the very code encoding/json would call.
+func cutTime(b []byte) (time.Time, []byte, bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return time.Time{}, b, false
+	}
+	end := 1
+	for end < len(b) && b[end] != '"' && b[end] != '\\' && end < 48 {
+		end++
+	}
+	if end == len(b) || b[end] != '"' {
+		return time.Time{}, b, false
+	}
+	var t time.Time
+	if err := t.UnmarshalJSON(b[:end+1]); err != nil {
+		return time.Time{}, b, false
+	}
+	return t, b[end+1:], true
 }
