@@ -12,6 +12,7 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/capacityd/capacityd/capacity/pools/poolstest"
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 )
@@ -79,7 +80,7 @@ func (*panicky) Stats() pools.Stats { return pools.Stats{} }
 func (*panicky) Loaded() int        { return 0 }
 
 func TestPanicBecomesProblem(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &poolstest.LogBuffer{}
 	h := NewServer(Config{Pools: &panicky{}, Logger: zerolog.New(logs)})
 	for _, rq := range []req{
 		{method: "GET", path: "/v1/pools/p"},
@@ -99,7 +100,7 @@ func TestPanicBecomesProblem(t *testing.T) {
 }
 
 func TestErrorMapping(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &poolstest.LogBuffer{}
 	for _, tc := range []struct {
 		err    error
 		status int

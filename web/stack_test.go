@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity/pools"
-	"github.com/capacityd/capacityd/kv"
+	"github.com/capacityd/capacityd/capacity/pools/poolstest"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/getkin/kin-openapi/openapi3"
@@ -24,35 +24,18 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// clock is a fake clock the tests move by hand.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// epoch is where the stack's clock starts.
+var epoch = time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 
 // stack is the real thing behind the handler: an embedded NATS server,
 // the JetStream event store, KV snapshots and the pools service.
 type stack struct {
-	clock   *clock
+	clock   *poolstest.Clock
 	svc     *pools.Service
 	history *streams.PoolEvents
 	reg     *prometheus.Registry
 	metrics *Metrics
-	logs    *syncBuffer
+	logs    *poolstest.LogBuffer
 	handler http.Handler
 }
 
@@ -62,22 +45,10 @@ type stackOption func(*Config)
 // newStack starts the real stack and the HTTP API over it.
 func newStack(t testing.TB, opts ...stackOption) *stack {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv := natstest.RunServer(t)
-	_, js := natstest.Connect(t, srv)
-	store, err := streams.New(ctx, js, "test")
-	if err != nil {
-		t.Fatalf("streams.New: %v", err)
-	}
-	snaps, err := kv.New(ctx, js, kv.DefaultBucket)
-	if err != nil {
-		t.Fatalf("kv.New: %v", err)
-	}
-	s := &stack{clock: newClock(), history: streams.NewPoolEvents(store), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	s := &stack{clock: poolstest.NewClock(epoch), reg: prometheus.NewRegistry(), logs: &poolstest.LogBuffer{}}
 	s.metrics = NewMetrics(s.reg)
-	s.svc = pools.New(s.history, kv.NewPoolSnapshots(snaps, "test"), pools.Options{Now: s.clock.Now, OnAppend: s.metrics.OnAppend})
-	t.Cleanup(s.svc.Close)
+	st := poolstest.NewStack(t, natstest.RunServer(t), "test", pools.Options{Now: s.clock.Now, OnAppend: s.metrics.OnAppend})
+	s.svc, s.history = st.Service, st.Events
 	cfg := Config{
 		Pools: s.svc, History: s.history, Logger: zerolog.New(s.logs),
 		Registry: s.reg, Metrics: s.metrics, Now: s.clock.Now,
@@ -87,24 +58,6 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	}
 	s.handler = NewServer(cfg)
 	return s
-}
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // response is an answer read in full.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/capacityd/capacityd/capacity/pools/poolstest"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -29,9 +30,9 @@ func BenchmarkHotPool(b *testing.B) {
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			s := natstest.RunServer(b, mode.opts...)
-			st := newStack(b, s, pools.Options{})
+			st := poolstest.NewStack(b, s, region, pools.Options{})
 			now := time.Now()
-			define(b, st.svc, "hot", capacity.MaxCapacity, now)
+			define(b, st.Service, "hot", capacity.MaxCapacity, now)
 			const callers = 64
 			var next atomic.Int64
 			lat := make([][]time.Duration, callers)
@@ -46,7 +47,7 @@ func BenchmarkHotPool(b *testing.B) {
 							return
 						}
 						t0 := time.Now()
-						_, err := st.svc.Execute(context.Background(), "hot", capacity.Hold{ReservationID: fmt.Sprint("h", n), Quantity: 1, TTL: time.Hour})
+						_, err := st.Service.Execute(context.Background(), "hot", capacity.Hold{ReservationID: fmt.Sprint("h", n), Quantity: 1, TTL: time.Hour})
 						lat[c] = append(lat[c], time.Since(t0))
 						if err != nil {
 							b.Errorf("hold: %v", err)
@@ -60,7 +61,7 @@ func BenchmarkHotPool(b *testing.B) {
 			b.StopTimer()
 			all := slices.Concat(lat...)
 			slices.Sort(all)
-			stats := st.svc.Stats()
+			stats := st.Service.Stats()
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "holds/s")
 			b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
 			b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
@@ -75,11 +76,11 @@ func BenchmarkHotPool(b *testing.B) {
 //	go test -run x -bench ManyPools -benchtime 50000x ./capacity/pools/
 func BenchmarkManyPools(b *testing.B) {
 	s := natstest.RunServer(b)
-	st := newStack(b, s, pools.Options{})
+	st := poolstest.NewStack(b, s, region, pools.Options{})
 	now := time.Now()
 	const nPools = 1000
 	for i := range nPools {
-		define(b, st.svc, fmt.Sprint("p", i), capacity.MaxCapacity, now)
+		define(b, st.Service, fmt.Sprint("p", i), capacity.MaxCapacity, now)
 	}
 	const callers = 64
 	var next atomic.Int64
@@ -94,7 +95,7 @@ func BenchmarkManyPools(b *testing.B) {
 					return
 				}
 				pool := fmt.Sprint("p", n%nPools)
-				if _, err := st.svc.Execute(context.Background(), pool, capacity.Hold{ReservationID: fmt.Sprint("h", n), Quantity: 1, TTL: time.Hour}); err != nil {
+				if _, err := st.Service.Execute(context.Background(), pool, capacity.Hold{ReservationID: fmt.Sprint("h", n), Quantity: 1, TTL: time.Hour}); err != nil {
 					b.Errorf("hold: %v", err)
 					return
 				}

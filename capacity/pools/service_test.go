@@ -11,60 +11,16 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/capacityd/capacityd/capacity/pools/poolstest"
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 const region = "test"
 
-// stack is one service instance: its own connection, stores and entities.
-type stack struct {
-	js     jetstream.JetStream
-	events *streams.PoolEvents
-	snaps  *kv.PoolSnapshots
-	svc    *pools.Service
-}
-
-func newStack(t testing.TB, s *server.Server, opts pools.Options) *stack {
-	t.Helper()
-	ctx := context.Background()
-	_, js := natstest.Connect(t, s)
-	store, err := streams.New(ctx, js, region)
-	if err != nil {
-		t.Fatalf("streams.New: %v", err)
-	}
-	snaps, err := kv.New(ctx, js, kv.DefaultBucket)
-	if err != nil {
-		t.Fatalf("kv.New: %v", err)
-	}
-	st := &stack{js: js, events: streams.NewPoolEvents(store), snaps: kv.NewPoolSnapshots(snaps, region)}
-	st.svc = pools.New(st.events, st.snaps, opts)
-	t.Cleanup(st.svc.Close)
-	return st
-}
-
-// clock is a settable clock for deciding expiry in tests.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// epoch is where the tests' clocks start.
+var epoch = time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
 
 func define(t testing.TB, svc *pools.Service, pool string, capacityUnits int, now time.Time) {
 	t.Helper()
@@ -135,25 +91,25 @@ func raceHolds(t testing.TB, svcs []*pools.Service, pool string, workers, holds 
 
 func TestRaceForTheLastUnits(t *testing.T) {
 	s := natstest.RunServer(t)
-	clk := newClock()
-	st := newStack(t, s, pools.Options{Now: clk.Now})
-	define(t, st.svc, "slot-18", 500, clk.Now())
+	clk := poolstest.NewClock(epoch)
+	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
+	define(t, st.Service, "slot-18", 500, clk.Now())
 
-	ok, rejected := raceHolds(t, []*pools.Service{st.svc}, "slot-18", 200, 2000)
+	ok, rejected := raceHolds(t, []*pools.Service{st.Service}, "slot-18", 200, 2000)
 	if got, want := len(ok), 500; got != want {
 		t.Fatalf("successful holds = %d, want %d", got, want)
 	}
 	if got, want := rejected, 1500; got != want {
 		t.Fatalf("rejected holds = %d, want %d", got, want)
 	}
-	view, err := st.svc.Pool(context.Background(), "slot-18")
+	view, err := st.Service.Pool(context.Background(), "slot-18")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if view.Held != 500 || view.Available != 0 {
 		t.Fatalf("pool held=%d available=%d, want 500 and 0", view.Held, view.Available)
 	}
-	inStream := heldInStream(t, st.events, "slot-18")
+	inStream := heldInStream(t, st.Events, "slot-18")
 	if got, want := len(inStream), 500; got != want {
 		t.Fatalf("Held events in stream = %d, want %d", got, want)
 	}
@@ -162,7 +118,7 @@ func TestRaceForTheLastUnits(t *testing.T) {
 			t.Fatalf("acknowledged hold %s missing from the stream", id)
 		}
 	}
-	if stats := st.svc.Stats(); stats.Appends >= 2001 {
+	if stats := st.Service.Stats(); stats.Appends >= 2001 {
 		t.Logf("no batching happened: %+v", stats)
 	} else {
 		t.Logf("2001 commands in %d appends", stats.Appends)
@@ -171,16 +127,16 @@ func TestRaceForTheLastUnits(t *testing.T) {
 
 func TestTwoInstancesNeverOverbook(t *testing.T) {
 	s := natstest.RunServer(t)
-	clk := newClock()
-	a := newStack(t, s, pools.Options{Now: clk.Now, MaxAttempts: 1000})
-	b := newStack(t, s, pools.Options{Now: clk.Now, MaxAttempts: 1000})
-	define(t, a.svc, "van-7", 300, clk.Now())
+	clk := poolstest.NewClock(epoch)
+	a := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, MaxAttempts: 1000})
+	b := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, MaxAttempts: 1000})
+	define(t, a.Service, "van-7", 300, clk.Now())
 
-	ok, rejected := raceHolds(t, []*pools.Service{a.svc, b.svc}, "van-7", 64, 1000)
+	ok, rejected := raceHolds(t, []*pools.Service{a.Service, b.Service}, "van-7", 64, 1000)
 	if got, want := len(ok), 300; got != want {
 		t.Fatalf("successful holds = %d, want %d (rejected %d)", got, want, rejected)
 	}
-	inStream := heldInStream(t, a.events, "van-7")
+	inStream := heldInStream(t, a.Events, "van-7")
 	if got, want := len(inStream), 300; got != want {
 		t.Fatalf("Held events in stream = %d, want %d", got, want)
 	}
@@ -189,14 +145,14 @@ func TestTwoInstancesNeverOverbook(t *testing.T) {
 			t.Fatalf("acknowledged hold %s missing from the stream", id)
 		}
 	}
-	conflicts := a.svc.Stats().Conflicts + b.svc.Stats().Conflicts
+	conflicts := a.Service.Stats().Conflicts + b.Service.Stats().Conflicts
 	if conflicts == 0 {
 		t.Fatalf("two instances racing on one pool saw no conflicts: the OCC path was not exercised")
 	}
-	t.Logf("conflicts retried: a=%d b=%d", a.svc.Stats().Conflicts, b.svc.Stats().Conflicts)
+	t.Logf("conflicts retried: a=%d b=%d", a.Service.Stats().Conflicts, b.Service.Stats().Conflicts)
 	// Each instance sees the other's writes on a read.
-	for _, st := range []*stack{a, b} {
-		view, err := st.svc.Pool(context.Background(), "van-7")
+	for _, st := range []*poolstest.Stack{a, b} {
+		view, err := st.Service.Pool(context.Background(), "van-7")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,29 +164,29 @@ func TestTwoInstancesNeverOverbook(t *testing.T) {
 
 func TestRestartKeepsEveryAcknowledgedHold(t *testing.T) {
 	s := natstest.RunServer(t, natstest.SyncAlways)
-	clk := newClock()
-	st := newStack(t, s, pools.Options{Now: clk.Now, SnapshotEvery: 50})
-	define(t, st.svc, "pick-1", 1000, clk.Now())
-	ok, _ := raceHolds(t, []*pools.Service{st.svc}, "pick-1", 16, 400)
-	if _, err := st.svc.Execute(context.Background(), "pick-1", capacity.Confirm{ReservationID: "r7"}); err != nil && ok["r7"] {
+	clk := poolstest.NewClock(epoch)
+	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, SnapshotEvery: 50})
+	define(t, st.Service, "pick-1", 1000, clk.Now())
+	ok, _ := raceHolds(t, []*pools.Service{st.Service}, "pick-1", 16, 400)
+	if _, err := st.Service.Execute(context.Background(), "pick-1", capacity.Confirm{ReservationID: "r7"}); err != nil && ok["r7"] {
 		t.Fatal(err)
 	}
-	before, err := st.svc.Pool(context.Background(), "pick-1")
+	before, err := st.Service.Pool(context.Background(), "pick-1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		if st.svc.Stats().Snapshots == 0 {
+		if st.Service.Stats().Snapshots == 0 {
 			return errors.New("no snapshot written yet")
 		}
 		return nil
 	})
-	st.svc.Close()
+	st.Service.Close()
 
 	s = natstest.Restart(t, s)
-	check := func(st *stack) {
+	check := func(st *poolstest.Stack) {
 		t.Helper()
-		after, err := st.svc.Pool(context.Background(), "pick-1")
+		after, err := st.Service.Pool(context.Background(), "pick-1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +194,7 @@ func TestRestartKeepsEveryAcknowledgedHold(t *testing.T) {
 			t.Fatalf("after restart pool = %+v, want %+v", after, before)
 		}
 		for id := range ok {
-			r, err := st.svc.Reservation(context.Background(), "pick-1", id)
+			r, err := st.Service.Reservation(context.Background(), "pick-1", id)
 			if err != nil {
 				t.Fatalf("acknowledged hold %s after restart: %v", id, err)
 			}
@@ -247,42 +203,42 @@ func TestRestartKeepsEveryAcknowledgedHold(t *testing.T) {
 			}
 		}
 	}
-	restarted := newStack(t, s, pools.Options{Now: clk.Now})
+	restarted := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
 	check(restarted)
-	if st := restarted.svc.Stats(); st.Replays != 0 {
+	if st := restarted.Service.Stats(); st.Replays != 0 {
 		t.Fatalf("load after restart replayed the full history (%+v); want snapshot + tail", st)
 	}
-	restarted.svc.Close()
+	restarted.Service.Close()
 
 	// Snapshots are an optimisation: without the bucket the same state comes back.
-	if err := restarted.js.DeleteKeyValue(context.Background(), kv.DefaultBucket); err != nil {
+	if err := restarted.JS.DeleteKeyValue(context.Background(), kv.DefaultBucket); err != nil {
 		t.Fatal(err)
 	}
-	replayed := newStack(t, s, pools.Options{Now: clk.Now})
+	replayed := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
 	check(replayed)
-	if st := replayed.svc.Stats(); st.Replays == 0 {
+	if st := replayed.Service.Stats(); st.Replays == 0 {
 		t.Fatalf("no full replay recorded without snapshots: %+v", st)
 	}
 }
 
 func TestExpiredHoldFreesCapacityWithoutSweeper(t *testing.T) {
 	s := natstest.RunServer(t)
-	clk := newClock()
-	st := newStack(t, s, pools.Options{Now: clk.Now, SweepGrace: time.Hour})
+	clk := poolstest.NewClock(epoch)
+	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, SweepGrace: time.Hour})
 	ctx := context.Background()
-	define(t, st.svc, "slot-9", 1, clk.Now())
-	if _, err := st.svc.Execute(ctx, "slot-9", capacity.Hold{ReservationID: "a", Quantity: 1, TTL: time.Minute}); err != nil {
+	define(t, st.Service, "slot-9", 1, clk.Now())
+	if _, err := st.Service.Execute(ctx, "slot-9", capacity.Hold{ReservationID: "a", Quantity: 1, TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := st.svc.Execute(ctx, "slot-9", capacity.Hold{ReservationID: "b", Quantity: 1, TTL: time.Minute})
+	_, err := st.Service.Execute(ctx, "slot-9", capacity.Hold{ReservationID: "b", Quantity: 1, TTL: time.Minute})
 	if got, want := capacity.ErrorCode(err), capacity.EINSUFFICIENT; got != want {
 		t.Fatalf("second hold: code %q, want %q", got, want)
 	}
 	clk.Advance(time.Minute)
-	if _, err := st.svc.Execute(ctx, "slot-9", capacity.Hold{ReservationID: "b", Quantity: 1, TTL: time.Minute}); err != nil {
+	if _, err := st.Service.Execute(ctx, "slot-9", capacity.Hold{ReservationID: "b", Quantity: 1, TTL: time.Minute}); err != nil {
 		t.Fatalf("hold after the first lapsed: %v", err)
 	}
-	for rec, err := range st.events.Read(ctx, "slot-9", 0) {
+	for rec, err := range st.Events.Read(ctx, "slot-9", 0) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,14 +246,14 @@ func TestExpiredHoldFreesCapacityWithoutSweeper(t *testing.T) {
 			t.Fatalf("an Expired event was written: the sweeper ran, the test proves nothing")
 		}
 	}
-	r, err := st.svc.Reservation(ctx, "slot-9", "a")
+	r, err := st.Service.Reservation(ctx, "slot-9", "a")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Status != capacity.StatusExpired {
 		t.Fatalf("lapsed hold reads as %s, want expired", r.Status)
 	}
-	_, err = st.svc.Execute(ctx, "slot-9", capacity.Confirm{ReservationID: "a"})
+	_, err = st.Service.Execute(ctx, "slot-9", capacity.Confirm{ReservationID: "a"})
 	if got, want := capacity.ErrorCode(err), capacity.EEXPIRED; got != want {
 		t.Fatalf("confirm lapsed hold: code %q, want %q", got, want)
 	}
@@ -305,26 +261,26 @@ func TestExpiredHoldFreesCapacityWithoutSweeper(t *testing.T) {
 
 func TestSweeperWritesExpired(t *testing.T) {
 	s := natstest.RunServer(t)
-	clk := newClock()
-	st := newStack(t, s, pools.Options{Now: clk.Now, SweepGrace: time.Millisecond})
+	clk := poolstest.NewClock(epoch)
+	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, SweepGrace: time.Millisecond})
 	ctx := context.Background()
-	define(t, st.svc, "slot-10", 5, clk.Now())
+	define(t, st.Service, "slot-10", 5, clk.Now())
 	for _, id := range []string{"a", "b"} {
-		if _, err := st.svc.Execute(ctx, "slot-10", capacity.Hold{ReservationID: id, Quantity: 2, TTL: time.Minute}); err != nil {
+		if _, err := st.Service.Execute(ctx, "slot-10", capacity.Hold{ReservationID: id, Quantity: 2, TTL: time.Minute}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := st.svc.Execute(ctx, "slot-10", capacity.Confirm{ReservationID: "b"}); err != nil {
+	if _, err := st.Service.Execute(ctx, "slot-10", capacity.Confirm{ReservationID: "b"}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(2 * time.Minute)
 	// Any command re-arms the sweep timer against the advanced clock.
-	if _, err := st.svc.Pool(ctx, "slot-10"); err != nil {
+	if _, err := st.Service.Pool(ctx, "slot-10"); err != nil {
 		t.Fatal(err)
 	}
 	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		var expired []string
-		for rec, err := range st.events.Read(ctx, "slot-10", 0) {
+		for rec, err := range st.Events.Read(ctx, "slot-10", 0) {
 			if err != nil {
 				return err
 			}
@@ -341,29 +297,29 @@ func TestSweeperWritesExpired(t *testing.T) {
 
 func TestCorruptSnapshotFallsBackToReplay(t *testing.T) {
 	s := natstest.RunServer(t)
-	clk := newClock()
-	st := newStack(t, s, pools.Options{Now: clk.Now, SnapshotEvery: 1})
+	clk := poolstest.NewClock(epoch)
+	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, SnapshotEvery: 1})
 	ctx := context.Background()
-	define(t, st.svc, "slot-c", 10, clk.Now())
+	define(t, st.Service, "slot-c", 10, clk.Now())
 	for i := range 3 {
-		if _, err := st.svc.Execute(ctx, "slot-c", capacity.Hold{ReservationID: fmt.Sprint("h", i), Quantity: 2, TTL: time.Hour}); err != nil {
+		if _, err := st.Service.Execute(ctx, "slot-c", capacity.Hold{ReservationID: fmt.Sprint("h", i), Quantity: 2, TTL: time.Hour}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want, err := st.svc.Pool(ctx, "slot-c")
+	want, err := st.Service.Pool(ctx, "slot-c")
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.svc.Close()
-	bucket, err := st.js.KeyValue(ctx, kv.DefaultBucket)
+	st.Service.Close()
+	bucket, err := st.JS.KeyValue(ctx, kv.DefaultBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bucket.Put(ctx, st.snaps.Key("slot-c"), []byte(`{"seq":999999,"state":{"id":"slot-c","capacity":1000000}}`)); err != nil {
+	if _, err := bucket.Put(ctx, st.Snapshots.Key("slot-c"), []byte(`{"seq":999999,"state":{"id":"slot-c","capacity":1000000}}`)); err != nil {
 		t.Fatal(err)
 	}
-	fresh := newStack(t, s, pools.Options{Now: clk.Now})
-	got, err := fresh.svc.Pool(ctx, "slot-c")
+	fresh := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
+	got, err := fresh.Service.Pool(ctx, "slot-c")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,23 +330,23 @@ func TestCorruptSnapshotFallsBackToReplay(t *testing.T) {
 
 func TestIdlePoolsAreEvictedAndReload(t *testing.T) {
 	s := natstest.RunServer(t)
-	clk := newClock()
-	st := newStack(t, s, pools.Options{Now: clk.Now, IdleTimeout: 20 * time.Millisecond})
+	clk := poolstest.NewClock(epoch)
+	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, IdleTimeout: 20 * time.Millisecond})
 	ctx := context.Background()
-	define(t, st.svc, "cold", 3, clk.Now())
-	if _, err := st.svc.Execute(ctx, "cold", capacity.Hold{ReservationID: "x", Quantity: 1, TTL: time.Hour}); err != nil {
+	define(t, st.Service, "cold", 3, clk.Now())
+	if _, err := st.Service.Execute(ctx, "cold", capacity.Hold{ReservationID: "x", Quantity: 1, TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.svc.Execute(ctx, "cold", capacity.Confirm{ReservationID: "x"}); err != nil {
+	if _, err := st.Service.Execute(ctx, "cold", capacity.Confirm{ReservationID: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if n := st.svc.Loaded(); n != 0 {
+		if n := st.Service.Loaded(); n != 0 {
 			return fmt.Errorf("%d pools still loaded", n)
 		}
 		return nil
 	})
-	r, err := st.svc.Reservation(ctx, "cold", "x")
+	r, err := st.Service.Reservation(ctx, "cold", "x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,30 +357,30 @@ func TestIdlePoolsAreEvictedAndReload(t *testing.T) {
 
 func TestCommandsOnUnknownPool(t *testing.T) {
 	s := natstest.RunServer(t)
-	st := newStack(t, s, pools.Options{})
-	_, err := st.svc.Execute(context.Background(), "nope", capacity.Hold{ReservationID: "a", Quantity: 1, TTL: time.Minute})
+	st := poolstest.NewStack(t, s, region, pools.Options{})
+	_, err := st.Service.Execute(context.Background(), "nope", capacity.Hold{ReservationID: "a", Quantity: 1, TTL: time.Minute})
 	if got, want := capacity.ErrorCode(err), capacity.ENOTFOUND; got != want {
 		t.Fatalf("hold on unknown pool: %q, want %q", got, want)
 	}
-	_, err = st.svc.Pool(context.Background(), "nope")
+	_, err = st.Service.Pool(context.Background(), "nope")
 	if got, want := capacity.ErrorCode(err), capacity.ENOTFOUND; got != want {
 		t.Fatalf("read unknown pool: %q, want %q", got, want)
 	}
-	if last, err := st.events.LastSeq(context.Background(), "nope"); err != nil || last != 0 {
+	if last, err := st.Events.LastSeq(context.Background(), "nope"); err != nil || last != 0 {
 		t.Fatalf("unknown pool has history: %d, %v", last, err)
 	}
 }
 
 func TestUnknownPoolsDoNotStayLoaded(t *testing.T) {
 	s := natstest.RunServer(t)
-	st := newStack(t, s, pools.Options{})
+	st := poolstest.NewStack(t, s, region, pools.Options{})
 	for i := range 50 {
-		if _, err := st.svc.Pool(context.Background(), fmt.Sprint("ghost-", i)); capacity.ErrorCode(err) != capacity.ENOTFOUND {
+		if _, err := st.Service.Pool(context.Background(), fmt.Sprint("ghost-", i)); capacity.ErrorCode(err) != capacity.ENOTFOUND {
 			t.Fatalf("read of unknown pool: %v", err)
 		}
 	}
 	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if n := st.svc.Loaded(); n != 0 {
+		if n := st.Service.Loaded(); n != 0 {
 			return fmt.Errorf("%d unknown pools still loaded", n)
 		}
 		return nil
@@ -436,31 +392,31 @@ func TestUnknownPoolsDoNotStayLoaded(t *testing.T) {
 // it: the other instance may have moved it on.
 func TestAnswersWithoutWritesAreCurrent(t *testing.T) {
 	s := natstest.RunServer(t)
-	clk := newClock()
-	a := newStack(t, s, pools.Options{Now: clk.Now})
-	b := newStack(t, s, pools.Options{Now: clk.Now})
+	clk := poolstest.NewClock(epoch)
+	a := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
+	b := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
 	ctx := context.Background()
-	define(t, a.svc, "shared", 1, clk.Now())
+	define(t, a.Service, "shared", 1, clk.Now())
 	// b loads the pool while it is empty.
-	if _, err := b.svc.Pool(ctx, "shared"); err != nil {
+	if _, err := b.Service.Pool(ctx, "shared"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.svc.Execute(ctx, "shared", capacity.Hold{ReservationID: "x", Quantity: 1, TTL: time.Hour}); err != nil {
+	if _, err := a.Service.Execute(ctx, "shared", capacity.Hold{ReservationID: "x", Quantity: 1, TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	// A confirm through b of a hold made through a.
-	if _, err := b.svc.Execute(ctx, "shared", capacity.Confirm{ReservationID: "x"}); err != nil {
+	if _, err := b.Service.Execute(ctx, "shared", capacity.Confirm{ReservationID: "x"}); err != nil {
 		t.Fatalf("confirm through the other instance: %v", err)
 	}
 	// b refuses a hold only if it truly does not fit: release through a, then hold through b.
-	if _, err := a.svc.Execute(ctx, "shared", capacity.Release{ReservationID: "x"}); err != nil {
+	if _, err := a.Service.Execute(ctx, "shared", capacity.Release{ReservationID: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.svc.Execute(ctx, "shared", capacity.Hold{ReservationID: "y", Quantity: 1, TTL: time.Hour}); err != nil {
+	if _, err := b.Service.Execute(ctx, "shared", capacity.Hold{ReservationID: "y", Quantity: 1, TTL: time.Hour}); err != nil {
 		t.Fatalf("hold through the other instance after a release: %v", err)
 	}
 	// And a refusal by b reflects a's writes too.
-	_, err := b.svc.Execute(ctx, "shared", capacity.Hold{ReservationID: "z", Quantity: 1, TTL: time.Hour})
+	_, err := b.Service.Execute(ctx, "shared", capacity.Hold{ReservationID: "z", Quantity: 1, TTL: time.Hour})
 	if got, want := capacity.ErrorCode(err), capacity.EINSUFFICIENT; got != want {
 		t.Fatalf("hold on a full pool: %q, want %q", got, want)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/capacityd/capacityd/capacity/pools/poolstest"
 	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
@@ -24,73 +25,26 @@ const region = "eu"
 
 var epoch = time.Date(2030, 3, 1, 6, 0, 0, 0, time.UTC)
 
-// env is one embedded server with the region's event store.
+// env is one embedded server with the region's event store and snapshot
+// bucket; services started on it share them.
 type env struct {
+	stack  *poolstest.Stack
 	js     jetstream.JetStream
 	store  *streams.Store
 	events *streams.PoolEvents
-	clock  *clock
+	clock  *poolstest.Clock
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	s := natstest.RunServer(t)
-	_, js := natstest.Connect(t, s)
-	store, err := streams.New(context.Background(), js, region)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &clock{}
-	c.now.Store(epoch.UnixNano())
-	return &env{js: js, store: store, events: streams.NewPoolEvents(store), clock: c}
+	st := poolstest.Open(t, natstest.RunServer(t), region)
+	return &env{stack: st, js: st.JS, store: st.Store, events: st.Events, clock: poolstest.NewClock(epoch)}
 }
 
 // service starts the real write side over the env's store; it closes when the test ends.
 func (e *env) service(t *testing.T) *pools.Service {
 	t.Helper()
-	svc := pools.New(e.events, newMemSnapshots(), pools.Options{Now: e.clock.Now, SnapshotEvery: 50})
-	t.Cleanup(svc.Close)
-	return svc
-}
-
-// clock is a fake clock that only moves when told.
-type clock struct{ now atomic.Int64 }
-
-func (c *clock) Now() time.Time                  { return time.Unix(0, c.now.Load()).UTC() }
-func (c *clock) Advance(d time.Duration)         { c.now.Add(int64(d)) }
-func (c *clock) Set(t time.Time)                 { c.now.Store(t.UnixNano()) }
-func (c *clock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
-
-// memSnapshots is an in-memory capacity.SnapshotStore.
-type memSnapshots struct {
-	mu    sync.Mutex
-	snaps map[string]memSnapshot
-}
-
-type memSnapshot struct {
-	seq  uint64
-	data []byte
-}
-
-func newMemSnapshots() *memSnapshots { return &memSnapshots{snaps: make(map[string]memSnapshot)} }
-
-func (m *memSnapshots) Get(_ context.Context, pool string) (uint64, []byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, ok := m.snaps[pool]
-	if !ok {
-		return 0, nil, capacity.ErrNoSnapshot
-	}
-	return s.seq, s.data, nil
-}
-
-func (m *memSnapshots) Put(_ context.Context, pool string, seq uint64, data []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s, ok := m.snaps[pool]; !ok || s.seq < seq {
-		m.snaps[pool] = memSnapshot{seq: seq, data: data}
-	}
-	return nil
+	return e.stack.Start(t, pools.Options{Now: e.clock.Now, SnapshotEvery: 50})
 }
 
 // models is one set of read models with the runner feeding them.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/pools/poolstest"
 	"github.com/capacityd/capacityd/web"
 	"github.com/rs/zerolog"
 )
@@ -32,7 +33,7 @@ func TestEngineParsesEveryView(t *testing.T) {
 // TestTemplateErrorIsClean500 renders a view with data it cannot use: the
 // answer is a plain 500, never half a page.
 func TestTemplateErrorIsClean500(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &poolstest.LogBuffer{}
 	e, err := newEngine(zerolog.New(logs))
 	if err != nil {
 		t.Fatal(err)

@@ -9,14 +9,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/capacityd/capacityd/capacity/pools/poolstest"
 	"github.com/capacityd/capacityd/capacity/views"
-	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/capacityd/capacityd/streams/projection"
@@ -26,29 +25,17 @@ import (
 // epoch is the fake clock's start: a Monday morning, UTC.
 var epoch = time.Date(2030, 3, 4, 6, 0, 0, 0, time.UTC)
 
-// clock is a fake clock the tests move by hand.
-type clock struct{ now atomic.Int64 }
-
-func newClock() *clock {
-	c := &clock{}
-	c.now.Store(epoch.UnixNano())
-	return c
-}
-
-func (c *clock) Now() time.Time          { return time.Unix(0, c.now.Load()).UTC() }
-func (c *clock) Advance(d time.Duration) { c.now.Add(int64(d)) }
-
 // stack is the real thing behind the UI: an embedded NATS server, the
 // JetStream event store, KV snapshots, the pools service, and the board and
 // availability read models fed by a projection runner.
 type stack struct {
-	clock  *clock
+	clock  *poolstest.Clock
 	svc    *pools.Service
 	events *streams.PoolEvents
 	board  *views.Board
 	avail  *views.Availability
 	runner *projection.Runner
-	logs   *syncBuffer
+	logs   *poolstest.LogBuffer
 	ui     *Handler
 }
 
@@ -56,23 +43,11 @@ type stack struct {
 // test ends.
 func newStack(t testing.TB) *stack {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv := natstest.RunServer(t)
-	_, js := natstest.Connect(t, srv)
-	store, err := streams.New(ctx, js, "test")
-	if err != nil {
-		t.Fatalf("streams.New: %v", err)
-	}
-	snaps, err := kv.New(ctx, js, kv.DefaultBucket)
-	if err != nil {
-		t.Fatalf("kv.New: %v", err)
-	}
-	s := &stack{clock: newClock(), events: streams.NewPoolEvents(store), board: views.NewBoard(),
-		avail: views.NewAvailability(), logs: &syncBuffer{}}
-	s.svc = pools.New(s.events, kv.NewPoolSnapshots(snaps, "test"), pools.Options{Now: s.clock.Now})
-	t.Cleanup(s.svc.Close)
-	s.runner, err = projection.New(js, store.StreamName(), "ui_test", projection.Apply(s.board, s.avail))
+	s := &stack{clock: poolstest.NewClock(epoch), board: views.NewBoard(), avail: views.NewAvailability(), logs: &poolstest.LogBuffer{}}
+	st := poolstest.NewStack(t, natstest.RunServer(t), "test", pools.Options{Now: s.clock.Now})
+	s.svc, s.events = st.Service, st.Events
+	var err error
+	s.runner, err = projection.New(st.JS, st.Store.StreamName(), "ui_test", projection.Apply(s.board, s.avail))
 	if err != nil {
 		t.Fatalf("projection.New: %v", err)
 	}
@@ -200,24 +175,6 @@ func clip(s string) string {
 		return s[:4000] + "…"
 	}
 	return s
-}
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // mustRequest returns a request for a handler test.
