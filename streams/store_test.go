@@ -426,9 +426,30 @@ func TestConcurrentAppenders(t *testing.T) {
 	}
 }
 
-func TestReadManyEventsFast(t *testing.T) {
+// TestReadManyEvents reads a long history of one pool past another pool's
+// events. How fast is BenchmarkRead's business, not a test's.
+func TestReadManyEvents(t *testing.T) {
 	store, _ := newStore(t)
 	ctx := context.Background()
+	appendBig(t, store, ctx)
+	recs := readAll(t, store, "big", 0)
+	if len(recs) != 10000 {
+		t.Fatalf("read %d, want 10000", len(recs))
+	}
+	for i, r := range recs {
+		if r.Pool != "big" || (i > 0 && r.Seq != recs[i-1].Seq+1) {
+			t.Fatalf("record %d: pool %s seq %d after %d", i, r.Pool, r.Seq, recs[max(0, i-1)].Seq)
+		}
+	}
+	if got := readAll(t, store, "big", 9990); len(got) != 10 || got[0].Seq != 9991 {
+		t.Fatalf("Read after 9990 = %d events", len(got))
+	}
+}
+
+// appendBig appends 10,000 events to pool "big" in batches, then 10 to
+// "other" so reads must filter.
+func appendBig(t testing.TB, store *streams.Store, ctx context.Context) {
+	t.Helper()
 	var last uint64
 	for i := range 10 {
 		var err error
@@ -437,27 +458,31 @@ func TestReadManyEventsFast(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Another pool interleaved, to check the filter.
 	if _, err := store.Append(ctx, "other", 0, events("o", 10)); err != nil {
 		t.Fatal(err)
 	}
-	// Best of three, so that a busy machine does not fail the test.
-	best := time.Hour
-	for range 3 {
-		start := time.Now()
-		recs := readAll(t, store, "big", 0)
-		best = min(best, time.Since(start))
-		if len(recs) != 10000 {
-			t.Fatalf("read %d, want 10000", len(recs))
+}
+
+// BenchmarkRead replays a pool of 10,000 events, as loading one does.
+//
+//	go test -run x -bench Read ./streams/
+func BenchmarkRead(b *testing.B) {
+	store, _ := newStore(b)
+	ctx := context.Background()
+	appendBig(b, store, ctx)
+	for b.Loop() {
+		n := 0
+		for _, err := range store.Read(ctx, "big", 0) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		if n != 10000 {
+			b.Fatalf("read %d", n)
 		}
 	}
-	t.Logf("read 10000 events in %v", best)
-	if best > time.Second {
-		t.Fatalf("read took %v, want < 1s", best)
-	}
-	if got := readAll(t, store, "big", 9990); len(got) != 10 || got[0].Seq != 9991 {
-		t.Fatalf("Read after 9990 = %d events", len(got))
-	}
+	b.ReportMetric(float64(10000*b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
 // TestAppendAfterTransportFailure drives the lookup that follows a failed request: a request cancelled
