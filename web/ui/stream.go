@@ -107,40 +107,48 @@ func (h *Handler) handleBoardStream() http.HandlerFunc {
 		}
 		ctx := r.Context()
 		lastID, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
+		// Subscribe and read the board before the headers go out: once a
+		// client sees the stream open, every later change reaches it.
+		changes, cancel := h.cfg.Board.Subscribe(ctx, streamBuffer)
+		position, snap := h.snapshot(f, lastID)
 		stream, err := newSSE(w)
 		if err != nil {
+			cancel()
 			return
 		}
 		heartbeat := time.NewTicker(h.cfg.Heartbeat)
 		defer heartbeat.Stop()
-		for ctx.Err() == nil {
-			changes, cancel := h.cfg.Board.Subscribe(ctx, streamBuffer)
-			position, err := h.sendSnapshot(stream, f, lastID)
+		for {
+			if snap != nil {
+				err = stream.Send("snapshot", position, snap)
+			}
 			if err == nil {
 				err = h.follow(stream, changes, heartbeat.C, f, position, &lastID)
 			}
 			cancel()
-			if err != nil {
+			if err != nil || ctx.Err() != nil {
 				return
 			}
+			changes, cancel = h.cfg.Board.Subscribe(ctx, streamBuffer)
+			position, snap = h.snapshot(f, lastID)
 		}
 	}
 }
 
-// sendSnapshot sends the selected cells unless the client already has the
-// board at its position (lastID), and returns the position.
-func (h *Handler) sendSnapshot(stream *sse, f boardFilter, lastID uint64) (uint64, error) {
+// snapshot returns the board's position and the selected cells, or nil
+// cells when the client already has the board at that position (lastID).
+func (h *Handler) snapshot(f boardFilter, lastID uint64) (uint64, *boardSnapshot) {
 	all, position := h.cfg.Board.Cells(f.Region, f.Kind, "")
 	if lastID != 0 && lastID == position {
 		return position, nil
 	}
-	snap := boardSnapshot{Position: position, Cells: []cellView{}}
+	snap := &boardSnapshot{Position: position, Cells: []cellView{}}
 	for _, c := range all {
 		if f.match(c) {
 			snap.Cells = append(snap.Cells, viewOfCell(c))
 		}
 	}
-	return position, stream.Send("snapshot", position, snap)
+	return position, snap
 }
 
 // follow sends the changes after position until the subscription ends
