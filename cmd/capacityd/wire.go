@@ -21,6 +21,10 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	a.pools = pools.New(events, kv.NewPoolSnapshots(a.snaps, a.cfg.Region), pools.Options{
 		MaxBatch:      a.cfg.MaxBatch,
 		SnapshotEvery: a.cfg.SnapshotEvery,
+		// Long enough for an fsync on a slow disk under load, short enough
+		// that a lost stream leader (an R3 election takes a few seconds)
+		// stalls a pool's queue for seconds, not tens of seconds.
+		AppendTimeout: 3 * time.Second,
 		Logger:        a.log.With().Str("component", "pools").Logger(),
 		OnAppend:      metrics.OnAppend,
 	})
