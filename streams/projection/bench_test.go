@@ -122,3 +122,73 @@ func newEnvBench(b *testing.B) *env {
 	e.js = js
 	return e
 }
+
+// BenchmarkCatchUpCommits rebuilds availability from a stream shaped like
+// busy pools write it: each message a group commit of 32 Held events (the
+// benchmark above has one event per message, the worst case).
+//
+//	go test -run XXX -bench CatchUpCommits -benchtime 1x ./streams/projection/
+func BenchmarkCatchUpCommits(b *testing.B) {
+	const events, perCommit, npools = 320_000, 32, 1000
+	e := newEnvBench(b)
+	for i := range npools {
+		pool := fmt.Sprintf("pool-%05d", i)
+		start := epoch.Add(time.Duration(i%200) * time.Hour)
+		publishCommit(b, e, pool, []capacity.Event{capacity.PoolDefined{Pool: pool, Region: region,
+			Kind: "delivery", StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 1_000_000, DefinedAt: epoch}})
+	}
+	for c := range events / perCommit {
+		batch := make([]capacity.Event, perCommit)
+		for j := range batch {
+			i := c*perCommit + j
+			at := epoch.Add(time.Duration(i) * time.Millisecond)
+			batch[j] = capacity.Held{ReservationID: "r" + strconv.Itoa(i), Quantity: 1, TTL: 10 * time.Minute, ExpiresAt: at.Add(10 * time.Minute), At: at}
+		}
+		publishCommit(b, e, fmt.Sprintf("pool-%05d", c%npools), batch)
+	}
+	select {
+	case <-e.js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("async publishes not acknowledged")
+	}
+	last, err := e.store.StreamLastSeq(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total time.Duration
+	for i := 0; b.Loop(); i++ {
+		r, err := projection.New(e.js, e.store.StreamName(), fmt.Sprintf("bench_commits_%d", i), projection.Apply(views.NewAvailability()), benchOpts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- r.Run(ctx) }()
+		waitCtx, waitCancel := context.WithTimeout(ctx, 2*time.Minute)
+		err = r.WaitFor(waitCtx, last)
+		total += time.Since(start)
+		waitCancel()
+		cancel()
+		if runErr := <-done; err != nil || runErr != nil {
+			b.Fatalf("WaitFor: %v, Run: %v", err, runErr)
+		}
+	}
+	b.ReportMetric(float64(events)*float64(b.N)/total.Seconds(), "events/s")
+}
+
+// publishCommit publishes events as one commit message, as the write side does.
+func publishCommit(b *testing.B, e *env, pool string, events []capacity.Event) {
+	b.Helper()
+	typ, data, err := capacity.EncodeCommit(events)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := nats.NewMsg(e.store.Subject(pool))
+	m.Header.Set(streams.HeaderEventType, typ)
+	m.Header.Set(streams.HeaderEventVersion, strconv.Itoa(capacity.SchemaVersion))
+	m.Data = data
+	if _, err := e.js.PublishMsgAsync(m); err != nil {
+		b.Fatal(err)
+	}
+}
