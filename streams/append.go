@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -160,6 +161,12 @@ func (e definiteError) Unwrap() error { return e.error }
 func (s *Store) resolve(ctx context.Context, pool string, expectedSeq uint64, events []Event, pubErr error) (uint64, error) {
 	if _, ok := pubErr.(definiteError); ok {
 		return 0, pubErr
+	}
+	if errors.Is(pubErr, nats.ErrNoResponders) {
+		// Nothing was subscribed to take the message (no stream leader, in
+		// an election): it was dropped, not stored. No lookup, which would
+		// only wait out the same election.
+		return 0, fmt.Errorf("streams: append to %s: no stream leader answering, nothing stored: %w", pool, pubErr)
 	}
 	code, isAPI := apiErrorCode(pubErr)
 	switch {
