@@ -82,7 +82,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.LogFormat, flagEnv{"log-format", "CAPACITY_LOG_FORMAT", "log format: json or console"}},
 		{&cfg.LogLevel, flagEnv{"log-level", "CAPACITY_LOG_LEVEL", "log level: debug, info, warn, error"}},
 		{&cfg.Sync, flagEnv{"sync", "CAPACITY_SYNC", "durability of the embedded server: always (fsync before ack) or interval (fsync every --sync-interval; faster, loses acked writes on OS crash or power loss)"}},
-		{&cfg.Instance, flagEnv{"instance", "CAPACITY_INSTANCE", "name of this instance (consumer names); default: derived from --http"}},
+		{&cfg.Instance, flagEnv{"instance", "CAPACITY_INSTANCE", "name of this instance among several (its consumer name); default <hostname>-<bound HTTP port>"}},
 	}
 	for _, s := range strs {
 		def := *s.p
