@@ -28,6 +28,25 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d)))
 }
 
+// recoveryAfter returns how long after a fault at since the service was
+// answering again: the end of the first 200 ms window, starting at least
+// 500 ms after the fault (so answers already in flight do not count), in
+// which 10 or more operations succeeded. It gives up at limit.
+func recoveryAfter(tr *Traffic, since time.Time, limit time.Duration) time.Duration {
+	run(500 * time.Millisecond)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	prev := tr.OK()
+	for range tick.C {
+		ok := tr.OK()
+		if ok-prev >= 10 || time.Since(since) > limit {
+			return time.Since(since)
+		}
+		prev = ok
+	}
+	return limit
+}
+
 // startTraffic defines the workload's pools and starts it; it returns once
 // the traffic is flowing, with the figures to check its rate against.
 func startTraffic(t *testing.T, w *Workload, region string) (*Recorder, *Traffic) {
@@ -148,7 +167,7 @@ func TestFaultClusterLeaderKill(t *testing.T) {
 	if *soak > 0 {
 		rounds = max(rounds, int(*soak/(8*time.Second)))
 	}
-	var killed []string
+	var killed, recoveries []string
 	for i := range rounds {
 		ok0, since := tr.OK(), time.Now()
 		run(jitter(phase(time.Second, rounds)))
@@ -168,7 +187,10 @@ func TestFaultClusterLeaderKill(t *testing.T) {
 			t.Fatalf("stream leader %q is not one of ours", leader)
 		}
 		killed = append(killed, leader)
+		killedAt := time.Now()
 		node.Kill9()
+		recovery := make(chan time.Duration, 1)
+		go func() { recovery <- recoveryAfter(tr, killedAt, time.Minute) }()
 		run(jitter(time.Second)) // through the election
 		node.Start(t)
 		checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
@@ -176,10 +198,12 @@ func TestFaultClusterLeaderKill(t *testing.T) {
 			defer cancel()
 			return streamHealthy(ctx, js, "CAPACITY_LOCAL", 3)
 		})
+		recoveries = append(recoveries, (<-recovery).Round(100*time.Millisecond).String())
 	}
 	run(time.Second)
 	tr.Stop()
 	t.Logf("stream leaders killed in turn: %s", strings.Join(killed, ", "))
+	t.Logf("FIGURES TestFaultClusterLeaderKill: service answering again after each leader kill: %s", strings.Join(recoveries, ", "))
 	logs := []*proc{svc.proc}
 	for _, n := range cl.Nodes {
 		logs = append(logs, n.proc)
