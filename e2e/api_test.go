@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/capacityd/capacityd/streams/natstest"
 )
 
 // want fails the test unless r has the status (and, for errors, is a
@@ -228,7 +230,7 @@ func TestKill9KeepsAcknowledgedHolds(t *testing.T) {
 			}
 		})
 	}
-	checkFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+	natstest.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
 		if n := acked.Load(); n < 300 {
 			return fmt.Errorf("%d holds acknowledged", n)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -175,7 +176,7 @@ func TestFaultClusterLeaderKill(t *testing.T) {
 			t.Logf("rate before the first kill: %.0f ok ops/s", requireRate(t, tr, ok0, since, minRate))
 		}
 		var leader string
-		checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			var err error
@@ -193,7 +194,7 @@ func TestFaultClusterLeaderKill(t *testing.T) {
 		go func() { recovery <- recoveryAfter(tr, killedAt, time.Minute) }()
 		run(jitter(time.Second)) // through the election
 		node.Start(t)
-		checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+		natstest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			return streamHealthy(ctx, js, "CAPACITY_LOCAL", 3)
@@ -219,7 +220,7 @@ func readPools(t *testing.T, rec *Recorder, client int, url string, pools []Pool
 	defer c.Close()
 	out := make(map[string]PoolDoc)
 	for _, p := range pools {
-		checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 			op := Op{Client: client, Kind: KindRead, Pool: p.ID}
 			op.Call = rec.Now()
 			r := c.Do(context.Background(), "GET", "/v1/pools/"+p.ID, nil, nil)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -96,23 +97,6 @@ func moduleRoot() (string, error) {
 		return "", errors.New("not inside a module")
 	}
 	return filepath.Dir(gomod), nil
-}
-
-// checkFor calls f every interval until it returns nil, failing the test
-// with f's last error once total has passed (nats-server's checkFor).
-func checkFor(t testing.TB, total, every time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", total, err)
-		}
-		time.Sleep(every)
-	}
 }
 
 // proc is a child process whose output goes to a log file in the test's
@@ -422,7 +406,7 @@ func (n *natsNode) Start(t testing.TB) {
 	if _, err := n.proc.launch(natsServerBin, "-c", n.confPath); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+	natstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if !n.running() {
 			return fmt.Errorf("%s exited:\n%s", n.Name, tailFile(n.logPath, 20))
 		}
@@ -507,7 +491,7 @@ func (c *natsCluster) waitJetStream(t testing.TB) {
 		if !node.running() {
 			continue
 		}
-		checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 			nc, err := nats.Connect(node.URL(), nats.MaxReconnects(0))
 			if err != nil {
 				return err

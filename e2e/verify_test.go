@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/capacityd/capacityd/streams/natstest"
 )
 
 // history is one scenario's run: the workload, its recorder and where to
@@ -34,7 +36,7 @@ func verify(t *testing.T, h history) *Result {
 	var final []PoolDoc
 	for _, p := range h.w.Pools {
 		var doc PoolDoc
-		checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		natstest.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
 			op := Op{Client: h.w.Clients, Kind: KindRead, Pool: p.ID}
 			op.Call = h.rec.Now()
 			r := reader.Do(ctx, "GET", "/v1/pools/"+p.ID, nil, nil)
@@ -49,7 +51,7 @@ func verify(t *testing.T, h history) *Result {
 		final = append(final, doc)
 	}
 	var gt *GroundTruth
-	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+	natstest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 		var err error
 		gt, err = ReadGroundTruth(ctx, h.natsURLs, h.region, h.replicas)
 		return err
