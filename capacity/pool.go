@@ -160,6 +160,23 @@ func (p *Pool) NextDeadline() (time.Time, bool) {
 	return p.deadlines[0].at, true // the top is kept live
 }
 
+// TimeAt returns the instant a decision taken at now is taken at: now, or
+// the time of the latest event the pool has recorded if that is later.
+//
+// Writers' clocks disagree (two instances, an NTP step). If a writer whose
+// clock is ahead let a lapsed hold's units go to another customer, a writer
+// whose clock is behind must not then confirm that hold as live: deciding
+// at a time before what the pool has recorded could overbook it. Taking the
+// later of the two makes the pool's own recorded time monotonic, so a lapse
+// any writer relied on holds for every writer after it.
+func (p *Pool) TimeAt(now time.Time) time.Time {
+	now = now.UTC()
+	if now.Before(p.UpdatedAt) {
+		return p.UpdatedAt
+	}
+	return now
+}
+
 // Evolve applies one event to the pool in place and stamps it with the
 // stream sequence seq. A seq of 0 applies the event without stamping, for
 // deciding the rest of a batch before the append is acknowledged; Stamp
@@ -209,7 +226,9 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		p.moveReservation(e.ReservationID, StatusExpired, at)
 	}
 	p.trimDeadlines()
-	p.UpdatedAt = at
+	if at.After(p.UpdatedAt) {
+		p.UpdatedAt = at // the pool's clock never goes back (see TimeAt)
+	}
 	if seq == 0 {
 		p.unstamped++
 		return

@@ -76,9 +76,11 @@ func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) 
 	return s
 }
 
-// Close stops every entity, failing the commands still queued with
-// EUNAVAILABLE, waits for in-flight appends to finish and writes pending
-// snapshots.
+// Close stops the service. Commands not yet taken by their pool's writer are
+// answered EUNAVAILABLE "shutting down" (nothing of them was written); a
+// batch already being appended finishes its append (bounded by
+// AppendTimeout) and its callers get the real outcome. Close returns once
+// every entity has stopped and the snapshots already queued are written.
 func (s *Service) Close() {
 	s.mu.Lock()
 	s.closed = true
@@ -134,6 +136,8 @@ func (s *Service) do(ctx context.Context, pool string, r *request) (Result, erro
 	if !capacity.ValidID(pool) {
 		return Result{}, capacity.Errorf(capacity.EINVALID, "pool id must be 1-%d characters of [A-Za-z0-9_-]", capacity.MaxIDLength)
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
 	r.reply = make(chan response, 1)
 	e, err := s.acquire(pool)
 	if err != nil {
@@ -151,6 +155,15 @@ func (s *Service) do(ctx context.Context, pool string, r *request) (Result, erro
 	select {
 	case resp := <-r.reply:
 		return resp.result, resp.err
+	case <-e.done:
+		// The writer stopped. Whatever it took off its queue it answered
+		// before stopping; a command it never took was never decided.
+		select {
+		case resp := <-r.reply:
+			return resp.result, resp.err
+		default:
+			return Result{}, errShuttingDown
+		}
 	case <-ctx.Done():
 		// The command is queued and may still be written: its outcome is unknown.
 		return Result{}, capacity.Errorf(capacity.EUNAVAILABLE, "outcome unknown: %v", ctx.Err())

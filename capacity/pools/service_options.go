@@ -27,6 +27,10 @@ type Options struct {
 	MaxAttempts int
 	// AppendTimeout bounds one append. Default 10s.
 	AppendTimeout time.Duration
+	// RequestTimeout bounds how long a caller waits for its command's
+	// answer, queueing included, when its context has no earlier deadline.
+	// Past it the caller gets EUNAVAILABLE "outcome unknown". Default 15s.
+	RequestTimeout time.Duration
 	// SweepGrace is how long after a hold's deadline the sweeper writes its
 	// Expired event. Default 100ms.
 	SweepGrace time.Duration
@@ -66,6 +70,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.AppendTimeout <= 0 {
 		o.AppendTimeout = 10 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 15 * time.Second
 	}
 	if o.SweepGrace <= 0 {
 		o.SweepGrace = 100 * time.Millisecond

@@ -327,7 +327,7 @@ func (b *benchRun) storageCeilings(ctx context.Context, mode string) error {
 	if err != nil {
 		return err
 	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	defer ns.Stop()
 	nc, err := nats.Connect("", nats.InProcessServer(ns))
 	if err != nil {
 		return err
