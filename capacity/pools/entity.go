@@ -215,7 +215,7 @@ func (e *entity) process(batch []*request) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(svc.ctx), opts.AppendTimeout)
 		expected := e.pool.Version
 		var lastSeq uint64
-		lastSeq, err = svc.store.Append(ctx, e.id, expected, events)
+		lastSeq, err = svc.appendCommit(ctx, e.id, expected, events)
 		cancel()
 		if err == nil {
 			e.committed(events, lastSeq)

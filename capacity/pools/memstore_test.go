@@ -21,6 +21,8 @@ type memStore struct {
 	seq     uint64
 	commits map[string][]memCommit
 	appends int
+	batches []int         // commits per successful AppendAll
+	delay   time.Duration // each Append and AppendAll takes this long
 
 	appendHook func(ctx context.Context, pool string, expectedSeq uint64, events []capacity.Event) error
 }
@@ -34,6 +36,7 @@ func newMemStore() *memStore { return &memStore{commits: make(map[string][]memCo
 
 // Append implements capacity.EventStore.
 func (m *memStore) Append(ctx context.Context, pool string, expectedSeq uint64, events []capacity.Event) (uint64, error) {
+	time.Sleep(m.delay)
 	if hook := m.hook(); hook != nil {
 		if err := hook(ctx, pool, expectedSeq, events); err != nil {
 			return 0, err
@@ -55,6 +58,42 @@ func (m *memStore) setHook(h func(context.Context, string, uint64, []capacity.Ev
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.appendHook = h
+}
+
+// AppendAll implements capacity.EventStore: all commits or none. The hook
+// runs for each commit first; the first error it returns fails the batch.
+func (m *memStore) AppendAll(ctx context.Context, commits []capacity.Commit) ([]uint64, error) {
+	time.Sleep(m.delay)
+	if hook := m.hook(); hook != nil {
+		for _, c := range commits {
+			if err := hook(ctx, c.Pool, c.ExpectedSeq, c.Events); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %v", capacity.ErrUnknownOutcome, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var moved []string
+	for _, c := range commits {
+		if m.lastLocked(c.Pool) != c.ExpectedSeq {
+			moved = append(moved, c.Pool)
+		}
+	}
+	if moved != nil {
+		return nil, &capacity.StaleError{Pools: moved, Err: fmt.Errorf("batch refused")}
+	}
+	seqs := make([]uint64, len(commits))
+	for i, c := range commits {
+		m.seq++
+		seqs[i] = m.seq
+		m.commits[c.Pool] = append(m.commits[c.Pool], memCommit{seq: m.seq, events: append([]capacity.Event(nil), c.Events...)})
+	}
+	m.appends++
+	m.batches = append(m.batches, len(commits))
+	return seqs, nil
 }
 
 // write stores events as one commit if the pool is at expectedSeq.
@@ -119,6 +158,20 @@ func (m *memStore) events(pool string) []capacity.Event {
 		out = append(out, c.events...)
 	}
 	return out
+}
+
+// lastSeq returns the sequence of the pool's last commit.
+func (m *memStore) lastSeq(pool string) uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastLocked(pool)
+}
+
+// batchSizes returns the commits of each successful AppendAll.
+func (m *memStore) batchSizes() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]int(nil), m.batches...)
 }
 
 // commitCount returns how many appends succeeded.

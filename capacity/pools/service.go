@@ -26,6 +26,9 @@ type Service struct {
 
 	snapshots chan snapshot
 	stats     counters
+
+	committer     *committer    // nil: each pool appends on its own
+	stopCommitter chan struct{} // closed once every entity has stopped
 }
 
 // Result is what a command did: the pool after it, the reservation it
@@ -73,7 +76,25 @@ func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) 
 	}
 	s.wg.Add(1)
 	go s.writeSnapshots()
+	if s.opts.BatchAcrossPools {
+		s.committer = newCommitter(store, s.opts.MaxBatchCommits, s.opts.AppendTimeout, &s.stats)
+		s.stopCommitter = make(chan struct{})
+		go s.committer.run(s.stopCommitter)
+	}
 	return s
+}
+
+// appendCommit stores one pool's commit: through the committer, together
+// with whatever other pools have ready, or on its own.
+func (s *Service) appendCommit(ctx context.Context, pool string, expectedSeq uint64, events []capacity.Event) (uint64, error) {
+	if s.committer == nil {
+		return s.store.Append(ctx, pool, expectedSeq, events)
+	}
+	seqs, err := s.committer.append(ctx, capacity.Commit{Pool: pool, ExpectedSeq: expectedSeq, Events: events})
+	if err != nil {
+		return 0, err
+	}
+	return seqs[0], nil
 }
 
 // Close stops the service. Commands not yet taken by their pool's writer are
@@ -87,6 +108,12 @@ func (s *Service) Close() {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	if s.committer != nil {
+		// Entities wait on the committer for their last appends: it stops
+		// only after them.
+		close(s.stopCommitter)
+		<-s.committer.done
+	}
 }
 
 // Execute carries out cmd on the pool and returns the result once its events
@@ -222,11 +249,14 @@ type Stats struct {
 	HoldsAccepted  uint64 // new holds written (idempotent repeats are not counted)
 	HoldsRejected  uint64 // refused for capacity, closed pool or conflict
 	AppendFailures uint64 // appends that failed for other reasons
+	Batches        uint64 // cross-pool batches of more than one commit
+	BatchedCommits uint64 // pool commits carried by those batches
 }
 
 type counters struct {
 	appends, events, commands, conflicts, loads, replays, snapshots atomic.Uint64
 	holdsAccepted, holdsRejected, appendFailures                    atomic.Uint64
+	batches, batchedCommits                                         atomic.Uint64
 }
 
 // Stats returns the running totals.
@@ -237,6 +267,7 @@ func (s *Service) Stats() Stats {
 		Conflicts: c.conflicts.Load(), Loads: c.loads.Load(), Replays: c.replays.Load(),
 		Snapshots: c.snapshots.Load(), HoldsAccepted: c.holdsAccepted.Load(),
 		HoldsRejected: c.holdsRejected.Load(), AppendFailures: c.appendFailures.Load(),
+		Batches: c.batches.Load(), BatchedCommits: c.batchedCommits.Load(),
 	}
 }
 

@@ -27,6 +27,15 @@ type Options struct {
 	MaxAttempts int
 	// AppendTimeout bounds one append. Default 10s.
 	AppendTimeout time.Duration
+	// BatchAcrossPools appends the commits of all pools that are ready at
+	// the same moment together, as one atomic batch (one write, one fsync),
+	// one batch in flight at a time. It pays where each write is
+	// expensive (fsync before ack, a replicated stream); with lazy fsync a
+	// pool's lone publish is cheaper than a batch's fixed cost. Default off.
+	BatchAcrossPools bool
+	// MaxBatchCommits caps the pool commits of one cross-pool batch; the
+	// server takes at most 1000 messages a batch. Default 1000.
+	MaxBatchCommits int
 	// RequestTimeout bounds how long a caller waits for its command's
 	// answer, queueing included, when its context has no earlier deadline.
 	// Past it the caller gets EUNAVAILABLE "outcome unknown". Default 15s.
@@ -70,6 +79,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.AppendTimeout <= 0 {
 		o.AppendTimeout = 10 * time.Second
+	}
+	if o.MaxBatchCommits <= 0 || o.MaxBatchCommits > 1000 {
+		o.MaxBatchCommits = 1000
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 15 * time.Second
