@@ -25,7 +25,7 @@ type FS struct {
 	// mu serialises every change to the backing directory with the
 	// bookkeeping that can undo it, so a cut never falls between the two.
 	mu       sync.Mutex
-	crashed  atomic.Bool // set under mu
+	crashed  atomic.Bool           // set under mu
 	files    map[uint64]*fileState // by backing inode number
 	journal  []undo                // metadata operations since the last sync, oldest first
 	trashSeq int
