@@ -42,15 +42,26 @@ type Loss struct {
 	// Undone is how many metadata operations (create, mkdir, remove,
 	// rename) were undone.
 	Undone int
+	// FilesRemoved is how many files vanished because their creation was
+	// not durable.
+	FilesRemoved int
 	// FilesRolledBack is how many files went back to their synced content.
 	FilesRolledBack int
-	// BytesDropped counts bytes written past a file's synced size plus
-	// bytes restored below it.
+	// BytesDropped counts the bytes of removed files, bytes written past a
+	// file's synced size, and bytes restored below it.
 	BytesDropped int64
+	// Files lists what happened to each file, for a report.
+	Files []string
+}
+
+// Add adds up the losses of several cuts.
+func (l Loss) Add(o Loss) Loss {
+	return Loss{l.Undone + o.Undone, l.FilesRemoved + o.FilesRemoved, l.FilesRolledBack + o.FilesRolledBack, l.BytesDropped + o.BytesDropped, append(l.Files[:len(l.Files):len(l.Files)], o.Files...)}
 }
 
 func (l Loss) String() string {
-	return fmt.Sprintf("%d metadata operations undone, %d files rolled back, %d bytes dropped", l.Undone, l.FilesRolledBack, l.BytesDropped)
+	return fmt.Sprintf("%d metadata operations undone, %d files removed, %d rolled back, %d bytes dropped",
+		l.Undone, l.FilesRemoved, l.FilesRolledBack, l.BytesDropped)
 }
 
 // fileState is what a file looked like at its last sync, as far as it
@@ -210,7 +221,14 @@ func (f *FS) rollBack() (Loss, error) {
 		u := f.journal[i]
 		var err error
 		switch u.op {
-		case "create", "mkdir":
+		case "create":
+			if fi, statErr := os.Lstat(u.path); statErr == nil {
+				loss.FilesRemoved++
+				loss.BytesDropped += fi.Size()
+				loss.Files = append(loss.Files, fmt.Sprintf("%s: removed (%d bytes, created since the last sync)", f.rel(u.path), fi.Size()))
+			}
+			err = os.Remove(u.path)
+		case "mkdir":
 			err = os.Remove(u.path)
 		case "remove":
 			err = os.Rename(u.trash, u.path)
@@ -251,12 +269,21 @@ func (f *FS) rollBack() (Loss, error) {
 		if dropped > 0 {
 			loss.FilesRolledBack++
 			loss.BytesDropped += dropped
+			loss.Files = append(loss.Files, fmt.Sprintf("%s: back to %d bytes from %d (%d bytes dropped)", f.rel(path), fst.synced, st.Size, dropped))
 		}
 		return nil
 	})
 	errs = append(errs, err, os.RemoveAll(f.trash))
 	clear(f.files)
 	return loss, errors.Join(errs...)
+}
+
+// rel is a backing path relative to the backing directory.
+func (f *FS) rel(path string) string {
+	if r, err := filepath.Rel(f.backing, path); err == nil {
+		return r
+	}
+	return path
 }
 
 // restore returns the file at path (now size bytes long) to its synced

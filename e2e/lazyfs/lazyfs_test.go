@@ -243,6 +243,17 @@ func TestCrash(t *testing.T) {
 			after:  map[string]string{"meta": "v1"},
 		},
 		{
+			name: "rename a never-synced temporary file over the old one, then any fsync: the new name, empty",
+			seed: map[string]string{"meta": "v1"},
+			do: func(t *testing.T, m string) {
+				write(t, m+"/meta.tmp", 0, "v2", 0, false)
+				must(t, os.Rename(m+"/meta.tmp", m+"/meta"))
+				write(t, m+"/other", 0, "x", 0, true)
+			},
+			before: map[string]string{"meta": "v2", "other": "x"},
+			after:  map[string]string{"meta": "", "other": "x"},
+		},
+		{
 			name: "directories: made and removed, not synced",
 			seed: map[string]string{"x": "x"},
 			do: func(t *testing.T, m string) {
