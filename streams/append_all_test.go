@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/capacityd/capacityd/streams"
+	"github.com/capacityd/capacityd/streams/natstest"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // commits returns one commit per pool, each a single event with id prefix-pool.
@@ -104,5 +106,49 @@ func TestAppendAllInvalid(t *testing.T) {
 	}
 	if _, err := store.AppendAll(ctx, tooMany); !errors.Is(err, streams.ErrBatchTooLarge) {
 		t.Errorf("1001 commits: %v, want ErrBatchTooLarge", err)
+	}
+}
+
+// BenchmarkAppendAll measures one cross-pool atomic batch at a time, of n
+// commits over distinct pools, against the same commits as lone publishes
+// one after another: what a batch's fixed cost is, and from which size it
+// pays, in each sync mode.
+//
+//	go test -run x -bench AppendAll -benchtime 2s ./streams/
+func BenchmarkAppendAll(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		opts []func(*server.Options)
+	}{
+		{"sync=interval", nil},
+		{"sync=always", []func(*server.Options){natstest.SyncAlways}},
+	} {
+		for _, n := range []int{1, 8, 32, 128} {
+			b.Run(fmt.Sprintf("%s/commits=%d", mode.name, n), func(b *testing.B) {
+				srv := natstest.RunServer(b, mode.opts...)
+				_, js := natstest.Connect(b, srv)
+				store, err := streams.New(context.Background(), js, "bench")
+				if err != nil {
+					b.Fatal(err)
+				}
+				expected := map[string]uint64{}
+				pools := make([]string, n)
+				for i := range pools {
+					pools[i] = fmt.Sprintf("p%d", i)
+				}
+				b.ResetTimer()
+				for i := range b.N {
+					seqs, err := store.AppendAll(context.Background(), commits(fmt.Sprint("b", i), expected, pools...))
+					if err != nil {
+						b.Fatal(err)
+					}
+					for j, p := range pools {
+						expected[p] = seqs[j]
+					}
+				}
+				b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "commits/s")
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/batch")
+			})
+		}
 	}
 }

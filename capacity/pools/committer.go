@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
@@ -27,6 +28,7 @@ type committer struct {
 	store      capacity.EventStore
 	in         chan *unit
 	maxCommits int
+	minBatch   int // fewer commits than this go out as lone appends, side by side
 	timeout    time.Duration
 	stats      *counters
 	done       chan struct{}
@@ -44,9 +46,9 @@ type unitResult struct {
 	err  error
 }
 
-func newCommitter(store capacity.EventStore, maxCommits int, timeout time.Duration, stats *counters) *committer {
+func newCommitter(store capacity.EventStore, minBatch, maxCommits int, timeout time.Duration, stats *counters) *committer {
 	return &committer{
-		store: store, in: make(chan *unit, maxCommits), maxCommits: maxCommits,
+		store: store, in: make(chan *unit, maxCommits), maxCommits: maxCommits, minBatch: minBatch,
 		timeout: timeout, stats: stats, done: make(chan struct{}),
 	}
 }
@@ -130,6 +132,20 @@ func (c *committer) commit(batch []*unit) {
 		}
 		live = append(live, u)
 	}
+	total := 0
+	for _, u := range live {
+		total += len(u.commits)
+	}
+	if total < c.minBatch {
+		// Too few to pay for a batch's fixed cost: each unit on its own,
+		// all at once (the server still serialises them, one write each).
+		var wg sync.WaitGroup
+		for _, u := range live {
+			wg.Go(func() { c.alone(u) })
+		}
+		wg.Wait()
+		return
+	}
 	for len(live) > 0 {
 		var commits []capacity.Commit
 		for _, u := range live {
@@ -138,15 +154,7 @@ func (c *committer) commit(batch []*unit) {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 		var seqs []uint64
 		var err error
-		if len(live) == 1 && len(commits) == 1 {
-			var seq uint64
-			cm := commits[0]
-			if seq, err = c.store.Append(ctx, cm.Pool, cm.ExpectedSeq, cm.Events); err == nil {
-				seqs = []uint64{seq}
-			}
-		} else {
-			seqs, err = c.store.AppendAll(ctx, commits)
-		}
+		seqs, err = c.appendCommits(ctx, commits)
 		cancel()
 		if len(commits) > 1 {
 			c.stats.batches.Add(1)
@@ -184,4 +192,26 @@ func (c *committer) commit(batch []*unit) {
 		}
 		live = rest
 	}
+}
+
+// alone appends one unit by itself.
+func (c *committer) alone(u *unit) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	seqs, err := c.appendCommits(ctx, u.commits)
+	u.result <- unitResult{seqs: seqs, err: err}
+}
+
+// appendCommits stores commits all or nothing: a lone commit as a plain
+// append, several as one batch.
+func (c *committer) appendCommits(ctx context.Context, commits []capacity.Commit) ([]uint64, error) {
+	if len(commits) == 1 {
+		cm := commits[0]
+		seq, err := c.store.Append(ctx, cm.Pool, cm.ExpectedSeq, cm.Events)
+		if err != nil {
+			return nil, err
+		}
+		return []uint64{seq}, nil
+	}
+	return c.store.AppendAll(ctx, commits)
 }

@@ -17,7 +17,7 @@ import (
 func TestBatchAcrossPoolsUnderConcurrency(t *testing.T) {
 	store := newMemStore()
 	store.delay = time.Millisecond // a write costs something, so work piles up behind it
-	svc := pools.New(store, noSnapshots{}, pools.Options{BatchAcrossPools: true, Now: func() time.Time { return epoch }})
+	svc := pools.New(store, noSnapshots{}, pools.Options{BatchAcrossPools: true, MinBatchCommits: 1, Now: func() time.Time { return epoch }})
 	defer svc.Close()
 	const poolCount, workers, perWorker = 100, 32, 20
 	for i := range poolCount {
@@ -58,7 +58,7 @@ func TestBatchAcrossPoolsUnderConcurrency(t *testing.T) {
 // moved pool reloads and succeeds on its own.
 func TestBatchConflictFailsOnlyThePoolThatMoved(t *testing.T) {
 	store := newMemStore()
-	svc := pools.New(store, noSnapshots{}, pools.Options{BatchAcrossPools: true, Now: func() time.Time { return epoch }})
+	svc := pools.New(store, noSnapshots{}, pools.Options{BatchAcrossPools: true, MinBatchCommits: 1, Now: func() time.Time { return epoch }})
 	defer svc.Close()
 	for _, p := range []string{"a", "b", "c", "d"} {
 		define(t, svc, p, 10, epoch)

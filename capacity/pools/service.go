@@ -77,7 +77,7 @@ func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) 
 	s.wg.Add(1)
 	go s.writeSnapshots()
 	if s.opts.BatchAcrossPools {
-		s.committer = newCommitter(store, s.opts.MaxBatchCommits, s.opts.AppendTimeout, &s.stats)
+		s.committer = newCommitter(store, s.opts.MinBatchCommits, s.opts.MaxBatchCommits, s.opts.AppendTimeout, &s.stats)
 		s.stopCommitter = make(chan struct{})
 		go s.committer.run(s.stopCommitter)
 	}

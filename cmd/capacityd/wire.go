@@ -19,8 +19,9 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	metrics := web.NewMetrics(a.reg)
 	events := streams.NewPoolEvents(a.store)
 	a.pools = pools.New(events, kv.NewPoolSnapshots(a.snaps, a.cfg.Region), pools.Options{
-		MaxBatch:      a.cfg.MaxBatch,
-		SnapshotEvery: a.cfg.SnapshotEvery,
+		MaxBatch:         a.cfg.MaxBatch,
+		BatchAcrossPools: a.cfg.BatchAcrossPools(),
+		SnapshotEvery:    a.cfg.SnapshotEvery,
 		// Long enough for an fsync on a slow disk under load, short enough
 		// that a lost stream leader (an R3 election takes a few seconds)
 		// stalls a pool's queue for seconds, not tens of seconds.
