@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
-	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/go-chi/chi/v5"
 )
 
@@ -30,7 +29,7 @@ type poolJSON struct {
 	OverCapacity bool      `json:"over_capacity"`
 }
 
-func poolOf(v pools.View) poolJSON {
+func poolOf(v capacity.PoolView) poolJSON {
 	return poolJSON{
 		ID: v.ID, Region: v.Region, Kind: v.Kind, StartsAt: v.StartsAt.UTC(), EndsAt: v.EndsAt.UTC(),
 		Capacity: v.Capacity, Held: v.Held, Confirmed: v.Confirmed, Available: v.Available,
@@ -42,7 +41,7 @@ func poolOf(v pools.View) poolJSON {
 func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }
 
 // encodePool writes a pool with its ETag.
-func encodePool(w http.ResponseWriter, r *http.Request, status int, v pools.View) {
+func encodePool(w http.ResponseWriter, r *http.Request, status int, v capacity.PoolView) {
 	w.Header().Set("ETag", etag(v.Version))
 	encode(w, r, status, poolOf(v))
 }

@@ -21,7 +21,7 @@ type Pools interface {
 	Execute(ctx context.Context, pool string, cmd capacity.Command) (pools.Result, error)
 	// Pool returns the pool's current view, strongly consistent; ENOTFOUND
 	// when the pool has never been defined.
-	Pool(ctx context.Context, pool string) (pools.View, error)
+	Pool(ctx context.Context, pool string) (capacity.PoolView, error)
 	// Reservation returns one reservation of a pool; ENOTFOUND when the
 	// pool or the reservation does not exist.
 	Reservation(ctx context.Context, pool, id string) (capacity.Reservation, error)
@@ -64,7 +64,7 @@ type AvailabilityPage struct {
 	// Position is the stream sequence the read model reflects.
 	Position uint64
 	// Pools are the matching pools, ordered by starts_at then id.
-	Pools []pools.View
+	Pools []capacity.PoolView
 	// NextPageToken, when not empty, fetches the next page.
 	NextPageToken string
 }

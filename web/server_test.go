@@ -68,7 +68,7 @@ func keys(m map[string]bool) []string {
 // panicky is a Pools whose every method panics.
 type panicky struct{}
 
-func (*panicky) Pool(context.Context, string) (pools.View, error) { panic("boom") }
+func (*panicky) Pool(context.Context, string) (capacity.PoolView, error) { panic("boom") }
 func (*panicky) Execute(context.Context, string, capacity.Command) (pools.Result, error) {
 	panic("boom")
 }
@@ -148,7 +148,7 @@ func TestAvailability(t *testing.T) {
 	}
 
 	start := time.Date(2026, 5, 1, 18, 0, 0, 0, time.UTC)
-	a := &fixedAvailability{page: AvailabilityPage{Position: 42, NextPageToken: "next", Pools: []pools.View{{
+	a := &fixedAvailability{page: AvailabilityPage{Position: 42, NextPageToken: "next", Pools: []capacity.PoolView{{
 		ID: "p", Region: "north", Kind: "delivery", StartsAt: start, EndsAt: start.Add(time.Hour),
 		Capacity: 5, Status: capacity.Open, Version: 40, Figures: capacity.Figures{Held: 1, Available: 4},
 	}}}}

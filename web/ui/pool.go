@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
-	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/go-chi/chi/v5"
 )
@@ -26,7 +25,7 @@ const (
 // forms that reshape it.
 type PoolPage struct {
 	BasePage
-	Pool pools.View
+	Pool capacity.PoolView
 	// Cell is the pool's utilisation, shown like a board cell.
 	Cell  cellView
 	Chart chart

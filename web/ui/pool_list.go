@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
-	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/views"
 )
 
@@ -28,7 +27,7 @@ type PoolListPage struct {
 
 // poolRow is a pool in the list, with its utilisation shown as on the board.
 type poolRow struct {
-	pools.View
+	capacity.PoolView
 	Cell cellView
 }
 
@@ -71,7 +70,7 @@ func (h *Handler) handlePoolList() http.HandlerFunc {
 		}
 		p.Position = page.Position
 		for _, v := range page.Pools {
-			p.Rows = append(p.Rows, poolRow{View: v, Cell: viewOfCell(views.Cell{
+			p.Rows = append(p.Rows, poolRow{PoolView: v, Cell: viewOfCell(views.Cell{
 				Region: v.Region, Kind: v.Kind, Slot: v.StartsAt, Pools: 1, Capacity: v.Capacity,
 				Held: v.Held, Confirmed: v.Confirmed, ClosedPools: boolInt(v.Status == capacity.Closed),
 				OverCapacityPools: boolInt(v.OverCapacity),

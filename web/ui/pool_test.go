@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
-	"github.com/capacityd/capacityd/capacity/pools"
 )
 
 func TestPoolPage(t *testing.T) {
@@ -221,7 +220,7 @@ func TestSameOrigin(t *testing.T) {
 }
 
 // mustPool reads a pool from the write side.
-func mustPool(t testing.TB, s *stack, id string) pools.View {
+func mustPool(t testing.TB, s *stack, id string) capacity.PoolView {
 	t.Helper()
 	p, err := s.svc.Pool(context.Background(), id)
 	if err != nil {

@@ -71,7 +71,7 @@ func newStack(t testing.TB) *stack {
 
 // define defines a pool of the given region and kind starting at starts,
 // lasting two hours.
-func (s *stack) define(t testing.TB, id, region, kind string, starts time.Time, capacityUnits int) pools.View {
+func (s *stack) define(t testing.TB, id, region, kind string, starts time.Time, capacityUnits int) capacity.PoolView {
 	t.Helper()
 	res, err := s.svc.Execute(context.Background(), id, capacity.DefinePool{
 		Pool: id, Region: region, Kind: kind, StartsAt: starts, EndsAt: starts.Add(2 * time.Hour), Capacity: capacityUnits,
@@ -83,7 +83,7 @@ func (s *stack) define(t testing.TB, id, region, kind string, starts time.Time, 
 }
 
 // hold holds quantity units of a pool for ten minutes.
-func (s *stack) hold(t testing.TB, pool, id string, quantity int) pools.View {
+func (s *stack) hold(t testing.TB, pool, id string, quantity int) capacity.PoolView {
 	t.Helper()
 	res, err := s.svc.Execute(context.Background(), pool, capacity.Hold{ReservationID: id, Quantity: quantity, TTL: 10 * time.Minute})
 	if err != nil {
@@ -93,7 +93,7 @@ func (s *stack) hold(t testing.TB, pool, id string, quantity int) pools.View {
 }
 
 // change runs a ChangePool without a version condition.
-func (s *stack) change(t testing.TB, pool string, cmd capacity.ChangePool) pools.View {
+func (s *stack) change(t testing.TB, pool string, cmd capacity.ChangePool) capacity.PoolView {
 	t.Helper()
 	res, err := s.svc.Execute(context.Background(), pool, cmd)
 	if err != nil {

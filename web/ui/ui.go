@@ -21,7 +21,7 @@ type Pools interface {
 	Execute(ctx context.Context, pool string, cmd capacity.Command) (pools.Result, error)
 	// Pool returns the pool's current view, strongly consistent;
 	// ENOTFOUND when the pool has never been defined.
-	Pool(ctx context.Context, pool string) (pools.View, error)
+	Pool(ctx context.Context, pool string) (capacity.PoolView, error)
 }
 
 // History reads a pool's own history, the audit trail of the pool page;
