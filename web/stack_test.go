@@ -14,6 +14,7 @@ import (
 
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/pools/poolstest"
+	"github.com/capacityd/capacityd/e2e/stacktest"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/getkin/kin-openapi/openapi3"
@@ -47,7 +48,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	t.Helper()
 	s := &stack{clock: poolstest.NewClock(epoch), reg: prometheus.NewRegistry(), logs: &poolstest.LogBuffer{}}
 	s.metrics = NewMetrics(s.reg)
-	st := poolstest.NewStack(t, natstest.RunServer(t), "test", pools.Options{Now: s.clock.Now, OnAppend: s.metrics.OnAppend})
+	st := stacktest.NewStack(t, natstest.RunServer(t), "test", pools.Options{Now: s.clock.Now, OnAppend: s.metrics.OnAppend})
 	s.svc, s.history = st.Service, st.Events
 	cfg := Config{
 		Pools: s.svc, History: s.history, Logger: zerolog.New(s.logs),

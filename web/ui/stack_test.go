@@ -16,6 +16,7 @@ import (
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/pools/poolstest"
 	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/capacityd/capacityd/e2e/stacktest"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/capacityd/capacityd/streams/projection"
@@ -44,7 +45,7 @@ type stack struct {
 func newStack(t testing.TB) *stack {
 	t.Helper()
 	s := &stack{clock: poolstest.NewClock(epoch), board: views.NewBoard(), avail: views.NewAvailability(), logs: &poolstest.LogBuffer{}}
-	st := poolstest.NewStack(t, natstest.RunServer(t), "test", pools.Options{Now: s.clock.Now})
+	st := stacktest.NewStack(t, natstest.RunServer(t), "test", pools.Options{Now: s.clock.Now})
 	s.svc, s.events = st.Service, st.Events
 	var err error
 	s.runner, err = projection.New(st.JS, st.Store.StreamName(), "ui_test", projection.Apply(s.board, s.avail))
