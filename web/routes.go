@@ -10,7 +10,7 @@ import (
 // routes is the whole API on one screen.
 func routes(cfg Config) *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(withRequestID(cfg.Logger), observe(cfg.Metrics), recoverPanics, limitBody(cfg.MaxBodyBytes))
+	r.Use(withRequestID(cfg.Logger), observe(newMetrics(cfg.Registry)), recoverPanics, limitBody(cfg.MaxBodyBytes))
 	r.NotFound(handleNotFound())
 	r.MethodNotAllowed(handleMethodNotAllowed(r))
 

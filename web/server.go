@@ -25,10 +25,6 @@ type Pools interface {
 	// Reservation returns one reservation of a pool; ENOTFOUND when the
 	// pool or the reservation does not exist.
 	Reservation(ctx context.Context, pool, id string) (capacity.Reservation, error)
-	// Stats returns running totals, exported as Prometheus counters.
-	Stats() pools.Stats
-	// Loaded returns how many pools are in memory.
-	Loaded() int
 }
 
 // History reads a pool's own history; every capacity.EventStore (such as
@@ -103,12 +99,10 @@ type Config struct {
 	ReadyDetail func(ctx context.Context) any
 	// Logger receives one line per request and internal errors.
 	Logger zerolog.Logger
-	// Registry receives the HTTP and pool metrics and is served at
-	// /metrics. Default: a new registry.
+	// Registry receives the HTTP metrics and is served, with whatever
+	// else is registered on it (the write side's pools.Metrics, the read
+	// models'), at /metrics. Default: a new registry.
 	Registry *prometheus.Registry
-	// Metrics, when set, are the metrics (from NewMetrics on Registry)
-	// whose OnAppend was wired into pools.Options; default NewMetrics(Registry).
-	Metrics *Metrics
 	// Now is the clock used to show reservation status. Default time.Now.
 	Now func() time.Time
 	// MaxBodyBytes bounds request bodies. Default DefaultMaxBodyBytes.
@@ -126,9 +120,6 @@ func (c Config) withDefaults() Config {
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}
-	if c.Metrics == nil {
-		c.Metrics = NewMetrics(c.Registry)
-	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -141,11 +132,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// NewServer returns the HTTP API as one handler. It registers the pool
-// metrics (over cfg.Pools.Stats) on cfg.Registry; calling it twice with the
-// same registry reuses the collectors registered first.
+// NewServer returns the HTTP API as one handler. It registers the HTTP
+// metrics on cfg.Registry; calling it twice with the same registry reuses
+// the collectors registered first.
 func NewServer(cfg Config) http.Handler {
-	cfg = cfg.withDefaults()
-	cfg.Metrics.watch(cfg.Registry, cfg.Pools)
-	return routes(cfg)
+	return routes(cfg.withDefaults())
 }

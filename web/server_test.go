@@ -76,8 +76,6 @@ func (*panicky) Execute(context.Context, string, capacity.Command) (pools.Result
 func (*panicky) Reservation(context.Context, string, string) (capacity.Reservation, error) {
 	panic("boom")
 }
-func (*panicky) Stats() pools.Stats { return pools.Stats{} }
-func (*panicky) Loaded() int        { return 0 }
 
 func TestPanicBecomesProblem(t *testing.T) {
 	logs := &poolstest.LogBuffer{}

@@ -48,7 +48,7 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 			a.log.Error().Err(err).Str("durable", durable).Msg("projection stopped")
 		}
 	})
-	wg.Go(func() { a.sweepLapsed(runCtx, rm) })
+	wg.Go(func() { a.pools.SweepLapsed(runCtx, rm.availability, a.cfg.SweepEvery) })
 	a.stops = append(a.stops, func() { cancel(); wg.Wait() })
 
 	a.reg.MustRegister(
@@ -129,31 +129,4 @@ func (rm *readModels) ready(ctx context.Context) error {
 		return fmt.Errorf("read models: projection %s not running", st.Durable)
 	}
 	return nil
-}
-
-// sweepLapsed makes sure every lapsed hold gets its Expired event, also in
-// pools that are not loaded here (after a restart, or evicted): every
-// Config.SweepEvery it asks the availability model for pools with holds lapsed
-// for a while and sends each an Expire command. Capacity does not wait for
-// this (decisions take the time); the record, the board and the audit trail
-// do. Several instances may sweep the same pool: OCC makes the second a
-// no-op.
-func (a *app) sweepLapsed(ctx context.Context, rm *readModels) {
-	tick := time.NewTicker(a.cfg.SweepEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		for _, pool := range rm.availability.LapsedPools(time.Now().Add(-a.cfg.SweepEvery / 2)) {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := a.pools.Execute(cctx, pool, capacity.Expire{})
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				a.log.Warn().Err(err).Str("pool", pool).Msg("sweeping lapsed holds")
-			}
-		}
-	}
 }
