@@ -3,8 +3,9 @@
 // writes twice (see DESIGN.md, "Read models").
 //
 // A Runner owns one durable consumer on one stream and one Handler (usually
-// Apply(models...) over capacity/views). Run decodes each message (pool from
-// the subject, Event-Type and Event-Version headers, JSON body; a
+// Apply(models...) over capacity/views). Run decodes each message with
+// streams.Decode and Recorded.Events, the decoder the store's own reads use
+// (pool from the subject, Event-Type and Event-Version headers, JSON body; a
 // capacity.CommitType message holds several events of one pool that share
 // its sequence), hands it to the handler in stream order from a single
 // goroutine, and acknowledges it.
