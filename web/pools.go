@@ -46,12 +46,15 @@ func encodePool(w http.ResponseWriter, r *http.Request, status int, v capacity.P
 	encode(w, r, status, poolOf(v))
 }
 
+// idProblem is the field problem of an id that capacity.ValidID refuses.
+const idProblem = "must be 1-64 characters of [A-Za-z0-9_-]"
+
 // idParam returns a path parameter that must be a valid id.
 func idParam(r *http.Request, name string) (string, error) {
 	id := chi.URLParam(r, name)
 	if !capacity.ValidID(id) {
 		return "", invalid(fmt.Sprintf("%s id must be 1-%d characters of [A-Za-z0-9_-]", name, capacity.MaxIDLength),
-			map[string]string{name: "must be 1-64 characters of [A-Za-z0-9_-]"})
+			map[string]string{name: idProblem})
 	}
 	return id, nil
 }
@@ -72,7 +75,7 @@ type putPoolRequest struct {
 func (p putPoolRequest) Valid(context.Context) map[string]string {
 	problems := make(map[string]string)
 	if p.ID != nil && !capacity.ValidID(*p.ID) {
-		problems["id"] = "must be 1-64 characters of [A-Za-z0-9_-]"
+		problems["id"] = idProblem
 	}
 	for name, v := range map[string]string{"region": p.Region, "kind": p.Kind} {
 		if !capacity.ValidID(v) {

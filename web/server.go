@@ -8,6 +8,7 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -36,48 +37,17 @@ type History interface {
 	LastSeq(ctx context.Context, pool string) (uint64, error)
 }
 
-// AvailabilityQuery asks the availability read model for pools. Empty or
-// zero fields do not filter.
-type AvailabilityQuery struct {
-	Region string
-	Kind   string
-	// From and To filter on the pool's starts_at: From <= starts_at < To.
-	From time.Time
-	To   time.Time
-	// MinPosition asks the read model to wait (bounded, honouring ctx)
-	// until it reflects at least this stream sequence; a read model that
-	// cannot get there in time returns a capacity.EUNAVAILABLE error.
-	MinPosition uint64
-	// Limit is the most pools in one page, 1 to MaxAvailabilityLimit.
-	Limit int
-	// PageToken continues from a previous page's NextPageToken. A token
-	// the read model cannot use is a capacity.EINVALID error.
-	PageToken string
-}
-
-// AvailabilityPage is one page of an availability query's answer.
-type AvailabilityPage struct {
-	// Position is the stream sequence the read model reflects.
-	Position uint64
-	// Pools are the matching pools, ordered by starts_at then id.
-	Pools []capacity.PoolView
-	// NextPageToken, when not empty, fetches the next page.
-	NextPageToken string
-}
-
-// Availability is the read model behind GET /v1/availability, built from a
-// JetStream projection. Errors are *capacity.Error values where a code
-// applies (EINVALID, EUNAVAILABLE), anything else is internal.
+// Availability is the read model behind GET /v1/availability
+// (*views.Availability behind a projection that can wait for a position).
+// Errors are *capacity.Error values where a code applies (EINVALID for a
+// cursor it cannot use, EUNAVAILABLE when it cannot reach minPosition in
+// time), anything else is internal.
 type Availability interface {
-	// Availability answers one page of q.
-	Availability(ctx context.Context, q AvailabilityQuery) (AvailabilityPage, error)
+	// Availability answers one page of q once the read model reflects at
+	// least stream sequence minPosition (0: at once), waiting no longer
+	// than ctx allows.
+	Availability(ctx context.Context, q views.AvailabilityQuery, minPosition uint64) (views.AvailabilityPage, error)
 }
-
-// Limits of the availability route's limit parameter.
-const (
-	DefaultAvailabilityLimit = 100
-	MaxAvailabilityLimit     = 1000
-)
 
 // Config holds what the HTTP API needs. Pools and History are required;
 // the rest have defaults.

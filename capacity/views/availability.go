@@ -12,7 +12,8 @@ import (
 	"github.com/capacityd/capacityd/capacity"
 )
 
-// Query limits of Availability.Query.
+// Query limits of Availability.Query, the one place they are set: the
+// API's limit parameter (web) is checked against them.
 const (
 	DefaultLimit = 100
 	MaxLimit     = 1000
@@ -64,9 +65,9 @@ type AvailabilityQuery struct {
 
 // AvailabilityPage is one page of pools sorted by StartsAt then ID.
 type AvailabilityPage struct {
-	Pools    []capacity.PoolView `json:"pools"`
-	Next     string              `json:"next,omitempty"` // cursor of the next page, "" on the last
-	Position uint64              `json:"position"`       // stream sequence the page reflects
+	Pools    []capacity.PoolView
+	Next     string // cursor of the next page, "" on the last
+	Position uint64 // stream sequence the page reflects
 }
 
 // NewAvailability returns an empty availability model.

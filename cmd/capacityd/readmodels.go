@@ -12,7 +12,6 @@ import (
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/capacityd/capacityd/streams/projection"
-	"github.com/capacityd/capacityd/web"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -96,17 +95,11 @@ func (rm *readModels) waitFor(ctx context.Context, position uint64) error {
 }
 
 // Availability implements web.Availability.
-func (rm *readModels) Availability(ctx context.Context, q web.AvailabilityQuery) (web.AvailabilityPage, error) {
-	if err := rm.waitFor(ctx, q.MinPosition); err != nil {
-		return web.AvailabilityPage{}, err
+func (rm *readModels) Availability(ctx context.Context, q views.AvailabilityQuery, minPosition uint64) (views.AvailabilityPage, error) {
+	if err := rm.waitFor(ctx, minPosition); err != nil {
+		return views.AvailabilityPage{}, err
 	}
-	page, err := rm.availability.Query(views.AvailabilityQuery{
-		Region: q.Region, Kind: q.Kind, From: q.From, To: q.To, Limit: q.Limit, Cursor: q.PageToken,
-	}, time.Now())
-	if err != nil {
-		return web.AvailabilityPage{}, err
-	}
-	return web.AvailabilityPage{Position: page.Position, Pools: page.Pools, NextPageToken: page.Next}, nil
+	return rm.availability.Query(q, time.Now())
 }
 
 // LookupReservation implements web.ReservationLookup.
