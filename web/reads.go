@@ -192,14 +192,13 @@ func handleAvailability(a Availability) http.HandlerFunc {
 	}
 }
 
-// handleBoardStream hands the board's live feed (server-sent events) to the
-// planner UI, which owns the board read model; without one it is 503.
-func handleBoardStream(ui http.Handler) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if ui == nil {
+// handleBoardStream is the board's live feed (server-sent events), served
+// by the planner UI, which renders the board's cells; without one it is 503.
+func handleBoardStream(ui UI) http.HandlerFunc {
+	if ui == nil {
+		return func(w http.ResponseWriter, r *http.Request) {
 			Error(w, r, capacity.Errorf(capacity.EUNAVAILABLE, "the planner board is not running"))
-			return
 		}
-		ui.ServeHTTP(w, r)
 	}
+	return ui.BoardStream()
 }

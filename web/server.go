@@ -9,6 +9,7 @@ import (
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -49,6 +50,17 @@ type Availability interface {
 	Availability(ctx context.Context, q views.AvailabilityQuery, minPosition uint64) (views.AvailabilityPage, error)
 }
 
+// UI is the planner UI (web/ui, which imports web, never the reverse). Its
+// pages are routed on the API's own router, so they share its middleware
+// and their metrics carry their own route patterns.
+type UI interface {
+	// Routes adds the UI's pages, / and everything under /ui, to r.
+	Routes(r chi.Router)
+	// BoardStream is the handler of GET /v1/board/stream, the board's live
+	// feed (server-sent events; refusals are problems).
+	BoardStream() http.HandlerFunc
+}
+
 // Config holds what the HTTP API needs. Pools and History are required;
 // the rest have defaults.
 type Config struct {
@@ -77,10 +89,10 @@ type Config struct {
 	Now func() time.Time
 	// MaxBodyBytes bounds request bodies. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// UI, when set, is the planner UI (web/ui): it serves / and /ui/...
+	// UI, when set, is the planner UI (*ui.UI): its pages at / and /ui/...
 	// and the board's live feed GET /v1/board/stream, which answers 503
 	// without it.
-	UI http.Handler
+	UI UI
 }
 
 // DefaultMaxBodyBytes is the default bound on request bodies.

@@ -34,7 +34,7 @@ type poolRow struct {
 // handlePoolList serves GET /ui/pools: pools by region, kind and start
 // date; ?id= jumps to one pool; ?slot= (a board cell's) goes straight to
 // the pool when only one starts then.
-func (h *Handler) handlePoolList() http.HandlerFunc {
+func handlePoolList(e *engine, availability Availability) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if id := strings.TrimSpace(q.Get("id")); id != "" && capacity.ValidID(id) {
@@ -42,8 +42,8 @@ func (h *Handler) handlePoolList() http.HandlerFunc {
 			return
 		}
 		p := PoolListPage{
-			BasePage: h.base("Pools", "pools"), Region: q.Get("region"), Kind: q.Get("kind"),
-			From: q.Get("from"), To: q.Get("to"), ID: q.Get("id"), Running: h.cfg.Availability != nil,
+			BasePage: e.base("Pools", "pools"), Region: q.Get("region"), Kind: q.Get("kind"),
+			From: q.Get("from"), To: q.Get("to"), ID: q.Get("id"), Running: availability != nil,
 		}
 		aq, problems := poolListQuery(q)
 		if p.ID != "" {
@@ -52,16 +52,16 @@ func (h *Handler) handlePoolList() http.HandlerFunc {
 		if len(problems) > 0 {
 			p.Errors = problems
 			p.Flash = &Flash{Kind: "error", Message: "Some fields are not valid; fix the ones marked below."}
-			h.engine.render(w, r, http.StatusBadRequest, viewPools, p)
+			e.render(w, r, http.StatusBadRequest, viewPools, p)
 			return
 		}
-		if h.cfg.Availability == nil {
-			h.engine.render(w, r, http.StatusServiceUnavailable, viewPools, p)
+		if availability == nil {
+			e.render(w, r, http.StatusServiceUnavailable, viewPools, p)
 			return
 		}
-		page, err := h.cfg.Availability.Query(aq, h.cfg.Now())
+		page, err := availability.Query(aq, e.now())
 		if err != nil {
-			h.fail(w, r, err, "/ui/pools")
+			e.fail(w, r, err, "/ui/pools")
 			return
 		}
 		if q.Get("slot") != "" && aq.Cursor == "" && page.Next == "" && len(page.Pools) == 1 {
@@ -84,7 +84,7 @@ func (h *Handler) handlePoolList() http.HandlerFunc {
 			next.Set("cursor", page.Next)
 			p.Next = "/ui/pools?" + next.Encode()
 		}
-		h.engine.render(w, r, http.StatusOK, viewPools, p)
+		e.render(w, r, http.StatusOK, viewPools, p)
 	}
 }
 

@@ -197,10 +197,11 @@ func TestSameOrigin(t *testing.T) {
 		{"trusted proxy name", "https://planner.internal", "", http.StatusSeeOther},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h, err := New(Config{Pools: s.svc, History: s.events, Now: s.clock.Now, TrustedOrigins: []string{"https://planner.internal/"}})
+			u, err := New(Config{Pools: s.svc, History: s.events, Now: s.clock.Now, TrustedOrigins: []string{"https://planner.internal/"}})
 			if err != nil {
 				t.Fatal(err)
 			}
+			h := s.mount(u)
 			req := httptest.NewRequest(http.MethodPost, "/ui/pools/p1/capacity", strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			if tc.origin != "" {

@@ -20,6 +20,7 @@ import (
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/capacityd/capacityd/streams/projection"
+	"github.com/capacityd/capacityd/web"
 	"github.com/rs/zerolog"
 )
 
@@ -37,7 +38,9 @@ type stack struct {
 	avail  *views.Availability
 	runner *projection.Runner
 	logs   *poolstest.LogBuffer
-	ui     *Handler
+	ui     *UI
+	// handler is the UI as capacityd serves it: routed by web.NewServer.
+	handler http.Handler
 }
 
 // newStack starts the stack and the UI over it; everything stops when the
@@ -67,7 +70,14 @@ func newStack(t testing.TB) *stack {
 	if err != nil {
 		t.Fatalf("ui.New: %v", err)
 	}
+	s.handler = s.mount(s.ui)
 	return s
+}
+
+// mount serves u and the API over the stack as capacityd does, through
+// web.NewServer.
+func (s *stack) mount(u *UI) http.Handler {
+	return web.NewServer(web.Config{Pools: s.svc, History: s.events, UI: u, Now: s.clock.Now, Logger: zerolog.New(s.logs)})
 }
 
 // define defines a pool of the given region and kind starting at starts,
@@ -123,7 +133,7 @@ type response struct {
 // get serves a GET through the UI.
 func (s *stack) get(t testing.TB, target string) response {
 	t.Helper()
-	return serve(t, s.ui, httptest.NewRequest(http.MethodGet, target, nil))
+	return serve(t, s.handler, httptest.NewRequest(http.MethodGet, target, nil))
 }
 
 // post serves a same-origin form POST through the UI.
@@ -132,7 +142,7 @@ func (s *stack) post(t testing.TB, target string, form url.Values) response {
 	req := httptest.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", "http://"+req.Host)
-	return serve(t, s.ui, req)
+	return serve(t, s.handler, req)
 }
 
 func serve(t testing.TB, h http.Handler, req *http.Request) response {
