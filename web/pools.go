@@ -12,7 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 )
 
-// poolJSON is the pool object of API.md, plus overbook and over_capacity.
+// poolJSON is the pool object of docs/API.md, plus overbook and over_capacity.
 type poolJSON struct {
 	ID           string    `json:"id"`
 	Region       string    `json:"region"`

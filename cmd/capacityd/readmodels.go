@@ -111,8 +111,11 @@ func (rm *readModels) LookupReservation(ctx context.Context, id string, minPosit
 	return matches, position, nil
 }
 
-// ready reports the read models' progress for /readyz: not ready while
-// they have never caught up with the stream since start.
+// ready reports, for /readyz, whether the read models' projection is
+// running (its consumer created and being consumed). It does not wait for
+// them to catch up with the stream: a client that must read its own write
+// passes min_position, and the lag is shown under read_models and on
+// /metrics.
 func (rm *readModels) ready(ctx context.Context) error {
 	st, err := rm.runner.Status(ctx)
 	if err != nil {

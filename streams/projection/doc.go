@@ -1,6 +1,8 @@
 // Package projection feeds read models from a JetStream durable pull
 // consumer: the event stream is the only source, the command side never
-// writes twice (see DESIGN.md, "Read models").
+// writes twice (no dual writes). It imports streams and capacity, never
+// capacity/views (models are reached through the Handler and Model
+// interfaces) or web.
 //
 // A Runner owns one durable consumer on one stream and one Handler (usually
 // Apply(models...) over capacity/views). Run decodes each message with
