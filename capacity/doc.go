@@ -23,5 +23,10 @@
 // used by every layer that takes an id. Two JSON shapes of a pool are
 // deliberate and not PoolView: the snapshot (MarshalSnapshot, a storage
 // format with its reservations, versioned with the events) and the API's
-// pool object (web, a public contract, docs/API.md).
+// pool object (web, a public contract, docs/API.md). Likewise a pool's
+// definition (id, region, kind, times, capacity, overbook) is spelled out in
+// four roles: DefinePool (the command), PoolDefined (the event, a stored
+// format), Pool (the state) and PoolView (what clients see). They are kept
+// apart on purpose, so that a stored event's JSON never moves with a
+// command or a view.
 package capacity
