@@ -120,6 +120,32 @@ func (p *Pool) FiguresAt(now time.Time) Figures {
 	}
 }
 
+// PoolView is a pool as a client sees it at one instant: its definition,
+// version and figures, without its reservations. The write side answers
+// with it, the availability read model lists it, and web turns it into the
+// API's pool object (the JSON contract lives there, not here).
+type PoolView struct {
+	ID       string
+	Region   string
+	Kind     string
+	StartsAt time.Time
+	EndsAt   time.Time
+	Capacity int
+	Overbook int
+	Status   Status
+	Version  uint64
+	Figures
+}
+
+// ViewAt returns the pool's view at now: lapsed holds count as free.
+func (p *Pool) ViewAt(now time.Time) PoolView {
+	return PoolView{
+		ID: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
+		Capacity: p.Capacity, Overbook: p.Overbook, Status: p.Status, Version: p.Version,
+		Figures: p.FiguresAt(now),
+	}
+}
+
 // usedUnits returns the units counting against the limit at now.
 func (p *Pool) usedUnits(now time.Time) int {
 	return p.heldUnits + p.confirmedUnits - p.lapsedUnits(now)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/capacityd/capacityd/capacity"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -259,7 +260,7 @@ func (s *Store) findAppend(ctx context.Context, subject string, expectedSeq uint
 
 // validateAppend checks Append's arguments before anything is sent.
 func validateAppend(pool string, events []Event) error {
-	if !validName(pool) {
+	if !capacity.ValidID(pool) {
 		return invalidf("pool %q: want [A-Za-z0-9_-]{1,64}", pool)
 	}
 	switch {

@@ -92,7 +92,7 @@ func (p *PoolEvents) Log(ctx context.Context, fromSeq uint64) iter.Seq2[PoolEven
 				yield(PoolEvent{}, err)
 				return
 			}
-			events, err := capacity.DecodeCommit(rec.Type, rec.Version, rec.Data)
+			events, err := rec.Events()
 			if err != nil {
 				if !yield(PoolEvent{Pool: rec.Pool, Recorded: capacity.Recorded{Seq: rec.Seq, Stored: rec.Time}}, fmt.Errorf("seq %d: %w", rec.Seq, err)) {
 					return
@@ -126,7 +126,7 @@ func decodeAll(records iter.Seq2[Recorded, error]) iter.Seq2[capacity.Recorded, 
 				yield(capacity.Recorded{}, err)
 				return
 			}
-			events, err := capacity.DecodeCommit(rec.Type, rec.Version, rec.Data)
+			events, err := rec.Events()
 			if err != nil {
 				yield(capacity.Recorded{}, fmt.Errorf("pool %s seq %d: %w", rec.Pool, rec.Seq, err))
 				return

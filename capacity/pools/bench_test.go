@@ -11,7 +11,7 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
-	"github.com/capacityd/capacityd/capacity/pools/poolstest"
+	"github.com/capacityd/capacityd/e2e/stacktest"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -30,7 +30,7 @@ func BenchmarkHotPool(b *testing.B) {
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			s := natstest.RunServer(b, mode.opts...)
-			st := poolstest.NewStack(b, s, region, pools.Options{})
+			st := stacktest.NewStack(b, s, region, pools.Options{})
 			now := time.Now()
 			define(b, st.Service, "hot", capacity.MaxCapacity, now)
 			const callers = 64
@@ -88,7 +88,7 @@ func BenchmarkManyPools(b *testing.B) {
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			s := natstest.RunServer(b, mode.opts...)
-			st := poolstest.NewStack(b, s, region, pools.Options{BatchAcrossPools: mode.batch})
+			st := stacktest.NewStack(b, s, region, pools.Options{BatchAcrossPools: mode.batch})
 			now := time.Now()
 			const nPools = 1000
 			for i := range nPools {

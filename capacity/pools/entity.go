@@ -250,10 +250,10 @@ func (e *entity) process(batch []*request) {
 // reason nothing of the batch is known to be stored.
 func (e *entity) answer(batch []*request, decisions []decision, batchErr error) {
 	svc, now := e.svc, e.svc.opts.Now()
-	var view View
+	var view capacity.PoolView
 	if e.pool != nil {
 		now = e.pool.TimeAt(now)
-		view = ViewOf(e.pool, now)
+		view = e.pool.ViewAt(now)
 	}
 	for i, r := range batch {
 		d := decisions[i]

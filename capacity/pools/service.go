@@ -34,35 +34,11 @@ type Service struct {
 // Result is what a command did: the pool after it, the reservation it
 // concerned (if any), and whether anything was written.
 type Result struct {
-	Pool        View
+	Pool        capacity.PoolView
 	Reservation *capacity.Reservation
 	// Written is true when the command appended events; false for an
 	// idempotent repeat or a read.
 	Written bool
-}
-
-// View is a pool as a client sees it at one instant, without its
-// reservations.
-type View struct {
-	ID       string          `json:"id"`
-	Region   string          `json:"region"`
-	Kind     string          `json:"kind"`
-	StartsAt time.Time       `json:"starts_at"`
-	EndsAt   time.Time       `json:"ends_at"`
-	Capacity int             `json:"capacity"`
-	Overbook int             `json:"overbook"`
-	Status   capacity.Status `json:"status"`
-	Version  uint64          `json:"version"`
-	capacity.Figures
-}
-
-// ViewOf returns the view of p at now.
-func ViewOf(p *capacity.Pool, now time.Time) View {
-	return View{
-		ID: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
-		Capacity: p.Capacity, Overbook: p.Overbook, Status: p.Status, Version: p.Version,
-		Figures: p.FiguresAt(now),
-	}
 }
 
 // New starts a service over the given stores. Close stops it.
@@ -133,7 +109,7 @@ func (s *Service) Execute(ctx context.Context, pool string, cmd capacity.Command
 }
 
 // Pool returns the pool's current view, after every write queued before it.
-func (s *Service) Pool(ctx context.Context, pool string) (View, error) {
+func (s *Service) Pool(ctx context.Context, pool string) (capacity.PoolView, error) {
 	res, err := s.Execute(ctx, pool, capacity.Read{})
 	if err == nil && res.Pool.ID == "" {
 		err = capacity.Errorf(capacity.ENOTFOUND, "pool not found")

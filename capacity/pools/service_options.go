@@ -11,8 +11,9 @@ type Options struct {
 	// MaxBatch is the most commands one pool decides and appends together
 	// (group commit). Default 256.
 	MaxBatch int
-	// MaxEvents caps the events of one append; JetStream's atomic batch takes
-	// at most 1000 messages. Default 1000.
+	// MaxEvents caps the events of one append. They are stored as one
+	// message (a capacity.commit), so this bounds its size: 1000 events stay
+	// far below NATS's default 1 MB payload limit. Default and at most 1000.
 	MaxEvents int
 	// QueueSize is how many commands may wait for one pool before callers
 	// block. Default 4096.

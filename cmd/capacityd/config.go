@@ -40,7 +40,7 @@ type Config struct {
 	SweepEvery time.Duration
 }
 
-// DefaultConfig returns the documented defaults (API.md).
+// DefaultConfig returns the documented defaults (docs/API.md, README).
 func DefaultConfig() Config {
 	return Config{
 		HTTP:          "127.0.0.1:8080",
