@@ -3,7 +3,7 @@ package pools
 import (
 	"context"
 	"errors"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
@@ -28,98 +28,85 @@ type response struct {
 	err    error
 }
 
-// entity is the single writer of one pool in this process. Only its run
-// goroutine touches pool.
+// entity is the single writer of one pool in this process.
+//
+// It has no goroutine of its own while nothing is queued: the first command
+// queued on an idle entity starts one, which takes batches off the queue
+// until it is empty and then ends. A loaded pool that nobody writes costs
+// its state and a timer, not a goroutine and its stack. Only the goroutine
+// draining the queue touches pool and sinceSnapshot; one hands them to the
+// next through mu (running is set and cleared under it).
 type entity struct {
-	svc     *Service
-	id      string
-	queue   chan *request
-	done    chan struct{} // closed when run returns
-	pending atomic.Int64  // callers between acquire and their command being taken off the queue
+	svc *Service
+	id  string
+
+	mu       sync.Mutex
+	queue    []*request // commands waiting, in order
+	running  bool       // a goroutine is draining queue; true whenever queue is not empty
+	evicted  bool       // removed from the service; nothing more is queued
+	lastUsed time.Time  // when the queue last ran empty
 
 	pool          *capacity.Pool // nil: not loaded, or dropped after a failed append
 	sinceSnapshot int            // events since the last snapshot handed to the writer
+	sweep         *time.Timer    // queues an Expire at the next hold deadline
 }
 
-func newEntity(s *Service, id string) *entity {
-	return &entity{svc: s, id: id, queue: make(chan *request, s.opts.QueueSize), done: make(chan struct{})}
+// enqueue queues r and makes sure a goroutine drains the queue. The caller
+// holds the service's mu (so the service is not closed and e not evicted
+// under it, and wg.Add never races Close's Wait).
+func (e *entity) enqueue(r *request) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.queue) >= e.svc.opts.QueueSize {
+		return capacity.Errorf(capacity.EUNAVAILABLE, "pool %s is busy (%d commands queued), try again", e.id, len(e.queue))
+	}
+	e.queue = append(e.queue, r)
+	if !e.running {
+		e.running = true
+		e.svc.wg.Add(1)
+		go e.drain()
+	}
+	return nil
 }
 
-// run takes commands off the queue in batches until the service stops or the
-// pool has been idle long enough to evict.
-func (e *entity) run() {
+// drain takes commands off the queue in batches until it is empty, or the
+// service stops (then it answers what is left: nothing of it was decided).
+func (e *entity) drain() {
 	defer e.svc.wg.Done()
-	defer close(e.done)
 	opts := e.svc.opts
-	idle := time.NewTimer(opts.IdleTimeout)
-	defer idle.Stop()
-	sweep := time.NewTimer(time.Hour)
-	sweep.Stop()
-	defer sweep.Stop()
-
-	batch := make([]*request, 0, opts.MaxBatch)
 	for {
-		select {
-		case <-e.svc.ctx.Done():
-			e.failQueued()
-			return
-		case r := <-e.queue:
-			if e.svc.ctx.Err() != nil {
-				// Shutting down: select picked the queue over Done at
-				// random. Nothing more is decided.
-				e.pending.Add(-1)
+		e.mu.Lock()
+		if e.svc.ctx.Err() != nil {
+			for _, r := range e.queue {
 				r.fail(errShuttingDown)
-				e.failQueued()
-				return
 			}
-			batch = append(batch[:0], r)
-		drain:
-			for len(batch) < opts.MaxBatch {
-				select {
-				case r := <-e.queue:
-					batch = append(batch, r)
-				default:
-					break drain
-				}
-			}
-			e.pending.Add(-int64(len(batch)))
-			e.process(batch)
-			clear(batch)
-		case <-sweep.C:
-			if e.svc.ctx.Err() != nil {
-				continue // Done is ready too: the next round stops
-			}
-			e.process([]*request{{cmd: capacity.Expire{}}})
-		case <-idle.C:
-			if !e.hasLiveHolds() && e.tryEvict() {
-				return
-			}
-			idle.Reset(opts.IdleTimeout)
-			continue
+			e.queue, e.running = nil, false
+			e.stopSweep()
+			e.mu.Unlock()
+			return
 		}
+		if len(e.queue) == 0 {
+			e.running = false
+			e.lastUsed = time.Now() // idleness is wall time, not the pool's clock
+			e.mu.Unlock()
+			return
+		}
+		n := min(len(e.queue), opts.MaxBatch)
+		batch := e.queue[:n:n] // appends to the rest never touch it
+		e.queue = e.queue[n:]
+		if len(e.queue) == 0 {
+			e.queue = nil
+		}
+		e.mu.Unlock()
+
+		e.process(batch)
 		// A pool that does not exist is not kept in memory: requests for
 		// random ids must not pile up entities.
-		if e.pool != nil && !e.pool.Defined() && e.tryEvict() {
-			return
+		if e.pool != nil && !e.pool.Defined() {
+			e.svc.evictIf(e, func() bool { return len(e.queue) == 0 })
 		}
-		idle.Reset(opts.IdleTimeout)
-		e.scheduleSweep(sweep)
+		e.scheduleSweep()
 	}
-}
-
-// tryEvict removes the entity from the service if no caller is about to
-// queue a command, answering what was queued before the decision. It
-// reports whether the entity must stop.
-func (e *entity) tryEvict() bool {
-	if !e.svc.evict(e) {
-		return false
-	}
-	// Nobody can reach the queue any more, but a caller may have queued just
-	// before eviction was decided.
-	for len(e.queue) > 0 {
-		e.process([]*request{<-e.queue})
-	}
-	return true
 }
 
 func (e *entity) hasLiveHolds() bool {
@@ -130,27 +117,29 @@ func (e *entity) hasLiveHolds() bool {
 	return ok
 }
 
-// scheduleSweep arms the sweep timer for the pool's next hold deadline.
-func (e *entity) scheduleSweep(sweep *time.Timer) {
-	sweep.Stop()
-	if e.pool == nil {
+// scheduleSweep arms the sweep timer for the pool's next hold deadline: it
+// queues an Expire command then.
+func (e *entity) scheduleSweep() {
+	var next time.Time
+	if e.pool != nil {
+		next, _ = e.pool.NextDeadline()
+	}
+	if next.IsZero() {
+		e.stopSweep()
 		return
 	}
-	if next, ok := e.pool.NextDeadline(); ok {
-		sweep.Reset(max(0, next.Sub(e.svc.opts.Now())) + e.svc.opts.SweepGrace)
+	// Re-armed after every batch, against the clock as it is now.
+	wait := max(0, next.Sub(e.svc.opts.Now())) + e.svc.opts.SweepGrace
+	if e.sweep == nil {
+		e.sweep = time.AfterFunc(wait, func() { e.svc.post(e, &request{cmd: capacity.Expire{}}) })
+		return
 	}
+	e.sweep.Reset(wait)
 }
 
-// failQueued answers every queued command with EUNAVAILABLE on shutdown.
-func (e *entity) failQueued() {
-	for {
-		select {
-		case r := <-e.queue:
-			e.pending.Add(-1)
-			r.fail(errShuttingDown)
-		default:
-			return
-		}
+func (e *entity) stopSweep() {
+	if e.sweep != nil {
+		e.sweep.Stop()
 	}
 }
 
@@ -174,6 +163,18 @@ func (e *entity) process(batch []*request) {
 		}
 		now := opts.Now()
 		events = events[:0]
+		// Every lapse the batch's decisions may rely on is recorded in the
+		// batch's own commit, first. A lapse only decided on (a confirm
+		// refused as expired, a read showing it expired, units given to
+		// another hold) would otherwise be undone by a writer whose clock
+		// is behind: with the lapse on record, the pool's time (and so
+		// every later decision, whatever its clock) is past the deadline.
+		lapses, _ := capacity.Decide(e.pool, capacity.Expire{}, now)
+		lapses = lapses[:min(len(lapses), opts.MaxEvents/2)] // the rest in the next batch
+		for _, ev := range lapses {
+			e.pool.Evolve(ev, 0)
+		}
+		events = append(events, lapses...)
 		for i, r := range batch {
 			evs, derr := capacity.Decide(e.pool, r.cmd, now)
 			if _, ok := r.cmd.(capacity.Expire); ok && len(evs) > opts.MaxEvents-len(events) {

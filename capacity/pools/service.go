@@ -50,8 +50,9 @@ func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) 
 		entities:  make(map[string]*entity),
 		snapshots: make(chan snapshot, 256),
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.writeSnapshots()
+	go s.evictIdle()
 	if s.opts.BatchAcrossPools {
 		s.committer = newCommitter(store, s.opts.MinBatchCommits, s.opts.MaxBatchCommits, s.opts.AppendTimeout, &s.stats)
 		s.stopCommitter = make(chan struct{})
@@ -84,6 +85,11 @@ func (s *Service) Close() {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	s.mu.Lock()
+	for _, e := range s.entities {
+		e.stopSweep() // no goroutine owns e now
+	}
+	s.mu.Unlock()
 	if s.committer != nil {
 		// Entities wait on the committer for their last appends: it stops
 		// only after them.
@@ -142,31 +148,15 @@ func (s *Service) do(ctx context.Context, pool string, r *request) (Result, erro
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	r.reply = make(chan response, 1)
-	e, err := s.acquire(pool)
-	if err != nil {
+	if err := s.submit(pool, r); err != nil {
 		return Result{}, err
 	}
-	select {
-	case e.queue <- r:
-	case <-ctx.Done():
-		e.pending.Add(-1)
-		return Result{}, capacity.Errorf(capacity.EUNAVAILABLE, "gave up waiting for pool %s: %v", pool, ctx.Err())
-	case <-s.ctx.Done():
-		e.pending.Add(-1)
-		return Result{}, errShuttingDown
-	}
+	// A queued command is always answered: a goroutine drains a queue
+	// whenever it is not empty, and answers what it cannot decide at
+	// shutdown. The timeout only bounds a store that does not answer.
 	select {
 	case resp := <-r.reply:
 		return resp.result, resp.err
-	case <-e.done:
-		// The writer stopped. Whatever it took off its queue it answered
-		// before stopping; a command it never took was never decided.
-		select {
-		case resp := <-r.reply:
-			return resp.result, resp.err
-		default:
-			return Result{}, errShuttingDown
-		}
 	case <-ctx.Done():
 		// The command is queued and may still be written: its outcome is unknown.
 		return Result{}, capacity.Errorf(capacity.EUNAVAILABLE, "outcome unknown: %v", ctx.Err())
@@ -175,35 +165,76 @@ func (s *Service) do(ctx context.Context, pool string, r *request) (Result, erro
 
 var errShuttingDown = capacity.Errorf(capacity.EUNAVAILABLE, "service is shutting down")
 
-// acquire returns the running entity of a pool, starting one if needed, and
-// counts the caller as pending so the entity is not evicted under it.
-func (s *Service) acquire(pool string) (*entity, error) {
+// submit queues r on the pool's entity, loading an entity if there is none.
+func (s *Service) submit(pool string, r *request) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, errShuttingDown
+		return errShuttingDown
 	}
 	e := s.entities[pool]
 	if e == nil {
-		e = newEntity(s, pool)
+		e = &entity{svc: s, id: pool}
 		s.entities[pool] = e
-		s.wg.Add(1)
-		go e.run()
 	}
-	e.pending.Add(1)
-	return e, nil
+	return e.enqueue(r)
 }
 
-// evict removes e from the service if no caller is about to hand it a
-// command. It reports whether e was removed and may stop.
-func (s *Service) evict(e *entity) bool {
+// post queues r on e if e is still the pool's entity (a timer of an evicted
+// entity posts nothing).
+func (s *Service) post(e *entity, r *request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e.pending.Load() != 0 {
+	if s.closed || s.entities[e.id] != e {
+		return
+	}
+	e.enqueue(r) // a full queue drops the sweep: the next batch re-arms it
+}
+
+// evictIf removes e from the service if ok holds, checked under both locks
+// (so no command can be queued on e in between).
+func (s *Service) evictIf(e *entity, ok func() bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.evicted || !ok() {
 		return false
 	}
+	e.evicted = true
+	e.stopSweep()
 	delete(s.entities, e.id)
 	return true
+}
+
+// evictIdle runs until the service stops, removing every IdleTimeout/2 the
+// entities idle for IdleTimeout that hold no live hold (those keep their
+// sweep timer).
+func (s *Service) evictIdle() {
+	defer s.wg.Done()
+	every := max(s.opts.IdleTimeout/2, time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		s.mu.Lock()
+		for id, e := range s.entities {
+			e.mu.Lock()
+			// Not running: the pool's state is no goroutine's now.
+			if !e.running && now.Sub(e.lastUsed) >= s.opts.IdleTimeout && !e.hasLiveHolds() {
+				e.evicted = true
+				e.stopSweep()
+				delete(s.entities, id)
+			}
+			e.mu.Unlock()
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Loaded returns how many pools are in memory.

@@ -15,8 +15,11 @@ type Options struct {
 	// message (a capacity.commit), so this bounds its size: 1000 events stay
 	// far below NATS's default 1 MB payload limit. Default and at most 1000.
 	MaxEvents int
-	// QueueSize is how many commands may wait for one pool before callers
-	// block. Default 4096.
+	// QueueSize is how many commands wait in one pool's buffer; further
+	// callers block on it, and the writer still takes up to MaxBatch in one
+	// round (a receive hands a blocked sender's command over). The buffer is
+	// allocated with the pool, so it is kept small: memory per pool matters
+	// more than a deep buffer. Default 64.
 	QueueSize int
 	// SnapshotEvery writes a snapshot after this many events. Default 1000.
 	SnapshotEvery int

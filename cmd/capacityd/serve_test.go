@@ -24,7 +24,7 @@ func startTest(t *testing.T, extra ...string) *app {
 
 // startTestIn runs the whole service in-process on free ports over dataDir
 // and returns it with a function that stops it (also run at cleanup).
-func startTestIn(t *testing.T, dataDir string, extra ...string) (*app, func()) {
+func startTestIn(t testing.TB, dataDir string, extra ...string) (*app, func()) {
 	t.Helper()
 	args := append([]string{"--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--data", dataDir, "--sync", "interval"}, extra...)
 	cfg, err := parseConfig("test", args, func(string) string { return "" }, io.Discard)
