@@ -23,6 +23,7 @@ type readModels struct {
 	reservations *views.Reservations
 	board        *views.Board
 	runner       *projection.Runner
+	now          func() time.Time
 }
 
 // startReadModels creates the models and runs their projection until the
@@ -32,6 +33,7 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 		availability: views.NewAvailability(),
 		reservations: views.NewReservations(),
 		board:        views.NewBoard(),
+		now:          a.now,
 	}
 	durable := projection.DurableName("views", a.cfg.Region, a.instance())
 	runner, err := projection.New(a.js, a.store.StreamName(), durable,
@@ -102,7 +104,7 @@ func (rm *readModels) Availability(ctx context.Context, q web.AvailabilityQuery)
 	}
 	page, err := rm.availability.Query(views.AvailabilityQuery{
 		Region: q.Region, Kind: q.Kind, From: q.From, To: q.To, Limit: q.Limit, Cursor: q.PageToken,
-	}, time.Now())
+	}, rm.now())
 	if err != nil {
 		return web.AvailabilityPage{}, err
 	}
@@ -147,7 +149,7 @@ func (a *app) sweepLapsed(ctx context.Context, rm *readModels) {
 			return
 		case <-tick.C:
 		}
-		for _, pool := range rm.availability.LapsedPools(time.Now().Add(-a.cfg.SweepEvery / 2)) {
+		for _, pool := range rm.availability.LapsedPools(a.now().Add(-a.cfg.SweepEvery / 2)) {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			_, err := a.pools.Execute(cctx, pool, capacity.Expire{})
 			cancel()

@@ -37,6 +37,7 @@ func newLogger(cfg Config, out io.Writer) (zerolog.Logger, error) {
 type app struct {
 	cfg   Config
 	log   zerolog.Logger
+	now   func() time.Time // the clock of every decision (time.Now but in fault tests)
 	ns    *server.Server // nil with --nats-url
 	nc    *nats.Conn
 	js    jetstream.JetStream
@@ -73,7 +74,7 @@ func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: newClock(cfg.ClockFile)}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
