@@ -58,6 +58,14 @@ type GroundTruth struct {
 	// Lapses are the holds that lapsed, each with where its deadline falls
 	// in the pool's history (for the lapse operations of the check).
 	Lapses []Lapse
+	// AllLapsedBy, when set, is a recorder time by which every hold's
+	// deadline had passed on every instance (a scenario that moves the
+	// clocks past them all says when).
+	AllLapsedBy int64
+	// ClockReaches, when set, is the earliest recorder time at which any
+	// instance's clock could have read t (a scenario that sets the clocks
+	// knows): no hold lapses earlier than ClockReaches(its deadline).
+	ClockReaches func(t time.Time) int64
 }
 
 // Lapse is a hold that passed its deadline unconfirmed: held at HeldSeq,
@@ -310,6 +318,11 @@ func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []Poo
 			fact, inStream = gt.Confirmed[op.ReservationID]
 		case KindRelease:
 			fact, inStream = gt.Released[op.ReservationID]
+			if !inStream && op.Outcome == OK && op.ResStatus == "expired" {
+				// Releasing a lapsed hold changes nothing: its lapse is
+				// what the stream must show.
+				fact, inStream = gt.Expired[op.ReservationID]
+			}
 		}
 		switch {
 		case op.Outcome == OK && op.Kind != KindRead && !inStream:
@@ -419,6 +432,12 @@ func LapseOps(history []Op, gt *GroundTruth) []Op {
 			case !ev.At.Before(l.ExpiresAt) && !b.unknown:
 				op.Return = min(op.Return, b.maxReturn)
 			}
+		}
+		if gt.ClockReaches != nil {
+			op.Call = max(op.Call, gt.ClockReaches(l.ExpiresAt))
+		}
+		if gt.AllLapsedBy > 0 {
+			op.Return = min(op.Return, gt.AllLapsedBy)
 		}
 		op.Return = max(op.Return, op.Call)
 		ops = append(ops, op)
