@@ -20,6 +20,10 @@ import (
 //     twice, or releasing a lapsed hold, changes nothing.
 //   - Planners may cut capacity below what is booked: bookings are honoured,
 //     new holds refused until it fits again, the pool reads as over capacity.
+//   - Time never runs backwards for a pool: a decision is taken at the later
+//     of the writer's clock and the pool's latest recorded event, so a lapse
+//     one writer relied on (its units given to another hold) is a lapse for
+//     every writer after it, whatever their clocks say.
 //   - An If-Match version that is not the pool's version refuses a change,
 //     and so does any If-Match while events evolved with seq 0 await their
 //     sequence (they will move the version on).
@@ -172,12 +176,14 @@ func (Read) Validate() error { return nil }
 //
 // now is taken in UTC and without its monotonic clock reading, so the
 // events decided are exactly those a decoder will read back: a pool evolved
-// live and one replayed from the store compare times alike.
+// live and one replayed from the store compare times alike. A now earlier
+// than the pool's latest recorded event is moved up to it (Pool.TimeAt): a
+// decision never goes back in time relative to what the pool has recorded.
 func Decide(p *Pool, cmd Command, now time.Time) ([]Event, error) {
 	if err := cmd.Validate(); err != nil {
 		return nil, err
 	}
-	now = now.UTC()
+	now = p.TimeAt(now)
 	if _, ok := cmd.(DefinePool); !ok && !p.Defined() {
 		switch cmd.(type) {
 		case Expire, Read:

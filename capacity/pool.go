@@ -120,6 +120,32 @@ func (p *Pool) FiguresAt(now time.Time) Figures {
 	}
 }
 
+// PoolView is a pool as a client sees it at one instant: its definition,
+// version and figures, without its reservations. The write side answers
+// with it, the availability read model lists it, and web turns it into the
+// API's pool object (the JSON contract lives there, not here).
+type PoolView struct {
+	ID       string
+	Region   string
+	Kind     string
+	StartsAt time.Time
+	EndsAt   time.Time
+	Capacity int
+	Overbook int
+	Status   Status
+	Version  uint64
+	Figures
+}
+
+// ViewAt returns the pool's view at now: lapsed holds count as free.
+func (p *Pool) ViewAt(now time.Time) PoolView {
+	return PoolView{
+		ID: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
+		Capacity: p.Capacity, Overbook: p.Overbook, Status: p.Status, Version: p.Version,
+		Figures: p.FiguresAt(now),
+	}
+}
+
 // usedUnits returns the units counting against the limit at now.
 func (p *Pool) usedUnits(now time.Time) int {
 	return p.heldUnits + p.confirmedUnits - p.lapsedUnits(now)
@@ -158,6 +184,23 @@ func (p *Pool) NextDeadline() (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return p.deadlines[0].at, true // the top is kept live
+}
+
+// TimeAt returns the instant a decision taken at now is taken at: now, or
+// the time of the latest event the pool has recorded if that is later.
+//
+// Writers' clocks disagree (two instances, an NTP step). If a writer whose
+// clock is ahead let a lapsed hold's units go to another customer, a writer
+// whose clock is behind must not then confirm that hold as live: deciding
+// at a time before what the pool has recorded could overbook it. Taking the
+// later of the two makes the pool's own recorded time monotonic, so a lapse
+// any writer relied on holds for every writer after it.
+func (p *Pool) TimeAt(now time.Time) time.Time {
+	now = now.UTC()
+	if now.Before(p.UpdatedAt) {
+		return p.UpdatedAt
+	}
+	return now
 }
 
 // Evolve applies one event to the pool in place and stamps it with the
@@ -209,7 +252,9 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		p.moveReservation(e.ReservationID, StatusExpired, at)
 	}
 	p.trimDeadlines()
-	p.UpdatedAt = at
+	if at.After(p.UpdatedAt) {
+		p.UpdatedAt = at // the pool's clock never goes back (see TimeAt)
+	}
 	if seq == 0 {
 		p.unstamped++
 		return

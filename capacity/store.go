@@ -3,6 +3,7 @@ package capacity
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"time"
 )
@@ -33,11 +34,40 @@ type EventStore interface {
 	// every event of it is stored at the returned sequence. Errors wrap
 	// ErrStaleSequence or ErrUnknownOutcome where those apply.
 	Append(ctx context.Context, pool string, expectedSeq uint64, events []Event) (lastSeq uint64, err error)
+	// AppendAll stores the commits of several pools all or nothing, each
+	// iff its pool's last commit is at its ExpectedSeq, sharing one write
+	// (a pool appears at most once). It returns each commit's sequence in
+	// order. A refusal because pools moved is a *StaleError naming them;
+	// ErrUnknownOutcome where that applies.
+	AppendAll(ctx context.Context, commits []Commit) (seqs []uint64, err error)
 	// Read yields the pool's events of commits after afterSeq, in order.
 	Read(ctx context.Context, pool string, afterSeq uint64) iter.Seq2[Recorded, error]
 	// LastSeq returns the sequence of the pool's last event, 0 if none.
 	LastSeq(ctx context.Context, pool string) (uint64, error)
 }
+
+// Commit is one pool's events, to be stored as one commit right after
+// ExpectedSeq.
+type Commit struct {
+	Pool        string
+	ExpectedSeq uint64
+	Events      []Event
+}
+
+// StaleError is EventStore.AppendAll's refusal when pools' histories moved
+// on: nothing was stored. Pools names those found moved; the others may be
+// appended again at once. It wraps ErrStaleSequence.
+type StaleError struct {
+	Pools []string
+	Err   error
+}
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("%v: pools %v: %v", ErrStaleSequence, e.Pools, e.Err)
+}
+
+// Unwrap makes errors.Is(err, ErrStaleSequence) true.
+func (e *StaleError) Unwrap() []error { return []error{ErrStaleSequence, e.Err} }
 
 // SnapshotStore keeps the latest snapshot of each pool. Snapshots are an
 // optimisation: a missing or unreadable one only costs a longer replay.

@@ -40,7 +40,7 @@ func definition(capacity int) PoolDefinition {
 		StartsAt: starts.Format(time.RFC3339), EndsAt: starts.Add(time.Hour).Format(time.RFC3339)}
 }
 
-// TestAPIWalkthrough walks the whole HTTP contract (API.md) against the
+// TestAPIWalkthrough walks the whole HTTP contract (docs/API.md) against the
 // binary.
 func TestAPIWalkthrough(t *testing.T) {
 	svc := startCapacityd(t, capacitydOpts{})

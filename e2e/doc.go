@@ -1,10 +1,15 @@
 // Package e2e tests the real capacityd binary, alone or several of them, on
-// an embedded or external NATS (one server or a three-node cluster), the way
-// DESIGN.md's "How we prove it" describes: traffic from many clients, one
+// an embedded or external NATS (one server or a three-node cluster), in the
+// manner of etcd's robustness tests and Jepsen: traffic from many clients, one
 // fault family per history, every operation recorded with call and return
 // times from one monotonic clock, unknown outcomes resolved against the
 // event stream (the ground truth), then a per-pool linearizability check
 // with porcupine plus the lost-acknowledgement and overbooking counts.
+//
+// It is a client of the public contract (docs/API.md): history.go keeps
+// its own copy of the pool and reservation JSON on purpose, so a change in
+// web that breaks the contract fails here. e2e/stacktest is the in-process
+// real stack for the tests of packages above storage.
 //
 // The non-test files hold what a later verifier or soak command can reuse:
 // the history recorder and HTTP client (history.go), the traffic generator

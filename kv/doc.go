@@ -4,6 +4,10 @@
 // sequence of the last event folded into it. Each value is stored as {"seq":N,"state":<the JSON>} so that
 // `nats kv get pool_snapshots <key>` is readable.
 //
+// Layers: kv imports capacity (PoolSnapshots adapts a bucket to capacity.SnapshotStore) and never
+// capacity/pools, capacity/views, streams or web. Its name checks are deliberately not capacity.ValidID:
+// they are NATS's rules for bucket names and keys (a key holds a dot, <region>.<pool>).
+//
 // # Never backwards
 //
 // Put is a compare-and-set loop: read the key, return if the stored sequence is already at or past the

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/capacityd/capacityd/capacity"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -64,10 +65,29 @@ func (s *Store) publishOne(ctx context.Context, subject string, expectedSeq uint
 	return s.request(ctx, &nats.Msg{Subject: subject, Header: hdr, Data: e.Data})
 }
 
-// publishBatch publishes events as one atomic batch: every message but the last as a core publish without a
+// publishBatch publishes events of one subject as one atomic batch, the expected sequence checked on the
+// first message only (a later check would see the batch's own messages).
+func (s *Store) publishBatch(ctx context.Context, subject string, expectedSeq uint64, events []Event) (pubAck, error) {
+	msgs := make([]batchMsg, len(events))
+	for i := range events {
+		msgs[i] = batchMsg{subject: subject, expectedSeq: expectedSeq, check: i == 0, event: &events[i]}
+	}
+	return s.publishAtomic(ctx, msgs)
+}
+
+// batchMsg is one message of an atomic batch: an event for a subject, with or without an expected last
+// subject sequence.
+type batchMsg struct {
+	subject     string
+	expectedSeq uint64
+	check       bool // send Nats-Expected-Last-Subject-Sequence: expectedSeq
+	event       *Event
+}
+
+// publishAtomic publishes msgs as one atomic batch: every message but the last as a core publish without a
 // reply (the server acks staged messages only when a reply subject is set), the last with Nats-Batch-Commit
 // as a request whose reply is the batch's PubAck.
-func (s *Store) publishBatch(ctx context.Context, subject string, expectedSeq uint64, events []Event) (pubAck, error) {
+func (s *Store) publishAtomic(ctx context.Context, msgs []batchMsg) (pubAck, error) {
 	// A batch whose commit is never sent stays open on the server (and counts against its limit of open
 	// batches) until it is abandoned 10 s later: do not start one with a context that is already done.
 	if err := ctx.Err(); err != nil {
@@ -88,8 +108,9 @@ func (s *Store) publishBatch(ctx context.Context, subject string, expectedSeq ui
 		typeValue    = []string{""}
 		versionValue = []string{""}
 		seqValue     = []string{""}
+		expectValue  = []string{""}
 		hdr          = make(nats.Header, 8)
-		msg          = nats.Msg{Subject: subject, Header: hdr}
+		msg          = nats.Msg{Header: hdr}
 		prevExtra    map[string]string
 	)
 	hdr[hdrBatchID] = []string{batchID}
@@ -97,9 +118,8 @@ func (s *Store) publishBatch(ctx context.Context, subject string, expectedSeq ui
 	hdr[nats.MsgIdHdr] = idValue
 	hdr[HeaderEventType] = typeValue
 	hdr[HeaderEventVersion] = versionValue
-	hdr[hdrExpectedSubj] = []string{strconv.FormatUint(expectedSeq, 10)}
-	for i := range events {
-		e := &events[i]
+	for i := range msgs {
+		m, e := &msgs[i], msgs[i].event
 		for k := range prevExtra {
 			delete(hdr, k)
 		}
@@ -107,25 +127,27 @@ func (s *Store) publishBatch(ctx context.Context, subject string, expectedSeq ui
 			hdr[k] = []string{v}
 		}
 		prevExtra = e.Header
+		if m.check {
+			expectValue[0] = strconv.FormatUint(m.expectedSeq, 10)
+			hdr[hdrExpectedSubj] = expectValue
+		} else {
+			delete(hdr, hdrExpectedSubj)
+		}
 		idValue[0], typeValue[0] = e.ID, e.Type
 		versionValue[0] = strconv.Itoa(e.Version)
 		seqValue[0] = strconv.Itoa(i + 1)
-		msg.Data = e.Data
-		if i == len(events)-1 {
+		msg.Subject, msg.Data = m.subject, e.Data
+		if i == len(msgs)-1 {
 			hdr[hdrBatchCommit] = []string{"1"}
 			ack, err := s.request(ctx, &msg)
-			if err == nil && ack.Error == nil && (ack.Batch != batchID || ack.Count != len(events)) {
-				err = fmt.Errorf("streams: unexpected batch ack %q/%d for %q/%d", ack.Batch, ack.Count, batchID, len(events))
+			if err == nil && ack.Error == nil && (ack.Batch != batchID || ack.Count != len(msgs)) {
+				err = fmt.Errorf("streams: unexpected batch ack %q/%d for %q/%d", ack.Batch, ack.Count, batchID, len(msgs))
 			}
 			return ack, err
 		}
 		if err := s.nc.PublishMsg(&msg); err != nil {
 			// The commit was never sent, so the server will abandon the batch: nothing is stored.
 			return pubAck{}, definiteError{fmt.Errorf("streams: publish batch message %d: %w", i+1, err)}
-		}
-		if i == 0 {
-			// Only the first message checks the subject: a later check would see the batch's own messages.
-			delete(hdr, hdrExpectedSubj)
 		}
 	}
 	panic("unreachable")
@@ -238,7 +260,7 @@ func (s *Store) findAppend(ctx context.Context, subject string, expectedSeq uint
 
 // validateAppend checks Append's arguments before anything is sent.
 func validateAppend(pool string, events []Event) error {
-	if !validName(pool) {
+	if !capacity.ValidID(pool) {
 		return invalidf("pool %q: want [A-Za-z0-9_-]{1,64}", pool)
 	}
 	switch {

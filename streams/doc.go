@@ -1,7 +1,11 @@
 // Package streams is the JetStream event store of capacityd: one stream per home region
 // (CAPACITY_<REGION>, subjects capacity.<region>.>), one subject per pool, optimistic concurrency on the
-// subject's last sequence. It stores opaque events (type, version, id, bytes); the domain adapter lives
-// elsewhere.
+// subject's last sequence. It stores opaque events (type, version, id, bytes); PoolEvents adapts it to
+// capacity.EventStore, and Decode is the one decoder of a stored message (subject, headers, body), used by
+// the store's reads and by streams/projection.
+//
+// Layers: streams imports capacity (for the domain adapter and capacity.ValidID) and never capacity/pools,
+// capacity/views, kv or web; storage knows no HTTP.
 //
 // # Appending
 //

@@ -47,6 +47,33 @@ func (p *PoolEvents) Append(ctx context.Context, pool string, expectedSeq uint64
 	return 0, fmt.Errorf("%w: %w", capacity.ErrUnknownOutcome, err)
 }
 
+// AppendAll implements capacity.EventStore: one message per pool commit, as
+// one atomic batch (Store.AppendAll).
+func (p *PoolEvents) AppendAll(ctx context.Context, commits []capacity.Commit) ([]uint64, error) {
+	batch := make([]Commit, len(commits))
+	for i, c := range commits {
+		msgType, data, err := capacity.EncodeCommit(c.Events)
+		if err != nil {
+			return nil, err
+		}
+		batch[i] = Commit{Pool: c.Pool, ExpectedSeq: c.ExpectedSeq,
+			Event: Event{Type: msgType, Version: capacity.SchemaVersion, ID: nuid.Next(), Data: data}}
+	}
+	seqs, err := p.store.AppendAll(ctx, batch)
+	var conflict *ConflictError
+	switch {
+	case err == nil:
+		return seqs, nil
+	case errors.As(err, &conflict):
+		return nil, &capacity.StaleError{Pools: conflict.Pools, Err: err}
+	case errors.Is(err, ErrConflict):
+		return nil, &capacity.StaleError{Err: err}
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrBatchTooLarge):
+		return nil, err
+	}
+	return nil, fmt.Errorf("%w: %w", capacity.ErrUnknownOutcome, err)
+}
+
 // Read implements capacity.EventStore. An event that cannot be decoded ends
 // the sequence with an error: a pool's own history must be whole.
 func (p *PoolEvents) Read(ctx context.Context, pool string, afterSeq uint64) iter.Seq2[capacity.Recorded, error] {
@@ -65,7 +92,7 @@ func (p *PoolEvents) Log(ctx context.Context, fromSeq uint64) iter.Seq2[PoolEven
 				yield(PoolEvent{}, err)
 				return
 			}
-			events, err := capacity.DecodeCommit(rec.Type, rec.Version, rec.Data)
+			events, err := rec.Events()
 			if err != nil {
 				if !yield(PoolEvent{Pool: rec.Pool, Recorded: capacity.Recorded{Seq: rec.Seq, Stored: rec.Time}}, fmt.Errorf("seq %d: %w", rec.Seq, err)) {
 					return
@@ -99,7 +126,7 @@ func decodeAll(records iter.Seq2[Recorded, error]) iter.Seq2[capacity.Recorded, 
 				yield(capacity.Recorded{}, err)
 				return
 			}
-			events, err := capacity.DecodeCommit(rec.Type, rec.Version, rec.Data)
+			events, err := rec.Events()
 			if err != nil {
 				yield(capacity.Recorded{}, fmt.Errorf("pool %s seq %d: %w", rec.Pool, rec.Seq, err))
 				return

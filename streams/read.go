@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"iter"
-	"strconv"
 	"strings"
 	"time"
 
@@ -107,38 +106,13 @@ func (s *Store) deleteConsumer(ctx context.Context, cons jetstream.Consumer) {
 	_ = s.stream.DeleteConsumer(ctx, info.Name) // best effort: InactiveThreshold removes it otherwise
 }
 
-// recorded builds a Recorded from a stored message.
+// recorded decodes a stored message of this store's stream (Decode) and
+// refuses one on another region's subjects.
 func (s *Store) recorded(subject string, seq uint64, ts time.Time, hdr nats.Header, data []byte) (Recorded, error) {
-	pool, ok := strings.CutPrefix(subject, s.prefix)
-	if !ok {
+	if !strings.HasPrefix(subject, s.prefix) {
 		return Recorded{}, fmt.Errorf("streams: message %d on foreign subject %q", seq, subject)
 	}
-	rec := Recorded{Seq: seq, Pool: pool, Time: ts, Data: data}
-	for k, v := range hdr {
-		if len(v) == 0 {
-			continue
-		}
-		switch {
-		case k == nats.MsgIdHdr:
-			rec.ID = v[0]
-		case k == HeaderEventType:
-			rec.Type = v[0]
-		case k == HeaderEventVersion:
-			n, err := strconv.Atoi(v[0])
-			if err != nil {
-				return Recorded{}, fmt.Errorf("streams: message %d: bad %s %q", seq, HeaderEventVersion, v[0])
-			}
-			rec.Version = n
-		case strings.HasPrefix(k, "Nats-"):
-			// Set by the store or the server (batch id and sequence, expected sequence...).
-		default:
-			if rec.Header == nil {
-				rec.Header = make(map[string]string, len(hdr))
-			}
-			rec.Header[k] = v[0]
-		}
-	}
-	return rec, nil
+	return Decode(subject, seq, ts, hdr, data)
 }
 
 // msgGetRequest is the body of a $JS.API.STREAM.MSG.GET request.

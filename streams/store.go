@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/capacityd/capacityd/capacity"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -68,7 +69,7 @@ func New(ctx context.Context, js jetstream.JetStream, region string, opts ...Opt
 	if js == nil {
 		return nil, invalidf("nil JetStream")
 	}
-	if !validName(region) {
+	if !capacity.ValidID(region) {
 		return nil, invalidf("region %q: want [A-Za-z0-9_-]{1,64}", region)
 	}
 	o := defaultOptions()
@@ -217,7 +218,7 @@ func (s *Store) checkConfig(cfg jetstream.StreamConfig) error {
 
 // LastSeq returns the last sequence stored on the pool's subject (0 if none), as seen by the stream leader.
 func (s *Store) LastSeq(ctx context.Context, pool string) (uint64, error) {
-	if !validName(pool) {
+	if !capacity.ValidID(pool) {
 		return 0, invalidf("pool %q", pool)
 	}
 	m, err := s.getMsg(ctx, msgGetRequest{LastFor: s.prefix + pool})
@@ -280,18 +281,4 @@ func apiPrefix(o jetstream.JetStreamOptions) string {
 	default:
 		return jetstream.DefaultAPIPrefix
 	}
-}
-
-// validName reports whether name matches [A-Za-z0-9_-]{1,64}, the shape of regions and pool ids.
-func validName(name string) bool {
-	if len(name) == 0 || len(name) > 64 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }

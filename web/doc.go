@@ -10,6 +10,17 @@
 // and an RFC 9457 problem type; errors without a code are internal, logged,
 // and answered with a bare 500 whose detail never leaks their text.
 //
+// Layers: web imports capacity, capacity/pools (its Result) and
+// capacity/views (the read models' query and answer types), and reaches
+// them through the Pools, History, Availability, ReservationLookup and UI
+// interfaces; it never imports streams, kv, web/ui (which imports web) or
+// cmd. The JSON shapes here (poolJSON, reservationJSON, eventJSON) are the
+// public contract of docs/API.md and deliberately not capacity.PoolView:
+// the domain may change without the contract moving. e2e and the load
+// generator keep their own copies of these shapes on purpose: they are
+// clients written against the contract, and a change that breaks it must
+// break them.
+//
 // Bad input never changes state: requests are decoded strictly (unknown
 // fields, trailing data, wrong types, oversized bodies are refused) and
 // validated before any command is sent to a pool.

@@ -67,6 +67,16 @@ func invalid(detail string, fields map[string]string) error {
 	return &requestError{code: capacity.EINVALID, detail: detail, fields: fields}
 }
 
+// StatusOf returns the HTTP status of an error code: the one mapping from
+// capacity's codes to statuses, which the planner UI's error pages use too.
+// An unknown code is 500.
+func StatusOf(code string) int {
+	if kind, ok := problemKinds[code]; ok {
+		return kind.status
+	}
+	return http.StatusInternalServerError
+}
+
 // retryAfter is the Retry-After (seconds) sent with 503 answers.
 const retryAfter = "1"
 

@@ -126,7 +126,7 @@ func routeOf(r *http.Request) string {
 
 // observe writes one log line per request and feeds the HTTP metrics. It
 // runs inside the router, so the route pattern is known once next returns.
-func observe(m *Metrics) func(http.Handler) http.Handler {
+func observe(m *metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()

@@ -9,11 +9,10 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
-	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/go-chi/chi/v5"
 )
 
-// poolJSON is the pool object of API.md, plus overbook and over_capacity.
+// poolJSON is the pool object of docs/API.md, plus overbook and over_capacity.
 type poolJSON struct {
 	ID           string    `json:"id"`
 	Region       string    `json:"region"`
@@ -30,7 +29,7 @@ type poolJSON struct {
 	OverCapacity bool      `json:"over_capacity"`
 }
 
-func poolOf(v pools.View) poolJSON {
+func poolOf(v capacity.PoolView) poolJSON {
 	return poolJSON{
 		ID: v.ID, Region: v.Region, Kind: v.Kind, StartsAt: v.StartsAt.UTC(), EndsAt: v.EndsAt.UTC(),
 		Capacity: v.Capacity, Held: v.Held, Confirmed: v.Confirmed, Available: v.Available,
@@ -42,17 +41,20 @@ func poolOf(v pools.View) poolJSON {
 func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }
 
 // encodePool writes a pool with its ETag.
-func encodePool(w http.ResponseWriter, r *http.Request, status int, v pools.View) {
+func encodePool(w http.ResponseWriter, r *http.Request, status int, v capacity.PoolView) {
 	w.Header().Set("ETag", etag(v.Version))
 	encode(w, r, status, poolOf(v))
 }
+
+// idProblem is the field problem of an id that capacity.ValidID refuses.
+const idProblem = "must be 1-64 characters of [A-Za-z0-9_-]"
 
 // idParam returns a path parameter that must be a valid id.
 func idParam(r *http.Request, name string) (string, error) {
 	id := chi.URLParam(r, name)
 	if !capacity.ValidID(id) {
 		return "", invalid(fmt.Sprintf("%s id must be 1-%d characters of [A-Za-z0-9_-]", name, capacity.MaxIDLength),
-			map[string]string{name: "must be 1-64 characters of [A-Za-z0-9_-]"})
+			map[string]string{name: idProblem})
 	}
 	return id, nil
 }
@@ -73,7 +75,7 @@ type putPoolRequest struct {
 func (p putPoolRequest) Valid(context.Context) map[string]string {
 	problems := make(map[string]string)
 	if p.ID != nil && !capacity.ValidID(*p.ID) {
-		problems["id"] = "must be 1-64 characters of [A-Za-z0-9_-]"
+		problems["id"] = idProblem
 	}
 	for name, v := range map[string]string{"region": p.Region, "kind": p.Kind} {
 		if !capacity.ValidID(v) {

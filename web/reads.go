@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/rs/zerolog"
 )
 
@@ -124,13 +125,15 @@ type availabilityJSON struct {
 // read model to reach min_position.
 const MaxMinPositionWait = 5 * time.Second
 
-// availabilityQuery parses the query string of GET /v1/availability.
-func availabilityQuery(q url.Values) (AvailabilityQuery, error) {
+// availabilityQuery parses the query string of GET /v1/availability: the
+// read model's query (its limits are views.DefaultLimit and views.MaxLimit)
+// and min_position.
+func availabilityQuery(q url.Values) (views.AvailabilityQuery, uint64, error) {
 	problems := make(map[string]string)
-	aq := AvailabilityQuery{Region: q.Get("region"), Kind: q.Get("kind"), PageToken: q.Get("page_token")}
+	aq := views.AvailabilityQuery{Region: q.Get("region"), Kind: q.Get("kind"), Cursor: q.Get("page_token")}
 	for name, v := range map[string]string{"region": aq.Region, "kind": aq.Kind} {
 		if v != "" && !capacity.ValidID(v) {
-			problems[name] = "must be 1-64 characters of [A-Za-z0-9_-]"
+			problems[name] = idProblem
 		}
 	}
 	for name, t := range map[string]*time.Time{"from": &aq.From, "to": &aq.To} {
@@ -145,27 +148,27 @@ func availabilityQuery(q url.Values) (AvailabilityQuery, error) {
 	if !aq.From.IsZero() && !aq.To.IsZero() && !aq.To.After(aq.From) {
 		problems["to"] = "must be after from"
 	}
-	if len(aq.PageToken) > 1024 {
+	if len(aq.Cursor) > 1024 {
 		problems["page_token"] = "too long"
 	}
 	minPos, err := uintParam(q, "min_position", 0, 0, 1<<63)
 	if err != nil {
 		problems["min_position"] = "must be a non-negative integer"
 	}
-	limit, err := uintParam(q, "limit", DefaultAvailabilityLimit, 1, MaxAvailabilityLimit)
+	limit, err := uintParam(q, "limit", views.DefaultLimit, 1, views.MaxLimit)
 	if err != nil {
-		problems["limit"] = fmt.Sprintf("must be an integer between 1 and %d", MaxAvailabilityLimit)
+		problems["limit"] = fmt.Sprintf("must be an integer between 1 and %d", views.MaxLimit)
 	}
 	if len(problems) > 0 {
-		return aq, invalid("query has invalid parameters", problems)
+		return aq, 0, invalid("query has invalid parameters", problems)
 	}
-	aq.MinPosition, aq.Limit = minPos, int(limit)
-	return aq, nil
+	aq.Limit = int(limit)
+	return aq, minPos, nil
 }
 
 func handleAvailability(a Availability) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		q, err := availabilityQuery(r.URL.Query())
+		q, minPos, err := availabilityQuery(r.URL.Query())
 		if err != nil {
 			Error(w, r, err)
 			return
@@ -176,12 +179,12 @@ func handleAvailability(a Availability) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), MaxMinPositionWait)
 		defer cancel()
-		page, err := a.Availability(ctx, q)
+		page, err := a.Availability(ctx, q, minPos)
 		if err != nil {
 			Error(w, r, err)
 			return
 		}
-		out := availabilityJSON{Position: page.Position, Pools: make([]poolJSON, len(page.Pools)), NextPageToken: page.NextPageToken}
+		out := availabilityJSON{Position: page.Position, Pools: make([]poolJSON, len(page.Pools)), NextPageToken: page.Next}
 		for i, v := range page.Pools {
 			out.Pools[i] = poolOf(v)
 		}
@@ -189,14 +192,13 @@ func handleAvailability(a Availability) http.HandlerFunc {
 	}
 }
 
-// handleBoardStream hands the board's live feed (server-sent events) to the
-// planner UI, which owns the board read model; without one it is 503.
-func handleBoardStream(ui http.Handler) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if ui == nil {
+// handleBoardStream is the board's live feed (server-sent events), served
+// by the planner UI, which renders the board's cells; without one it is 503.
+func handleBoardStream(ui UI) http.HandlerFunc {
+	if ui == nil {
+		return func(w http.ResponseWriter, r *http.Request) {
 			Error(w, r, capacity.Errorf(capacity.EUNAVAILABLE, "the planner board is not running"))
-			return
 		}
-		ui.ServeHTTP(w, r)
 	}
+	return ui.BoardStream()
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/capacityd/capacityd/capacity/pools"
 )
 
-// reservationJSON is the reservation object of API.md, plus held_at, ttl
+// reservationJSON is the reservation object of docs/API.md, plus held_at, ttl
 // and, on writes, the pool's version after the write.
 type reservationJSON struct {
 	ReservationID string    `json:"reservation_id"`

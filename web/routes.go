@@ -10,7 +10,7 @@ import (
 // routes is the whole API on one screen.
 func routes(cfg Config) *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(withRequestID(cfg.Logger), observe(cfg.Metrics), recoverPanics, limitBody(cfg.MaxBodyBytes))
+	r.Use(withRequestID(cfg.Logger), observe(newMetrics(cfg.Registry)), recoverPanics, limitBody(cfg.MaxBodyBytes))
 	r.NotFound(handleNotFound())
 	r.MethodNotAllowed(handleMethodNotAllowed(r))
 
@@ -31,10 +31,7 @@ func routes(cfg Config) *chi.Mux {
 	r.Get("/v1/reservations/{id}", handleLookupReservation(cfg.Reservations, cfg.Now))
 	r.Get("/v1/board/stream", handleBoardStream(cfg.UI))
 	if cfg.UI != nil {
-		// The planner UI, after the API: its pages at / and under /ui.
-		r.Handle("/", cfg.UI)
-		r.Handle("/ui", cfg.UI)
-		r.Handle("/ui/*", cfg.UI)
+		cfg.UI.Routes(r) // the planner's pages: / and /ui/... (web/ui)
 	}
 	return r
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
+	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -21,14 +23,10 @@ type Pools interface {
 	Execute(ctx context.Context, pool string, cmd capacity.Command) (pools.Result, error)
 	// Pool returns the pool's current view, strongly consistent; ENOTFOUND
 	// when the pool has never been defined.
-	Pool(ctx context.Context, pool string) (pools.View, error)
+	Pool(ctx context.Context, pool string) (capacity.PoolView, error)
 	// Reservation returns one reservation of a pool; ENOTFOUND when the
 	// pool or the reservation does not exist.
 	Reservation(ctx context.Context, pool, id string) (capacity.Reservation, error)
-	// Stats returns running totals, exported as Prometheus counters.
-	Stats() pools.Stats
-	// Loaded returns how many pools are in memory.
-	Loaded() int
 }
 
 // History reads a pool's own history; every capacity.EventStore (such as
@@ -40,48 +38,28 @@ type History interface {
 	LastSeq(ctx context.Context, pool string) (uint64, error)
 }
 
-// AvailabilityQuery asks the availability read model for pools. Empty or
-// zero fields do not filter.
-type AvailabilityQuery struct {
-	Region string
-	Kind   string
-	// From and To filter on the pool's starts_at: From <= starts_at < To.
-	From time.Time
-	To   time.Time
-	// MinPosition asks the read model to wait (bounded, honouring ctx)
-	// until it reflects at least this stream sequence; a read model that
-	// cannot get there in time returns a capacity.EUNAVAILABLE error.
-	MinPosition uint64
-	// Limit is the most pools in one page, 1 to MaxAvailabilityLimit.
-	Limit int
-	// PageToken continues from a previous page's NextPageToken. A token
-	// the read model cannot use is a capacity.EINVALID error.
-	PageToken string
-}
-
-// AvailabilityPage is one page of an availability query's answer.
-type AvailabilityPage struct {
-	// Position is the stream sequence the read model reflects.
-	Position uint64
-	// Pools are the matching pools, ordered by starts_at then id.
-	Pools []pools.View
-	// NextPageToken, when not empty, fetches the next page.
-	NextPageToken string
-}
-
-// Availability is the read model behind GET /v1/availability, built from a
-// JetStream projection. Errors are *capacity.Error values where a code
-// applies (EINVALID, EUNAVAILABLE), anything else is internal.
+// Availability is the read model behind GET /v1/availability
+// (*views.Availability behind a projection that can wait for a position).
+// Errors are *capacity.Error values where a code applies (EINVALID for a
+// cursor it cannot use, EUNAVAILABLE when it cannot reach minPosition in
+// time), anything else is internal.
 type Availability interface {
-	// Availability answers one page of q.
-	Availability(ctx context.Context, q AvailabilityQuery) (AvailabilityPage, error)
+	// Availability answers one page of q once the read model reflects at
+	// least stream sequence minPosition (0: at once), waiting no longer
+	// than ctx allows.
+	Availability(ctx context.Context, q views.AvailabilityQuery, minPosition uint64) (views.AvailabilityPage, error)
 }
 
-// Limits of the availability route's limit parameter.
-const (
-	DefaultAvailabilityLimit = 100
-	MaxAvailabilityLimit     = 1000
-)
+// UI is the planner UI (web/ui, which imports web, never the reverse). Its
+// pages are routed on the API's own router, so they share its middleware
+// and their metrics carry their own route patterns.
+type UI interface {
+	// Routes adds the UI's pages, / and everything under /ui, to r.
+	Routes(r chi.Router)
+	// BoardStream is the handler of GET /v1/board/stream, the board's live
+	// feed (server-sent events; refusals are problems).
+	BoardStream() http.HandlerFunc
+}
 
 // Config holds what the HTTP API needs. Pools and History are required;
 // the rest have defaults.
@@ -103,20 +81,18 @@ type Config struct {
 	ReadyDetail func(ctx context.Context) any
 	// Logger receives one line per request and internal errors.
 	Logger zerolog.Logger
-	// Registry receives the HTTP and pool metrics and is served at
-	// /metrics. Default: a new registry.
+	// Registry receives the HTTP metrics and is served, with whatever
+	// else is registered on it (the write side's pools.Metrics, the read
+	// models'), at /metrics. Default: a new registry.
 	Registry *prometheus.Registry
-	// Metrics, when set, are the metrics (from NewMetrics on Registry)
-	// whose OnAppend was wired into pools.Options; default NewMetrics(Registry).
-	Metrics *Metrics
 	// Now is the clock used to show reservation status. Default time.Now.
 	Now func() time.Time
 	// MaxBodyBytes bounds request bodies. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// UI, when set, is the planner UI (web/ui): it serves / and /ui/...
+	// UI, when set, is the planner UI (*ui.UI): its pages at / and /ui/...
 	// and the board's live feed GET /v1/board/stream, which answers 503
 	// without it.
-	UI http.Handler
+	UI UI
 }
 
 // DefaultMaxBodyBytes is the default bound on request bodies.
@@ -125,9 +101,6 @@ const DefaultMaxBodyBytes = 64 << 10
 func (c Config) withDefaults() Config {
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
-	}
-	if c.Metrics == nil {
-		c.Metrics = NewMetrics(c.Registry)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -141,11 +114,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// NewServer returns the HTTP API as one handler. It registers the pool
-// metrics (over cfg.Pools.Stats) on cfg.Registry; calling it twice with the
-// same registry reuses the collectors registered first.
+// NewServer returns the HTTP API as one handler. It registers the HTTP
+// metrics on cfg.Registry; calling it twice with the same registry reuses
+// the collectors registered first.
 func NewServer(cfg Config) http.Handler {
-	cfg = cfg.withDefaults()
-	cfg.Metrics.watch(cfg.Registry, cfg.Pools)
-	return routes(cfg)
+	return routes(cfg.withDefaults())
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/pools/poolstest"
+	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 )
@@ -68,7 +69,7 @@ func keys(m map[string]bool) []string {
 // panicky is a Pools whose every method panics.
 type panicky struct{}
 
-func (*panicky) Pool(context.Context, string) (pools.View, error) { panic("boom") }
+func (*panicky) Pool(context.Context, string) (capacity.PoolView, error) { panic("boom") }
 func (*panicky) Execute(context.Context, string, capacity.Command) (pools.Result, error) {
 	panic("boom")
 }
@@ -76,8 +77,6 @@ func (*panicky) Execute(context.Context, string, capacity.Command) (pools.Result
 func (*panicky) Reservation(context.Context, string, string) (capacity.Reservation, error) {
 	panic("boom")
 }
-func (*panicky) Stats() pools.Stats { return pools.Stats{} }
-func (*panicky) Loaded() int        { return 0 }
 
 func TestPanicBecomesProblem(t *testing.T) {
 	logs := &poolstest.LogBuffer{}
@@ -131,12 +130,13 @@ func TestErrorMapping(t *testing.T) {
 
 // fixedAvailability answers every query with one page and remembers the query.
 type fixedAvailability struct {
-	page AvailabilityPage
-	got  AvailabilityQuery
+	page   views.AvailabilityPage
+	got    views.AvailabilityQuery
+	gotMin uint64
 }
 
-func (f *fixedAvailability) Availability(_ context.Context, q AvailabilityQuery) (AvailabilityPage, error) {
-	f.got = q
+func (f *fixedAvailability) Availability(_ context.Context, q views.AvailabilityQuery, minPosition uint64) (views.AvailabilityPage, error) {
+	f.got, f.gotMin = q, minPosition
 	return f.page, nil
 }
 
@@ -148,7 +148,7 @@ func TestAvailability(t *testing.T) {
 	}
 
 	start := time.Date(2026, 5, 1, 18, 0, 0, 0, time.UTC)
-	a := &fixedAvailability{page: AvailabilityPage{Position: 42, NextPageToken: "next", Pools: []pools.View{{
+	a := &fixedAvailability{page: views.AvailabilityPage{Position: 42, Next: "next", Pools: []capacity.PoolView{{
 		ID: "p", Region: "north", Kind: "delivery", StartsAt: start, EndsAt: start.Add(time.Hour),
 		Capacity: 5, Status: capacity.Open, Version: 40, Figures: capacity.Figures{Held: 1, Available: 4},
 	}}}}
@@ -159,13 +159,13 @@ func TestAvailability(t *testing.T) {
 	if body["position"] != 42.0 || body["next_page_token"] != "next" || len(body["pools"].([]any)) != 1 {
 		t.Errorf("availability = %s", res.Body)
 	}
-	want := AvailabilityQuery{Region: "north", Kind: "delivery", From: start.Add(-18 * time.Hour), To: start.Add(6 * time.Hour),
-		MinPosition: 40, Limit: 10, PageToken: "abc"}
-	if a.got != want {
-		t.Errorf("query = %+v, want %+v", a.got, want)
+	want := views.AvailabilityQuery{Region: "north", Kind: "delivery", From: start.Add(-18 * time.Hour), To: start.Add(6 * time.Hour),
+		Limit: 10, Cursor: "abc"}
+	if a.got != want || a.gotMin != 40 {
+		t.Errorf("query = %+v, min_position %d; want %+v, 40", a.got, a.gotMin, want)
 	}
 	do(t, NewServer(Config{Availability: a}), req{method: "GET", path: "/v1/availability"})
-	if a.got.Limit != DefaultAvailabilityLimit {
+	if a.got.Limit != views.DefaultLimit {
 		t.Errorf("default limit = %d", a.got.Limit)
 	}
 }

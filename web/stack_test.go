@@ -14,6 +14,7 @@ import (
 
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/pools/poolstest"
+	"github.com/capacityd/capacityd/e2e/stacktest"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/getkin/kin-openapi/openapi3"
@@ -34,7 +35,6 @@ type stack struct {
 	svc     *pools.Service
 	history *streams.PoolEvents
 	reg     *prometheus.Registry
-	metrics *Metrics
 	logs    *poolstest.LogBuffer
 	handler http.Handler
 }
@@ -46,12 +46,13 @@ type stackOption func(*Config)
 func newStack(t testing.TB, opts ...stackOption) *stack {
 	t.Helper()
 	s := &stack{clock: poolstest.NewClock(epoch), reg: prometheus.NewRegistry(), logs: &poolstest.LogBuffer{}}
-	s.metrics = NewMetrics(s.reg)
-	st := poolstest.NewStack(t, natstest.RunServer(t), "test", pools.Options{Now: s.clock.Now, OnAppend: s.metrics.OnAppend})
+	metrics := pools.NewMetrics(s.reg)
+	st := stacktest.NewStack(t, natstest.RunServer(t), "test", pools.Options{Now: s.clock.Now, OnAppend: metrics.OnAppend})
+	metrics.Watch(st.Service)
 	s.svc, s.history = st.Service, st.Events
 	cfg := Config{
 		Pools: s.svc, History: s.history, Logger: zerolog.New(s.logs),
-		Registry: s.reg, Metrics: s.metrics, Now: s.clock.Now,
+		Registry: s.reg, Now: s.clock.Now,
 	}
 	for _, o := range opts {
 		o(&cfg)

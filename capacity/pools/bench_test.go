@@ -11,7 +11,7 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
-	"github.com/capacityd/capacityd/capacity/pools/poolstest"
+	"github.com/capacityd/capacityd/e2e/stacktest"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -30,7 +30,7 @@ func BenchmarkHotPool(b *testing.B) {
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			s := natstest.RunServer(b, mode.opts...)
-			st := poolstest.NewStack(b, s, region, pools.Options{})
+			st := stacktest.NewStack(b, s, region, pools.Options{})
 			now := time.Now()
 			define(b, st.Service, "hot", capacity.MaxCapacity, now)
 			const callers = 64
@@ -71,37 +71,66 @@ func BenchmarkHotPool(b *testing.B) {
 }
 
 // BenchmarkManyPools spreads quantity-1 holds from 64 callers over 1,000
-// pools: little to batch per pool, so it measures the per-append cost.
+// pools: little to batch per pool, so it measures the per-append cost, and
+// what committing several pools' appends as one atomic batch saves.
 //
 //	go test -run x -bench ManyPools -benchtime 50000x ./capacity/pools/
 func BenchmarkManyPools(b *testing.B) {
-	s := natstest.RunServer(b)
-	st := poolstest.NewStack(b, s, region, pools.Options{})
-	now := time.Now()
-	const nPools = 1000
-	for i := range nPools {
-		define(b, st.Service, fmt.Sprint("p", i), capacity.MaxCapacity, now)
-	}
-	const callers = 64
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for range callers {
-		wg.Go(func() {
-			for {
-				n := next.Add(1)
-				if n > int64(b.N) {
-					return
-				}
-				pool := fmt.Sprint("p", n%nPools)
-				if _, err := st.Service.Execute(context.Background(), pool, capacity.Hold{ReservationID: fmt.Sprint("h", n), Quantity: 1, TTL: time.Hour}); err != nil {
-					b.Errorf("hold: %v", err)
-					return
-				}
+	for _, mode := range []struct {
+		name  string
+		opts  []func(*server.Options)
+		batch bool
+	}{
+		{"sync=interval", nil, false},
+		{"sync=interval/batch=on", nil, true},
+		{"sync=always", []func(*server.Options){natstest.SyncAlways}, false},
+		{"sync=always/batch=on", []func(*server.Options){natstest.SyncAlways}, true},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			s := natstest.RunServer(b, mode.opts...)
+			st := stacktest.NewStack(b, s, region, pools.Options{BatchAcrossPools: mode.batch})
+			now := time.Now()
+			const nPools = 1000
+			for i := range nPools {
+				define(b, st.Service, fmt.Sprint("p", i), capacity.MaxCapacity, now)
+			}
+			before := st.Service.Stats()
+			const callers = 64
+			var next atomic.Int64
+			lat := make([][]time.Duration, callers)
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for c := range callers {
+				wg.Go(func() {
+					for {
+						n := next.Add(1)
+						if n > int64(b.N) {
+							return
+						}
+						pool := fmt.Sprint("p", n%nPools)
+						t0 := time.Now()
+						_, err := st.Service.Execute(context.Background(), pool, capacity.Hold{ReservationID: fmt.Sprint("h", n), Quantity: 1, TTL: time.Hour})
+						lat[c] = append(lat[c], time.Since(t0))
+						if err != nil {
+							b.Errorf("hold: %v", err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			all := slices.Concat(lat...)
+			slices.Sort(all)
+			stats := st.Service.Stats()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "holds/s")
+			b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+			if batches := stats.Batches - before.Batches; batches > 0 {
+				b.ReportMetric(float64(stats.BatchedCommits-before.BatchedCommits)/float64(batches), "commits/batch")
 			}
 		})
 	}
-	wg.Wait()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "holds/s")
 }

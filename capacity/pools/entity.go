@@ -16,6 +16,13 @@ type request struct {
 	reply         chan response
 }
 
+// fail answers the request with err, if anyone waits for an answer.
+func (r *request) fail(err error) {
+	if r.reply != nil {
+		r.reply <- response{err: err}
+	}
+}
+
 type response struct {
 	result Result
 	err    error
@@ -27,20 +34,22 @@ type entity struct {
 	svc     *Service
 	id      string
 	queue   chan *request
-	pending atomic.Int64 // callers between acquire and their command being taken off the queue
+	done    chan struct{} // closed when run returns
+	pending atomic.Int64  // callers between acquire and their command being taken off the queue
 
 	pool          *capacity.Pool // nil: not loaded, or dropped after a failed append
 	sinceSnapshot int            // events since the last snapshot handed to the writer
 }
 
 func newEntity(s *Service, id string) *entity {
-	return &entity{svc: s, id: id, queue: make(chan *request, s.opts.QueueSize)}
+	return &entity{svc: s, id: id, queue: make(chan *request, s.opts.QueueSize), done: make(chan struct{})}
 }
 
 // run takes commands off the queue in batches until the service stops or the
 // pool has been idle long enough to evict.
 func (e *entity) run() {
 	defer e.svc.wg.Done()
+	defer close(e.done)
 	opts := e.svc.opts
 	idle := time.NewTimer(opts.IdleTimeout)
 	defer idle.Stop()
@@ -55,6 +64,14 @@ func (e *entity) run() {
 			e.failQueued()
 			return
 		case r := <-e.queue:
+			if e.svc.ctx.Err() != nil {
+				// Shutting down: select picked the queue over Done at
+				// random. Nothing more is decided.
+				e.pending.Add(-1)
+				r.fail(errShuttingDown)
+				e.failQueued()
+				return
+			}
 			batch = append(batch[:0], r)
 		drain:
 			for len(batch) < opts.MaxBatch {
@@ -69,6 +86,9 @@ func (e *entity) run() {
 			e.process(batch)
 			clear(batch)
 		case <-sweep.C:
+			if e.svc.ctx.Err() != nil {
+				continue // Done is ready too: the next round stops
+			}
 			e.process([]*request{{cmd: capacity.Expire{}}})
 		case <-idle.C:
 			if !e.hasLiveHolds() && e.tryEvict() {
@@ -127,9 +147,7 @@ func (e *entity) failQueued() {
 		select {
 		case r := <-e.queue:
 			e.pending.Add(-1)
-			if r.reply != nil {
-				r.reply <- response{err: errShuttingDown}
-			}
+			r.fail(errShuttingDown)
 		default:
 			return
 		}
@@ -192,10 +210,12 @@ func (e *entity) process(batch []*request) {
 			break
 		}
 		start := time.Now()
-		ctx, cancel := context.WithTimeout(svc.ctx, opts.AppendTimeout)
+		// Shutdown does not cancel an append: its callers get its real
+		// outcome, within AppendTimeout, instead of "unknown".
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(svc.ctx), opts.AppendTimeout)
 		expected := e.pool.Version
 		var lastSeq uint64
-		lastSeq, err = svc.store.Append(ctx, e.id, expected, events)
+		lastSeq, err = svc.appendCommit(ctx, e.id, expected, events)
 		cancel()
 		if err == nil {
 			e.committed(events, lastSeq)
@@ -230,9 +250,10 @@ func (e *entity) process(batch []*request) {
 // reason nothing of the batch is known to be stored.
 func (e *entity) answer(batch []*request, decisions []decision, batchErr error) {
 	svc, now := e.svc, e.svc.opts.Now()
-	var view View
+	var view capacity.PoolView
 	if e.pool != nil {
-		view = ViewOf(e.pool, now)
+		now = e.pool.TimeAt(now)
+		view = e.pool.ViewAt(now)
 	}
 	for i, r := range batch {
 		d := decisions[i]

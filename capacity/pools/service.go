@@ -26,40 +26,19 @@ type Service struct {
 
 	snapshots chan snapshot
 	stats     counters
+
+	committer     *committer    // nil: each pool appends on its own
+	stopCommitter chan struct{} // closed once every entity has stopped
 }
 
 // Result is what a command did: the pool after it, the reservation it
 // concerned (if any), and whether anything was written.
 type Result struct {
-	Pool        View
+	Pool        capacity.PoolView
 	Reservation *capacity.Reservation
 	// Written is true when the command appended events; false for an
 	// idempotent repeat or a read.
 	Written bool
-}
-
-// View is a pool as a client sees it at one instant, without its
-// reservations.
-type View struct {
-	ID       string          `json:"id"`
-	Region   string          `json:"region"`
-	Kind     string          `json:"kind"`
-	StartsAt time.Time       `json:"starts_at"`
-	EndsAt   time.Time       `json:"ends_at"`
-	Capacity int             `json:"capacity"`
-	Overbook int             `json:"overbook"`
-	Status   capacity.Status `json:"status"`
-	Version  uint64          `json:"version"`
-	capacity.Figures
-}
-
-// ViewOf returns the view of p at now.
-func ViewOf(p *capacity.Pool, now time.Time) View {
-	return View{
-		ID: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
-		Capacity: p.Capacity, Overbook: p.Overbook, Status: p.Status, Version: p.Version,
-		Figures: p.FiguresAt(now),
-	}
 }
 
 // New starts a service over the given stores. Close stops it.
@@ -73,18 +52,44 @@ func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) 
 	}
 	s.wg.Add(1)
 	go s.writeSnapshots()
+	if s.opts.BatchAcrossPools {
+		s.committer = newCommitter(store, s.opts.MinBatchCommits, s.opts.MaxBatchCommits, s.opts.AppendTimeout, &s.stats)
+		s.stopCommitter = make(chan struct{})
+		go s.committer.run(s.stopCommitter)
+	}
 	return s
 }
 
-// Close stops every entity, failing the commands still queued with
-// EUNAVAILABLE, waits for in-flight appends to finish and writes pending
-// snapshots.
+// appendCommit stores one pool's commit: through the committer, together
+// with whatever other pools have ready, or on its own.
+func (s *Service) appendCommit(ctx context.Context, pool string, expectedSeq uint64, events []capacity.Event) (uint64, error) {
+	if s.committer == nil {
+		return s.store.Append(ctx, pool, expectedSeq, events)
+	}
+	seqs, err := s.committer.append(ctx, capacity.Commit{Pool: pool, ExpectedSeq: expectedSeq, Events: events})
+	if err != nil {
+		return 0, err
+	}
+	return seqs[0], nil
+}
+
+// Close stops the service. Commands not yet taken by their pool's writer are
+// answered EUNAVAILABLE "shutting down" (nothing of them was written); a
+// batch already being appended finishes its append (bounded by
+// AppendTimeout) and its callers get the real outcome. Close returns once
+// every entity has stopped and the snapshots already queued are written.
 func (s *Service) Close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	if s.committer != nil {
+		// Entities wait on the committer for their last appends: it stops
+		// only after them.
+		close(s.stopCommitter)
+		<-s.committer.done
+	}
 }
 
 // Execute carries out cmd on the pool and returns the result once its events
@@ -104,7 +109,7 @@ func (s *Service) Execute(ctx context.Context, pool string, cmd capacity.Command
 }
 
 // Pool returns the pool's current view, after every write queued before it.
-func (s *Service) Pool(ctx context.Context, pool string) (View, error) {
+func (s *Service) Pool(ctx context.Context, pool string) (capacity.PoolView, error) {
 	res, err := s.Execute(ctx, pool, capacity.Read{})
 	if err == nil && res.Pool.ID == "" {
 		err = capacity.Errorf(capacity.ENOTFOUND, "pool not found")
@@ -134,6 +139,8 @@ func (s *Service) do(ctx context.Context, pool string, r *request) (Result, erro
 	if !capacity.ValidID(pool) {
 		return Result{}, capacity.Errorf(capacity.EINVALID, "pool id must be 1-%d characters of [A-Za-z0-9_-]", capacity.MaxIDLength)
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
 	r.reply = make(chan response, 1)
 	e, err := s.acquire(pool)
 	if err != nil {
@@ -151,6 +158,15 @@ func (s *Service) do(ctx context.Context, pool string, r *request) (Result, erro
 	select {
 	case resp := <-r.reply:
 		return resp.result, resp.err
+	case <-e.done:
+		// The writer stopped. Whatever it took off its queue it answered
+		// before stopping; a command it never took was never decided.
+		select {
+		case resp := <-r.reply:
+			return resp.result, resp.err
+		default:
+			return Result{}, errShuttingDown
+		}
 	case <-ctx.Done():
 		// The command is queued and may still be written: its outcome is unknown.
 		return Result{}, capacity.Errorf(capacity.EUNAVAILABLE, "outcome unknown: %v", ctx.Err())
@@ -209,11 +225,14 @@ type Stats struct {
 	HoldsAccepted  uint64 // new holds written (idempotent repeats are not counted)
 	HoldsRejected  uint64 // refused for capacity, closed pool or conflict
 	AppendFailures uint64 // appends that failed for other reasons
+	Batches        uint64 // cross-pool batches of more than one commit
+	BatchedCommits uint64 // pool commits carried by those batches
 }
 
 type counters struct {
 	appends, events, commands, conflicts, loads, replays, snapshots atomic.Uint64
 	holdsAccepted, holdsRejected, appendFailures                    atomic.Uint64
+	batches, batchedCommits                                         atomic.Uint64
 }
 
 // Stats returns the running totals.
@@ -224,6 +243,7 @@ func (s *Service) Stats() Stats {
 		Conflicts: c.conflicts.Load(), Loads: c.loads.Load(), Replays: c.replays.Load(),
 		Snapshots: c.snapshots.Load(), HoldsAccepted: c.holdsAccepted.Load(),
 		HoldsRejected: c.holdsRejected.Load(), AppendFailures: c.appendFailures.Load(),
+		Batches: c.batches.Load(), BatchedCommits: c.batchedCommits.Load(),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/pools/poolstest"
+	"github.com/capacityd/capacityd/e2e/stacktest"
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
@@ -92,7 +93,7 @@ func raceHolds(t testing.TB, svcs []*pools.Service, pool string, workers, holds 
 func TestRaceForTheLastUnits(t *testing.T) {
 	s := natstest.RunServer(t)
 	clk := poolstest.NewClock(epoch)
-	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
+	st := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now})
 	define(t, st.Service, "slot-18", 500, clk.Now())
 
 	ok, rejected := raceHolds(t, []*pools.Service{st.Service}, "slot-18", 200, 2000)
@@ -128,8 +129,8 @@ func TestRaceForTheLastUnits(t *testing.T) {
 func TestTwoInstancesNeverOverbook(t *testing.T) {
 	s := natstest.RunServer(t)
 	clk := poolstest.NewClock(epoch)
-	a := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, MaxAttempts: 1000})
-	b := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, MaxAttempts: 1000})
+	a := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now, MaxAttempts: 1000})
+	b := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now, MaxAttempts: 1000})
 	define(t, a.Service, "van-7", 300, clk.Now())
 
 	ok, rejected := raceHolds(t, []*pools.Service{a.Service, b.Service}, "van-7", 64, 1000)
@@ -151,7 +152,7 @@ func TestTwoInstancesNeverOverbook(t *testing.T) {
 	}
 	t.Logf("conflicts retried: a=%d b=%d", a.Service.Stats().Conflicts, b.Service.Stats().Conflicts)
 	// Each instance sees the other's writes on a read.
-	for _, st := range []*poolstest.Stack{a, b} {
+	for _, st := range []*stacktest.Stack{a, b} {
 		view, err := st.Service.Pool(context.Background(), "van-7")
 		if err != nil {
 			t.Fatal(err)
@@ -165,7 +166,7 @@ func TestTwoInstancesNeverOverbook(t *testing.T) {
 func TestRestartKeepsEveryAcknowledgedHold(t *testing.T) {
 	s := natstest.RunServer(t, natstest.SyncAlways)
 	clk := poolstest.NewClock(epoch)
-	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, SnapshotEvery: 50})
+	st := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now, SnapshotEvery: 50})
 	define(t, st.Service, "pick-1", 1000, clk.Now())
 	ok, _ := raceHolds(t, []*pools.Service{st.Service}, "pick-1", 16, 400)
 	if _, err := st.Service.Execute(context.Background(), "pick-1", capacity.Confirm{ReservationID: "r7"}); err != nil && ok["r7"] {
@@ -184,7 +185,7 @@ func TestRestartKeepsEveryAcknowledgedHold(t *testing.T) {
 	st.Service.Close()
 
 	s = natstest.Restart(t, s)
-	check := func(st *poolstest.Stack) {
+	check := func(st *stacktest.Stack) {
 		t.Helper()
 		after, err := st.Service.Pool(context.Background(), "pick-1")
 		if err != nil {
@@ -203,7 +204,7 @@ func TestRestartKeepsEveryAcknowledgedHold(t *testing.T) {
 			}
 		}
 	}
-	restarted := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
+	restarted := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now})
 	check(restarted)
 	if st := restarted.Service.Stats(); st.Replays != 0 {
 		t.Fatalf("load after restart replayed the full history (%+v); want snapshot + tail", st)
@@ -214,7 +215,7 @@ func TestRestartKeepsEveryAcknowledgedHold(t *testing.T) {
 	if err := restarted.JS.DeleteKeyValue(context.Background(), kv.DefaultBucket); err != nil {
 		t.Fatal(err)
 	}
-	replayed := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
+	replayed := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now})
 	check(replayed)
 	if st := replayed.Service.Stats(); st.Replays == 0 {
 		t.Fatalf("no full replay recorded without snapshots: %+v", st)
@@ -224,7 +225,7 @@ func TestRestartKeepsEveryAcknowledgedHold(t *testing.T) {
 func TestExpiredHoldFreesCapacityWithoutSweeper(t *testing.T) {
 	s := natstest.RunServer(t)
 	clk := poolstest.NewClock(epoch)
-	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, SweepGrace: time.Hour})
+	st := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now, SweepGrace: time.Hour})
 	ctx := context.Background()
 	define(t, st.Service, "slot-9", 1, clk.Now())
 	if _, err := st.Service.Execute(ctx, "slot-9", capacity.Hold{ReservationID: "a", Quantity: 1, TTL: time.Minute}); err != nil {
@@ -262,7 +263,7 @@ func TestExpiredHoldFreesCapacityWithoutSweeper(t *testing.T) {
 func TestSweeperWritesExpired(t *testing.T) {
 	s := natstest.RunServer(t)
 	clk := poolstest.NewClock(epoch)
-	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, SweepGrace: time.Millisecond})
+	st := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now, SweepGrace: time.Millisecond})
 	ctx := context.Background()
 	define(t, st.Service, "slot-10", 5, clk.Now())
 	for _, id := range []string{"a", "b"} {
@@ -298,7 +299,7 @@ func TestSweeperWritesExpired(t *testing.T) {
 func TestCorruptSnapshotFallsBackToReplay(t *testing.T) {
 	s := natstest.RunServer(t)
 	clk := poolstest.NewClock(epoch)
-	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, SnapshotEvery: 1})
+	st := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now, SnapshotEvery: 1})
 	ctx := context.Background()
 	define(t, st.Service, "slot-c", 10, clk.Now())
 	for i := range 3 {
@@ -318,7 +319,7 @@ func TestCorruptSnapshotFallsBackToReplay(t *testing.T) {
 	if _, err := bucket.Put(ctx, st.Snapshots.Key("slot-c"), []byte(`{"seq":999999,"state":{"id":"slot-c","capacity":1000000}}`)); err != nil {
 		t.Fatal(err)
 	}
-	fresh := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
+	fresh := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now})
 	got, err := fresh.Service.Pool(ctx, "slot-c")
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +332,7 @@ func TestCorruptSnapshotFallsBackToReplay(t *testing.T) {
 func TestIdlePoolsAreEvictedAndReload(t *testing.T) {
 	s := natstest.RunServer(t)
 	clk := poolstest.NewClock(epoch)
-	st := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now, IdleTimeout: 20 * time.Millisecond})
+	st := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now, IdleTimeout: 20 * time.Millisecond})
 	ctx := context.Background()
 	define(t, st.Service, "cold", 3, clk.Now())
 	if _, err := st.Service.Execute(ctx, "cold", capacity.Hold{ReservationID: "x", Quantity: 1, TTL: time.Hour}); err != nil {
@@ -357,7 +358,7 @@ func TestIdlePoolsAreEvictedAndReload(t *testing.T) {
 
 func TestCommandsOnUnknownPool(t *testing.T) {
 	s := natstest.RunServer(t)
-	st := poolstest.NewStack(t, s, region, pools.Options{})
+	st := stacktest.NewStack(t, s, region, pools.Options{})
 	_, err := st.Service.Execute(context.Background(), "nope", capacity.Hold{ReservationID: "a", Quantity: 1, TTL: time.Minute})
 	if got, want := capacity.ErrorCode(err), capacity.ENOTFOUND; got != want {
 		t.Fatalf("hold on unknown pool: %q, want %q", got, want)
@@ -373,7 +374,7 @@ func TestCommandsOnUnknownPool(t *testing.T) {
 
 func TestUnknownPoolsDoNotStayLoaded(t *testing.T) {
 	s := natstest.RunServer(t)
-	st := poolstest.NewStack(t, s, region, pools.Options{})
+	st := stacktest.NewStack(t, s, region, pools.Options{})
 	for i := range 50 {
 		if _, err := st.Service.Pool(context.Background(), fmt.Sprint("ghost-", i)); capacity.ErrorCode(err) != capacity.ENOTFOUND {
 			t.Fatalf("read of unknown pool: %v", err)
@@ -393,8 +394,8 @@ func TestUnknownPoolsDoNotStayLoaded(t *testing.T) {
 func TestAnswersWithoutWritesAreCurrent(t *testing.T) {
 	s := natstest.RunServer(t)
 	clk := poolstest.NewClock(epoch)
-	a := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
-	b := poolstest.NewStack(t, s, region, pools.Options{Now: clk.Now})
+	a := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now})
+	b := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now})
 	ctx := context.Background()
 	define(t, a.Service, "shared", 1, clk.Now())
 	// b loads the pool while it is empty.

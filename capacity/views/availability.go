@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
-	"github.com/capacityd/capacityd/capacity/pools"
 )
 
-// Query limits of Availability.Query.
+// Query limits of Availability.Query, the one place they are set: the
+// API's limit parameter (web) is checked against them.
 const (
 	DefaultLimit = 100
 	MaxLimit     = 1000
@@ -65,9 +65,9 @@ type AvailabilityQuery struct {
 
 // AvailabilityPage is one page of pools sorted by StartsAt then ID.
 type AvailabilityPage struct {
-	Pools    []pools.View `json:"pools"`
-	Next     string       `json:"next,omitempty"` // cursor of the next page, "" on the last
-	Position uint64       `json:"position"`       // stream sequence the page reflects
+	Pools    []capacity.PoolView
+	Next     string // cursor of the next page, "" on the last
+	Position uint64 // stream sequence the page reflects
 }
 
 // NewAvailability returns an empty availability model.
@@ -126,12 +126,12 @@ func (a *Availability) Position() uint64 {
 
 // Pool returns one pool's view at now and the position it reflects; false
 // if the pool is not defined.
-func (a *Availability) Pool(id string, now time.Time) (pools.View, uint64, bool) {
+func (a *Availability) Pool(id string, now time.Time) (capacity.PoolView, uint64, bool) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	row := a.pools[id]
 	if row == nil || !row.pool.Defined() {
-		return pools.View{}, a.position, false
+		return capacity.PoolView{}, a.position, false
 	}
 	return row.view(now.UnixNano()), a.position, true
 }
@@ -187,7 +187,7 @@ func (a *Availability) Query(q AvailabilityQuery, now time.Time) (AvailabilityPa
 			break
 		}
 		if page.Pools == nil {
-			page.Pools = make([]pools.View, 0, min(limit, 64))
+			page.Pools = make([]capacity.PoolView, 0, min(limit, 64))
 		}
 		page.Pools = append(page.Pools, row.view(nowNano))
 	}
@@ -226,11 +226,11 @@ func (a *Availability) findRow(start int64, id string) (int, bool) {
 }
 
 // view returns the row's pool as a client sees it at now (unix nanoseconds).
-func (r *availRow) view(now int64) pools.View {
+func (r *availRow) view(now int64) capacity.PoolView {
 	p := &r.pool
 	held := r.held - r.lapsedUnits(now)
 	available := p.Limit() - held - r.confirmed
-	return pools.View{
+	return capacity.PoolView{
 		ID: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
 		Capacity: p.Capacity, Overbook: p.Overbook, Status: p.Status, Version: p.Version,
 		Figures: capacity.Figures{Held: held, Confirmed: r.confirmed, Available: available, OverCapacity: available < 0},

@@ -3,6 +3,11 @@
 // (streams/projection) feeds them from a JetStream durable pull consumer;
 // tests feed them from a slice.
 //
+// Layers: views is the read side. It imports capacity only: never
+// capacity/pools (the write side; both use capacity.PoolView), streams or
+// web. Availability's query type and its page limits (DefaultLimit,
+// MaxLimit) are the ones the API uses; web adds only the HTTP names.
+//
 // Every model has the same two entry points: Apply(pool, seq, e), which
 // ignores any seq at or below the last one applied to that pool, so a
 // redelivered message never counts twice, and Position, the highest stream

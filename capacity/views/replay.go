@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
-	"github.com/capacityd/capacityd/capacity/pools"
 )
 
 // Replay is the reference the models are checked against: a plain fold of
@@ -61,19 +60,19 @@ func (r *Replay) Diff(a *Availability, res *Reservations, b *Board, now time.Tim
 		if got := a.Position(); got != r.position {
 			report("availability position %d, want %d", got, r.position)
 		}
-		var want []pools.View
+		var want []capacity.PoolView
 		for _, id := range ids {
 			if p := r.pools[id]; p.Defined() {
-				want = append(want, pools.ViewOf(p, now))
+				want = append(want, p.ViewAt(now))
 			}
 		}
-		slices.SortFunc(want, func(x, y pools.View) int {
+		slices.SortFunc(want, func(x, y capacity.PoolView) int {
 			if c := x.StartsAt.Compare(y.StartsAt); c != 0 {
 				return c
 			}
 			return compareString(x.ID, y.ID)
 		})
-		var got []pools.View
+		var got []capacity.PoolView
 		for cursor := ""; ; {
 			page, err := a.Query(AvailabilityQuery{Cursor: cursor, Limit: 37}, now)
 			if err != nil {

@@ -31,6 +31,7 @@ type benchOptions struct {
 	Pools      int
 	JSON       bool
 	Sync       string // sync mode of the embedded service for every scenario but durable
+	PoolBatch  string // --pool-batch of the embedded services
 	KeepData   bool
 	URL        string // a running service to bench instead of an embedded one
 	Region     string
@@ -47,6 +48,7 @@ func newBenchOptions() benchOptions {
 		Warmup:    2 * time.Second,
 		Pools:     1000,
 		Sync:      SyncInterval,
+		PoolBatch: "auto",
 		Region:    "local",
 		Ceilings:  true,
 	}
@@ -80,6 +82,7 @@ func parseBenchOptions(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "unmeasured load before each measurement")
 	fs.IntVar(&o.Pools, "pools", o.Pools, "pools of many-pools and mixed")
 	fs.BoolVar(&o.JSON, "json", o.JSON, "print one JSON document with all results to stdout")
+	fs.StringVar(&o.PoolBatch, "pool-batch", o.PoolBatch, "--pool-batch of the embedded services: auto, on or off")
 	fs.StringVar(&o.Sync, "sync", o.Sync, "sync mode of the embedded service for hot-pool, many-pools and mixed: always or interval (durable always uses always; the service's own default is always)")
 	fs.BoolVar(&o.KeepData, "keep-data", o.KeepData, "keep the embedded services' data and logs in the temporary directory")
 	fs.StringVar(&o.URL, "url", o.URL, "bench the service running at this URL instead of embedded ones")
@@ -327,7 +330,7 @@ func (b *benchRun) storageCeilings(ctx context.Context, mode string) error {
 	if err != nil {
 		return err
 	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	defer ns.Stop()
 	nc, err := nats.Connect("", nats.InProcessServer(ns))
 	if err != nil {
 		return err
@@ -355,6 +358,7 @@ func (b *benchRun) serviceConfig(name, sync string) Config {
 	cfg.Data = filepath.Join(b.tmp, name)
 	cfg.Region = b.opts.Region
 	cfg.Sync = sync
+	cfg.PoolBatch = b.opts.PoolBatch
 	cfg.LogLevel = "warn"
 	return cfg
 }

@@ -32,6 +32,7 @@ type Config struct {
 	Replicas      int
 	SnapshotEvery int
 	MaxBatch      int
+	PoolBatch     string // auto, on or off: commits of several pools in one atomic batch
 	Shutdown      time.Duration
 	Instance      string
 	// SweepEvery is how often the service looks for lapsed holds in pools
@@ -42,7 +43,7 @@ type Config struct {
 	ClockFile string
 }
 
-// DefaultConfig returns the documented defaults (API.md).
+// DefaultConfig returns the documented defaults (docs/API.md, README).
 func DefaultConfig() Config {
 	return Config{
 		HTTP:          "127.0.0.1:8080",
@@ -56,6 +57,7 @@ func DefaultConfig() Config {
 		Replicas:      1,
 		SnapshotEvery: 1000,
 		MaxBatch:      256,
+		PoolBatch:     "auto",
 		Shutdown:      10 * time.Second,
 		SweepEvery:    5 * time.Second,
 	}
@@ -85,6 +87,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.LogFormat, flagEnv{"log-format", "CAPACITY_LOG_FORMAT", "log format: json or console"}},
 		{&cfg.LogLevel, flagEnv{"log-level", "CAPACITY_LOG_LEVEL", "log level: debug, info, warn, error"}},
 		{&cfg.Sync, flagEnv{"sync", "CAPACITY_SYNC", "durability of the embedded server: always (fsync before ack) or interval (fsync every --sync-interval; faster, loses acked writes on OS crash or power loss)"}},
+		{&cfg.PoolBatch, flagEnv{"pool-batch", "CAPACITY_POOL_BATCH", "append the commits of all pools ready at once as one atomic batch (one fsync): auto (on unless embedded with --sync interval), on or off"}},
 		{&cfg.Instance, flagEnv{"instance", "CAPACITY_INSTANCE", "name of this instance among several (its consumer name); default <hostname>-<bound HTTP port>"}},
 	}
 	for _, s := range strs {
@@ -180,10 +183,26 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--snapshot-every must be at least 1")
 	case c.MaxBatch < 1 || c.MaxBatch > 1000:
 		return fmt.Errorf("--max-batch must be between 1 and 1000")
+	case c.PoolBatch != "auto" && c.PoolBatch != "on" && c.PoolBatch != "off":
+		return fmt.Errorf("--pool-batch %q: want auto, on or off", c.PoolBatch)
 	case c.Shutdown <= 0:
 		return fmt.Errorf("--shutdown-timeout must be positive")
 	}
 	return nil
+}
+
+// BatchAcrossPools reports whether commits of several pools go out as one
+// atomic batch. A batch has a fixed cost (the embedded server stages it in a
+// file store of its own) that pays for itself only when each write is
+// expensive: fsync before ack, or a replicated stream.
+func (c Config) BatchAcrossPools() bool {
+	switch c.PoolBatch {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return c.NATSURL != "" || c.Sync == SyncAlways
 }
 
 // errUsage marks errors that come from how the program was called; main

@@ -12,13 +12,40 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// embeddedNATS is the nats-server running in this process, and the lock
+// that keeps any other process off its store directory.
+type embeddedNATS struct {
+	*server.Server
+	lock *os.File
+}
+
+// Stop shuts the server down, waits for it, and then releases the data
+// directory.
+func (e *embeddedNATS) Stop() {
+	e.Shutdown()
+	e.WaitForShutdown()
+	if e.lock != nil {
+		e.lock.Close()
+	}
+}
+
 // startEmbedded starts the embedded nats-server with JetStream on disk under
-// cfg.Data, listening for NATS clients on cfg.NATSListen.
-func startEmbedded(cfg Config, log zerolog.Logger) (*server.Server, error) {
+// cfg.Data, listening for NATS clients on cfg.NATSListen. It refuses a data
+// directory that another process is using.
+func startEmbedded(cfg Config, log zerolog.Logger) (_ *embeddedNATS, err error) {
 	dir, err := usableDir(cfg.Data)
 	if err != nil {
 		return nil, err
 	}
+	lock, err := lockDataDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && lock != nil {
+			lock.Close()
+		}
+	}()
 	host, portStr, err := net.SplitHostPort(cfg.NATSListen)
 	if err != nil {
 		return nil, fmt.Errorf("--nats-listen %q: %v", cfg.NATSListen, err)
@@ -57,7 +84,7 @@ func startEmbedded(cfg Config, log zerolog.Logger) (*server.Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded NATS started without JetStream (data dir %s)", dir)
 	}
-	return s, nil
+	return &embeddedNATS{Server: s, lock: lock}, nil
 }
 
 // usableDir creates dir if needed and proves it is writable, so a bad --data

@@ -1,6 +1,12 @@
 // Command capacityd is the capacity reservation service: the booking and
 // planner HTTP API over pools kept in NATS JetStream, with an embedded
 // nats-server by default.
+//
+// It only wires: NATS and the stores (streams, kv), the write side
+// (capacity/pools, with its sweeper and metrics), the read models
+// (capacity/views fed by streams/projection) and the HTTP server (web, with
+// the planner UI of web/ui). Rules live in capacity, bytes meet JetStream in
+// streams and kv, and HTTP meets the domain in web; nothing imports cmd.
 package main
 
 import (

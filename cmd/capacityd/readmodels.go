@@ -12,7 +12,6 @@ import (
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/capacityd/capacityd/streams/projection"
-	"github.com/capacityd/capacityd/web"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -50,7 +49,7 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 			a.log.Error().Err(err).Str("durable", durable).Msg("projection stopped")
 		}
 	})
-	wg.Go(func() { a.sweepLapsed(runCtx, rm) })
+	wg.Go(func() { a.pools.SweepLapsed(runCtx, rm.availability, a.cfg.SweepEvery) })
 	a.stops = append(a.stops, func() { cancel(); wg.Wait() })
 
 	a.reg.MustRegister(
@@ -98,17 +97,11 @@ func (rm *readModels) waitFor(ctx context.Context, position uint64) error {
 }
 
 // Availability implements web.Availability.
-func (rm *readModels) Availability(ctx context.Context, q web.AvailabilityQuery) (web.AvailabilityPage, error) {
-	if err := rm.waitFor(ctx, q.MinPosition); err != nil {
-		return web.AvailabilityPage{}, err
+func (rm *readModels) Availability(ctx context.Context, q views.AvailabilityQuery, minPosition uint64) (views.AvailabilityPage, error) {
+	if err := rm.waitFor(ctx, minPosition); err != nil {
+		return views.AvailabilityPage{}, err
 	}
-	page, err := rm.availability.Query(views.AvailabilityQuery{
-		Region: q.Region, Kind: q.Kind, From: q.From, To: q.To, Limit: q.Limit, Cursor: q.PageToken,
-	}, rm.now())
-	if err != nil {
-		return web.AvailabilityPage{}, err
-	}
-	return web.AvailabilityPage{Position: page.Position, Pools: page.Pools, NextPageToken: page.Next}, nil
+	return rm.availability.Query(q, rm.now())
 }
 
 // LookupReservation implements web.ReservationLookup.
@@ -120,8 +113,11 @@ func (rm *readModels) LookupReservation(ctx context.Context, id string, minPosit
 	return matches, position, nil
 }
 
-// ready reports the read models' progress for /readyz: not ready while
-// they have never caught up with the stream since start.
+// ready reports, for /readyz, whether the read models' projection is
+// running (its consumer created and being consumed). It does not wait for
+// them to catch up with the stream: a client that must read its own write
+// passes min_position, and the lag is shown under read_models and on
+// /metrics.
 func (rm *readModels) ready(ctx context.Context) error {
 	st, err := rm.runner.Status(ctx)
 	if err != nil {
@@ -131,31 +127,4 @@ func (rm *readModels) ready(ctx context.Context) error {
 		return fmt.Errorf("read models: projection %s not running", st.Durable)
 	}
 	return nil
-}
-
-// sweepLapsed makes sure every lapsed hold gets its Expired event, also in
-// pools that are not loaded here (after a restart, or evicted): every
-// Config.SweepEvery it asks the availability model for pools with holds lapsed
-// for a while and sends each an Expire command. Capacity does not wait for
-// this (decisions take the time); the record, the board and the audit trail
-// do. Several instances may sweep the same pool: OCC makes the second a
-// no-op.
-func (a *app) sweepLapsed(ctx context.Context, rm *readModels) {
-	tick := time.NewTicker(a.cfg.SweepEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		for _, pool := range rm.availability.LapsedPools(a.now().Add(-a.cfg.SweepEvery / 2)) {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := a.pools.Execute(cctx, pool, capacity.Expire{})
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				a.log.Warn().Err(err).Str("pool", pool).Msg("sweeping lapsed holds")
-			}
-		}
-	}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +37,7 @@ type app struct {
 	cfg   Config
 	log   zerolog.Logger
 	now   func() time.Time // the clock of every decision (time.Now but in fault tests)
-	ns    *server.Server // nil with --nats-url
+	ns    *embeddedNATS    // nil with --nats-url
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	store *streams.Store
@@ -205,8 +204,7 @@ func (a *app) close() {
 		a.nc.Close()
 	}
 	if a.ns != nil {
-		a.ns.Shutdown()
-		a.ns.WaitForShutdown()
+		a.ns.Stop()
 	}
 	a.log.Info().Msg("stopped")
 }

@@ -187,3 +187,36 @@ func TestLapsedHoldsAreSweptAfterRestart(t *testing.T) {
 		return nil
 	})
 }
+
+// Two embedded instances on one data directory would each think they own
+// its files (they overbooked and lost acknowledged holds): the second must
+// refuse to start, and say what to do instead. Once the first stops, the
+// directory is free again.
+func TestSecondInstanceOnOneDataDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, stop := startTestIn(t, dir)
+
+	cfg, err := parseConfig("test", []string{"--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--data", dir}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := start(context.Background(), cfg, io.Discard)
+	if err == nil {
+		a.wait(canceled())
+		t.Fatal("a second instance started on a data directory in use")
+	}
+	for _, want := range []string{"in use", "--nats-url"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+
+	stop()
+	startTestIn(t, dir) // the lock went with the first instance
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}

@@ -16,11 +16,12 @@ import (
 // buildHTTP starts the write side and the read models and returns the HTTP
 // handler over them. What it starts is stopped by a.close.
 func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
-	metrics := web.NewMetrics(a.reg)
+	metrics := pools.NewMetrics(a.reg)
 	events := streams.NewPoolEvents(a.store)
 	a.pools = pools.New(events, kv.NewPoolSnapshots(a.snaps, a.cfg.Region), pools.Options{
-		MaxBatch:      a.cfg.MaxBatch,
-		SnapshotEvery: a.cfg.SnapshotEvery,
+		MaxBatch:         a.cfg.MaxBatch,
+		BatchAcrossPools: a.cfg.BatchAcrossPools(),
+		SnapshotEvery:    a.cfg.SnapshotEvery,
 		// Long enough for an fsync on a slow disk under load, short enough
 		// that a lost stream leader (an R3 election takes a few seconds)
 		// stalls a pool's queue for seconds, not tens of seconds.
@@ -29,6 +30,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		Logger:        a.log.With().Str("component", "pools").Logger(),
 		OnAppend:      metrics.OnAppend,
 	})
+	metrics.Watch(a.pools)
 	rm, err := a.startReadModels(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read models: %w", err)
@@ -54,7 +56,6 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		Now:          a.now,
 		Logger:       a.log,
 		Registry:     a.reg,
-		Metrics:      metrics,
 		Ready:        a.ready,
 		ReadyDetail: func(ctx context.Context) any {
 			st, _ := rm.runner.Status(ctx)

@@ -1,10 +1,13 @@
 // Package projection feeds read models from a JetStream durable pull
 // consumer: the event stream is the only source, the command side never
-// writes twice (see DESIGN.md, "Read models").
+// writes twice (no dual writes). It imports streams and capacity, never
+// capacity/views (models are reached through the Handler and Model
+// interfaces) or web.
 //
 // A Runner owns one durable consumer on one stream and one Handler (usually
-// Apply(models...) over capacity/views). Run decodes each message (pool from
-// the subject, Event-Type and Event-Version headers, JSON body; a
+// Apply(models...) over capacity/views). Run decodes each message with
+// streams.Decode and Recorded.Events, the decoder the store's own reads use
+// (pool from the subject, Event-Type and Event-Version headers, JSON body; a
 // capacity.CommitType message holds several events of one pool that share
 // its sequence), hands it to the handler in stream order from a single
 // goroutine, and acknowledges it.

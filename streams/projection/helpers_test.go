@@ -15,6 +15,7 @@ import (
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/pools/poolstest"
 	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/capacityd/capacityd/e2e/stacktest"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/capacityd/capacityd/streams/projection"
@@ -28,7 +29,7 @@ var epoch = time.Date(2030, 3, 1, 6, 0, 0, 0, time.UTC)
 // env is one embedded server with the region's event store and snapshot
 // bucket; services started on it share them.
 type env struct {
-	stack  *poolstest.Stack
+	stack  *stacktest.Stack
 	js     jetstream.JetStream
 	store  *streams.Store
 	events *streams.PoolEvents
@@ -37,7 +38,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	st := poolstest.Open(t, natstest.RunServer(t), region)
+	st := stacktest.Open(t, natstest.RunServer(t), region)
 	return &env{stack: st, js: st.JS, store: st.Store, events: st.Events, clock: poolstest.NewClock(epoch)}
 }
 

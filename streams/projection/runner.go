@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,7 +95,7 @@ func New(js jetstream.JetStream, stream, durable string, handler Handler, opts .
 func DurableName(projection, region, instance string) string {
 	name := []byte("capacity_" + projection + "_" + region + "_" + instance)
 	for i, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+		if !capacity.ValidID(string(c)) {
 			name[i] = '_'
 		}
 	}
@@ -182,7 +181,7 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 			r.redelivered.Add(1)
 		}
 		if seq > r.position.Load() {
-			if err := r.handle(ctx, m, r.decode(m, seq)); err != nil {
+			if err := r.handle(ctx, m, r.decode(m, meta)); err != nil {
 				return err
 			}
 			r.advance(seq)
@@ -226,39 +225,24 @@ func (r *Runner) recreate(ctx context.Context) (jetstream.Consumer, error) {
 }
 
 // decode turns a message (one event, or a capacity.CommitType message of
-// several) into an Event; a message that does not decode is
-// logged, counted and returned as poison (nil Event).
-func (r *Runner) decode(m jetstream.Msg, seq uint64) Event {
-	subject := m.Subject()
-	pool, err := poolOf(subject)
+// several) into an Event with streams.Decode, the store's own decoder; a
+// message that does not decode is logged, counted and returned as poison
+// (nil Events).
+func (r *Runner) decode(m jetstream.Msg, meta *jetstream.MsgMetadata) Event {
+	seq := meta.Sequence.Stream
+	rec, err := streams.Decode(m.Subject(), seq, meta.Timestamp, m.Headers(), m.Data())
 	var events []capacity.Event
 	if err == nil {
-		h := m.Headers()
-		var version int
-		version, err = strconv.Atoi(h.Get(streams.HeaderEventVersion))
-		if err != nil {
-			err = fmt.Errorf("bad %s header %q", streams.HeaderEventVersion, h.Get(streams.HeaderEventVersion))
-		} else {
-			events, err = capacity.DecodeCommit(h.Get(streams.HeaderEventType), version, m.Data())
-		}
+		events, err = rec.Events()
 	}
 	if err != nil {
 		n := r.poison.Add(1)
-		r.opts.logger.Error().Err(err).Str("durable", r.durable).Uint64("seq", seq).Str("subject", subject).
+		r.opts.logger.Error().Err(err).Str("durable", r.durable).Uint64("seq", seq).Str("subject", m.Subject()).
 			Uint64("poison_total", n).Msg("projection: skipping undecodable message")
-		return Event{Pool: pool, Seq: seq}
+		return Event{Pool: rec.Pool, Seq: seq}
 	}
 	r.applied.Add(uint64(len(events)))
-	return Event{Pool: pool, Seq: seq, Events: events}
-}
-
-// poolOf returns the pool of a subject capacity.<region>.<pool>.
-func poolOf(subject string) (string, error) {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 3 || parts[2] == "" {
-		return "", fmt.Errorf("subject %q is not capacity.<region>.<pool>", subject)
-	}
-	return parts[2], nil
+	return Event{Pool: rec.Pool, Seq: seq, Events: events}
 }
 
 // handle calls the handler until it succeeds or ctx ends, keeping the

@@ -201,19 +201,19 @@ func buildGrid(cells []views.Cell, f boardFilter) boardGrid {
 }
 
 // boardPage reads the board and builds its page for the request's filter.
-func (h *Handler) boardPage(r *http.Request) (BoardPage, int) {
-	p := BoardPage{BasePage: h.base("Capacity board", "board"), Running: h.cfg.Board != nil}
-	f, problems := parseBoardFilter(r.URL.Query(), h.cfg.Now())
+func boardPage(r *http.Request, e *engine, board Board) (BoardPage, int) {
+	p := BoardPage{BasePage: e.base("Capacity board", "board"), Running: board != nil}
+	f, problems := parseBoardFilter(r.URL.Query(), e.now())
 	p.Filter, p.Errors = f, problems
 	status := http.StatusOK
 	if len(problems) > 0 {
 		status = http.StatusBadRequest
 		p.Flash = &Flash{Kind: "error", Message: "The filter is not valid; showing this week instead. Fix the fields marked below."}
 	}
-	if h.cfg.Board == nil {
+	if board == nil {
 		return p, status
 	}
-	all, pos := h.cfg.Board.Cells("", "", "")
+	all, pos := board.Cells("", "", "")
 	p.Position = pos
 	regions, kinds := map[string]bool{}, map[string]bool{}
 	var cells []views.Cell
@@ -244,18 +244,18 @@ func sortedKeys(m map[string]bool) []string {
 }
 
 // handleBoard serves the board page at /.
-func (h *Handler) handleBoard() http.HandlerFunc {
+func handleBoard(e *engine, board Board) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, status := h.boardPage(r)
-		h.engine.render(w, r, status, viewBoard, p)
+		p, status := boardPage(r, e, board)
+		e.render(w, r, status, viewBoard, p)
 	}
 }
 
 // handleBoardGrid serves the grid alone, which board.js fetches when a
 // cell it has no place for appears.
-func (h *Handler) handleBoardGrid() http.HandlerFunc {
+func handleBoardGrid(e *engine, board Board) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, status := h.boardPage(r)
-		h.engine.renderFragment(w, r, status, viewBoard, "grid", p)
+		p, status := boardPage(r, e, board)
+		e.renderFragment(w, r, status, viewBoard, "grid", p)
 	}
 }

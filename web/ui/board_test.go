@@ -80,10 +80,11 @@ func TestBoardPage(t *testing.T) {
 
 func TestBoardWithoutReadModel(t *testing.T) {
 	s := newStack(t)
-	h, err := New(Config{Pools: s.svc, History: s.events, Now: s.clock.Now})
+	u, err := New(Config{Pools: s.svc, History: s.events, Now: s.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
+	h := s.mount(u)
 	res := serve(t, h, mustRequest(t, http.MethodGet, "/"))
 	wantStatus(t, res, http.StatusOK)
 	wantBody(t, res, "The board read model is not running")

@@ -2,7 +2,8 @@
 // a live board of utilisation, a page per pool, and the forms that reshape
 // capacity.
 //
-// Routes (mounted by web.Config.UI):
+// Routes (added to the API's router by UI.Routes, except the stream, which
+// web routes to UI.BoardStream; web.Config.UI wires them):
 //
 //	GET  /                           the board: regions x days x slots, filtered by region, kind, dates
 //	GET  /ui/board/grid              the board's grid alone (board.js refetches it when a new row appears)
@@ -13,6 +14,15 @@
 //	GET  /ui/week, POST /ui/week     create a week of pools from a template, idempotently
 //	GET  /ui/static/...              embedded CSS and JavaScript
 //	GET  /v1/board/stream            the board's changes as server-sent events
+//
+// Handlers have the web package's shape: maker functions taking their
+// dependencies (the page engine, Pools, History, a read model) and
+// returning an http.HandlerFunc. Pages answer failures with an HTML error
+// page whose status comes from web.StatusOf, the API's own code-to-status
+// mapping; the stream, an API route, answers them as problem+json through
+// web.Error. The package imports web, capacity, capacity/views and the
+// write side's Result (capacity/pools); web never imports it, and it
+// reaches storage only through the Pools and History interfaces.
 //
 // Pages are server-rendered html/template views (templates/views), each
 // parsed once at startup together with the common layout and partials

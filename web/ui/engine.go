@@ -41,10 +41,13 @@ var declaredViews = []string{viewBoard, viewPool, viewPools, viewWeek, viewWeekD
 const contentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-// engine holds the parsed views and the static assets.
+// engine renders pages: it holds the parsed views, the static assets, the
+// clock pages are stamped with and the logger of template failures. Every
+// handler that renders takes it as a dependency.
 type engine struct {
 	views  map[string]*template.Template
 	assets map[string]asset
+	now    func() time.Time
 	log    zerolog.Logger
 }
 
@@ -57,8 +60,8 @@ type asset struct {
 
 // newEngine loads the static assets and parses every view once, each with
 // the common templates (layout and partials). It returns the first error.
-func newEngine(log zerolog.Logger) (*engine, error) {
-	e := &engine{views: make(map[string]*template.Template), assets: make(map[string]asset), log: log}
+func newEngine(now func() time.Time, log zerolog.Logger) (*engine, error) {
+	e := &engine{views: make(map[string]*template.Template), assets: make(map[string]asset), now: now, log: log}
 	if err := e.loadAssets(); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,11 +11,12 @@ import (
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools/poolstest"
 	"github.com/capacityd/capacityd/web"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
 func TestEngineParsesEveryView(t *testing.T) {
-	e, err := newEngine(zerolog.Nop())
+	e, err := newEngine(time.Now, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func TestEngineParsesEveryView(t *testing.T) {
 // answer is a plain 500, never half a page.
 func TestTemplateErrorIsClean500(t *testing.T) {
 	logs := &poolstest.LogBuffer{}
-	e, err := newEngine(zerolog.New(logs))
+	e, err := newEngine(time.Now, zerolog.New(logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestErrorPages(t *testing.T) {
 	res := s.get(t, "/ui/nowhere")
 	wantStatus(t, res, http.StatusNotFound)
 	wantBody(t, res, "There is no page at /ui/nowhere.", `href="/"`)
-	res = serve(t, s.ui, httptest.NewRequest(http.MethodDelete, "/ui/week", nil))
+	res = serve(t, s.handler, httptest.NewRequest(http.MethodDelete, "/ui/week", nil))
 	wantStatus(t, res, http.StatusMethodNotAllowed)
 	res = s.get(t, "/ui")
 	wantStatus(t, res, http.StatusSeeOther)
@@ -150,6 +152,15 @@ func TestMountedInWeb(t *testing.T) {
 	if got := res.Header.Get("Content-Type"); res.StatusCode != http.StatusNotFound || got != "application/problem+json" {
 		t.Errorf("GET /v1/nope: %d %s", res.StatusCode, got)
 	}
+	// A refused stream is a problem too, not plain text.
+	res, err = http.Get(srv.URL + "/v1/board/stream?from=soon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, res)
+	if got := res.Header.Get("Content-Type"); res.StatusCode != http.StatusBadRequest || got != "application/problem+json" {
+		t.Errorf("GET /v1/board/stream?from=soon: %d %s", res.StatusCode, got)
+	}
 	// Without a UI the stream is a 503 problem.
 	bare := serve(t, web.NewServer(web.Config{Pools: s.svc, History: s.events}), httptest.NewRequest(http.MethodGet, "/v1/board/stream", nil))
 	if bare.Status != http.StatusServiceUnavailable || !strings.Contains(bare.Body, capacity.EUNAVAILABLE) {
@@ -193,5 +204,33 @@ func TestBuildChart(t *testing.T) {
 	}
 	if !strings.Contains(c.Summary, "peak 6") {
 		t.Errorf("summary = %q", c.Summary)
+	}
+}
+
+// TestRouteLabels checks that UI requests are counted under their own route
+// patterns on /metrics: one router, so no doubled prefixes and no board
+// counted as unmatched.
+func TestRouteLabels(t *testing.T) {
+	s := newStack(t)
+	v := s.define(t, "p1", "north", "delivery", epoch.Add(26*time.Hour), 4)
+	s.caughtUp(t, v.Version)
+	reg := prometheus.NewRegistry()
+	h := web.NewServer(web.Config{Pools: s.svc, History: s.events, UI: s.ui, Now: s.clock.Now, Registry: reg})
+	for _, path := range []string{"/", "/ui/pools", "/ui/pools/p1", "/ui/board/grid", "/ui/static/ui.css", "/ui/nowhere"} {
+		serve(t, h, httptest.NewRequest(http.MethodGet, path, nil))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the stream answers its headers and ends with the request
+	serve(t, h, httptest.NewRequest(http.MethodGet, "/v1/board/stream", nil).WithContext(ctx))
+	metrics := serve(t, h, httptest.NewRequest(http.MethodGet, "/metrics", nil)).Body
+	for _, route := range []string{"/", "/ui/pools", "/ui/pools/{pool}", "/ui/board/grid", "/ui/static/*", "/v1/board/stream"} {
+		if want := `route="` + route + `"`; !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, bad := range []string{`route="/ui/ui`, `route="/v1/board/stream/v1`, `route="unmatched",status="200"`} {
+		if strings.Contains(metrics, bad) {
+			t.Errorf("metrics hold %s", bad)
+		}
 	}
 }

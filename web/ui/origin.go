@@ -13,7 +13,7 @@ import (
 // with every cross-site POST, and the pages ask for a same-origin Referer
 // (Referrer-Policy), so a form on another site cannot act here. A request
 // with neither header is refused too: it is not one of our forms.
-func sameOrigin(h *Handler, trusted []string) func(http.Handler) http.Handler {
+func sameOrigin(e *engine, trusted []string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			source := r.Header.Get("Origin")
@@ -21,7 +21,7 @@ func sameOrigin(h *Handler, trusted []string) func(http.Handler) http.Handler {
 				source = r.Header.Get("Referer")
 			}
 			if !allowedOrigin(source, r.Host, trusted) {
-				h.renderError(w, r, http.StatusForbidden,
+				e.renderError(w, r, http.StatusForbidden,
 					"This form was not sent from a page of this planner (its Origin or Referer names another site, or none), so it was not applied. Open the page here and submit it again.", "/")
 				return
 			}
@@ -47,7 +47,7 @@ func allowedOrigin(source, host string, trusted []string) bool {
 	return slices.ContainsFunc(trusted, func(t string) bool { return strings.ToLower(strings.TrimSuffix(t, "/")) == origin })
 }
 
-// joinProblems renders field problems as one line, for plain-text answers.
+// joinProblems renders field problems as one line, for a problem detail.
 func joinProblems(problems map[string]string) string {
 	keys := sortedKeys(boolSet(problems))
 	parts := make([]string, len(keys))

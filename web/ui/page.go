@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/web"
 	"github.com/rs/zerolog"
 )
 
@@ -32,8 +33,8 @@ type Flash struct {
 }
 
 // base returns a BasePage for a page rendered now.
-func (h *Handler) base(title, nav string) BasePage {
-	return BasePage{Title: title, Nav: nav, Now: h.cfg.Now().UTC()}
+func (e *engine) base(title, nav string) BasePage {
+	return BasePage{Title: title, Nav: nav, Now: e.now().UTC()}
 }
 
 // ErrorPage is the page of a request that failed.
@@ -45,69 +46,50 @@ type ErrorPage struct {
 	Back string
 }
 
-// statusOf maps a capacity error code to an HTTP status, as web.Error does
-// for the API.
-func statusOf(code string) int {
-	switch code {
-	case capacity.EINVALID:
-		return http.StatusBadRequest
-	case capacity.ENOTFOUND:
-		return http.StatusNotFound
-	case capacity.ECONFLICT, capacity.EINSUFFICIENT, capacity.ECLOSED, capacity.EEXPIRED:
-		return http.StatusConflict
-	case capacity.EPRECONDITION:
-		return http.StatusPreconditionFailed
-	case capacity.EUNAVAILABLE:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
 // messageOf returns what a planner is told about err: the domain's
 // client-safe message, or a generic one for internal errors, which are
 // logged with the request.
-func (h *Handler) messageOf(r *http.Request, err error) (int, string) {
-	code := capacity.ErrorCode(err)
-	status := statusOf(code)
+func (e *engine) messageOf(r *http.Request, err error) (int, string) {
+	status := web.StatusOf(capacity.ErrorCode(err))
 	if status == http.StatusInternalServerError {
-		h.logger(r).Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("ui: internal error")
+		e.logger(r).Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("ui: internal error")
 		return status, "Something went wrong on our side; it has been logged. Try again."
 	}
 	return status, capacity.ErrorMessage(err)
 }
 
 // fail renders err as an error page.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error, back string) {
-	status, msg := h.messageOf(r, err)
-	h.renderError(w, r, status, msg, back)
+func (e *engine) fail(w http.ResponseWriter, r *http.Request, err error, back string) {
+	status, msg := e.messageOf(r, err)
+	e.renderError(w, r, status, msg, back)
 }
 
 // renderError renders the error page with a status and message.
-func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, status int, msg, back string) {
+func (e *engine) renderError(w http.ResponseWriter, r *http.Request, status int, msg, back string) {
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	p := ErrorPage{BasePage: h.base(http.StatusText(status), ""), Status: status, Message: msg, Back: back}
-	h.engine.render(w, r, status, viewError, p)
+	p := ErrorPage{BasePage: e.base(http.StatusText(status), ""), Status: status, Message: msg, Back: back}
+	e.render(w, r, status, viewError, p)
 }
 
 // logger returns the request's logger (set by the web middleware) or the
 // UI's own.
-func (h *Handler) logger(r *http.Request) *zerolog.Logger {
+func (e *engine) logger(r *http.Request) *zerolog.Logger {
 	if l := zerolog.Ctx(r.Context()); l.GetLevel() != zerolog.Disabled {
 		return l
 	}
-	return &h.cfg.Logger
+	return &e.log
 }
 
-func (h *Handler) handleNotFound() http.HandlerFunc {
+func handleNotFound(e *engine) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		h.renderError(w, r, http.StatusNotFound, "There is no page at "+r.URL.Path+".", "/")
+		e.renderError(w, r, http.StatusNotFound, "There is no page at "+r.URL.Path+".", "/")
 	}
 }
 
-func (h *Handler) handleMethodNotAllowed() http.HandlerFunc {
+func handleMethodNotAllowed(e *engine) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		h.renderError(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+".", "/")
+		e.renderError(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+".", "/")
 	}
 }

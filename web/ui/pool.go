@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
-	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/go-chi/chi/v5"
 )
@@ -26,7 +25,7 @@ const (
 // forms that reshape it.
 type PoolPage struct {
 	BasePage
-	Pool pools.View
+	Pool capacity.PoolView
 	// Cell is the pool's utilisation, shown like a board cell.
 	Cell  cellView
 	Chart chart
@@ -79,13 +78,13 @@ type eventRow struct {
 
 // poolPage reads the pool (strongly consistent, from the write side) and
 // its whole history, and builds the page.
-func (h *Handler) poolPage(ctx context.Context, id string) (PoolPage, error) {
-	v, err := h.cfg.Pools.Pool(ctx, id)
+func poolPage(ctx context.Context, e *engine, pools Pools, history History, id string) (PoolPage, error) {
+	v, err := pools.Pool(ctx, id)
 	if err != nil {
 		return PoolPage{}, err
 	}
-	now := h.cfg.Now()
-	p := PoolPage{BasePage: h.base("Pool "+id, "pools"), Pool: v}
+	now := e.now()
+	p := PoolPage{BasePage: e.base("Pool "+id, "pools"), Pool: v}
 	p.Cell = viewOfCell(views.Cell{
 		Region: v.Region, Kind: v.Kind, Day: v.StartsAt.UTC().Format(views.DayLayout), Slot: v.StartsAt, Pools: 1,
 		Capacity: v.Capacity, Overbook: v.Overbook, Held: v.Held, Confirmed: v.Confirmed,
@@ -100,7 +99,7 @@ func (h *Handler) poolPage(ctx context.Context, id string) (PoolPage, error) {
 		events []eventRow
 		series []chartPoint
 	)
-	for rec, err := range h.cfg.History.Read(ctx, id, 0) {
+	for rec, err := range history.Read(ctx, id, 0) {
 		if err != nil {
 			return PoolPage{}, historyError(err)
 		}
@@ -216,20 +215,20 @@ func poolFlash(done string) *Flash {
 }
 
 // handlePool serves GET /ui/pools/{pool}.
-func (h *Handler) handlePool() http.HandlerFunc {
+func handlePool(e *engine, pools Pools, history History) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "pool")
 		if !capacity.ValidID(id) {
-			h.renderError(w, r, http.StatusNotFound, "There is no pool "+fmt.Sprintf("%q", id)+": pool ids are 1-64 characters of A-Z, a-z, 0-9, _ and -.", "/ui/pools")
+			e.renderError(w, r, http.StatusNotFound, "There is no pool "+fmt.Sprintf("%q", id)+": pool ids are 1-64 characters of A-Z, a-z, 0-9, _ and -.", "/ui/pools")
 			return
 		}
-		p, err := h.poolPage(r.Context(), id)
+		p, err := poolPage(r.Context(), e, pools, history, id)
 		if err != nil {
-			h.fail(w, r, err, "/ui/pools")
+			e.fail(w, r, err, "/ui/pools")
 			return
 		}
 		p.Flash = poolFlash(r.URL.Query().Get("done"))
-		h.engine.render(w, r, http.StatusOK, viewPool, p)
+		e.render(w, r, http.StatusOK, viewPool, p)
 	}
 }
 

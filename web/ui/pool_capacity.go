@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/web"
 	"github.com/go-chi/chi/v5"
 )
 
@@ -55,18 +56,18 @@ func conflictMessage(p PoolPage, attempted string) string {
 // refused action: 400 for a bad value, 412 for a stale version (with the
 // current figures), the error page for anything else. adjust fills the
 // refused form back in.
-func (h *Handler) rejectPoolAction(w http.ResponseWriter, r *http.Request, id string, cause error, attempted string, adjust func(*PoolPage)) {
+func rejectPoolAction(w http.ResponseWriter, r *http.Request, e *engine, pools Pools, history History, id string, cause error, attempted string, adjust func(*PoolPage)) {
 	code := capacity.ErrorCode(cause)
 	if code != capacity.EINVALID && code != capacity.EPRECONDITION {
-		h.fail(w, r, cause, poolURL(id, ""))
+		e.fail(w, r, cause, poolURL(id, ""))
 		return
 	}
-	p, err := h.poolPage(r.Context(), id)
+	p, err := poolPage(r.Context(), e, pools, history, id)
 	if err != nil {
-		h.fail(w, r, err, "/ui/pools")
+		e.fail(w, r, err, "/ui/pools")
 		return
 	}
-	status := statusOf(code)
+	status := web.StatusOf(code)
 	if code == capacity.EPRECONDITION {
 		p.Flash = &Flash{Kind: "error", Message: conflictMessage(p, attempted)}
 	} else {
@@ -75,20 +76,20 @@ func (h *Handler) rejectPoolAction(w http.ResponseWriter, r *http.Request, id st
 	if adjust != nil {
 		adjust(&p)
 	}
-	h.engine.render(w, r, status, viewPool, p)
+	e.render(w, r, status, viewPool, p)
 }
 
 // handlePoolCapacity serves POST /ui/pools/{pool}/capacity: a new
 // capacity, conditional on the version the form was rendered at.
-func (h *Handler) handlePoolCapacity() http.HandlerFunc {
+func handlePoolCapacity(e *engine, pools Pools, history History) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := poolParam(r)
 		if err != nil {
-			h.fail(w, r, err, "/ui/pools")
+			e.fail(w, r, err, "/ui/pools")
 			return
 		}
 		if err := parseForm(w, r); err != nil {
-			h.fail(w, r, err, poolURL(id, ""))
+			e.fail(w, r, err, poolURL(id, ""))
 			return
 		}
 		raw := strings.TrimSpace(r.PostForm.Get("capacity"))
@@ -98,17 +99,17 @@ func (h *Handler) handlePoolCapacity() http.HandlerFunc {
 		n, convErr := strconv.Atoi(raw)
 		if convErr != nil || n < 0 || n > capacity.MaxCapacity {
 			problem := fmt.Sprintf("Capacity must be a whole number from 0 to %d.", capacity.MaxCapacity)
-			h.rejectPoolAction(w, r, id, capacity.Errorf(capacity.EINVALID, "%s", problem), "", keepInput(problem))
+			rejectPoolAction(w, r, e, pools, history, id, capacity.Errorf(capacity.EINVALID, "%s", problem), "", keepInput(problem))
 			return
 		}
 		version, err := versionField(r)
 		if err != nil {
-			h.rejectPoolAction(w, r, id, err, "", keepInput(""))
+			rejectPoolAction(w, r, e, pools, history, id, err, "", keepInput(""))
 			return
 		}
-		res, err := h.cfg.Pools.Execute(r.Context(), id, capacity.ChangePool{Capacity: &n, IfVersion: &version})
+		res, err := pools.Execute(r.Context(), id, capacity.ChangePool{Capacity: &n, IfVersion: &version})
 		if err != nil {
-			h.rejectPoolAction(w, r, id, err, fmt.Sprintf("capacity to %d", n), keepInput(""))
+			rejectPoolAction(w, r, e, pools, history, id, err, fmt.Sprintf("capacity to %d", n), keepInput(""))
 			return
 		}
 		done := "capacity"

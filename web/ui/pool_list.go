@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
-	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/views"
 )
 
@@ -28,14 +27,14 @@ type PoolListPage struct {
 
 // poolRow is a pool in the list, with its utilisation shown as on the board.
 type poolRow struct {
-	pools.View
+	capacity.PoolView
 	Cell cellView
 }
 
 // handlePoolList serves GET /ui/pools: pools by region, kind and start
 // date; ?id= jumps to one pool; ?slot= (a board cell's) goes straight to
 // the pool when only one starts then.
-func (h *Handler) handlePoolList() http.HandlerFunc {
+func handlePoolList(e *engine, availability Availability) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if id := strings.TrimSpace(q.Get("id")); id != "" && capacity.ValidID(id) {
@@ -43,8 +42,8 @@ func (h *Handler) handlePoolList() http.HandlerFunc {
 			return
 		}
 		p := PoolListPage{
-			BasePage: h.base("Pools", "pools"), Region: q.Get("region"), Kind: q.Get("kind"),
-			From: q.Get("from"), To: q.Get("to"), ID: q.Get("id"), Running: h.cfg.Availability != nil,
+			BasePage: e.base("Pools", "pools"), Region: q.Get("region"), Kind: q.Get("kind"),
+			From: q.Get("from"), To: q.Get("to"), ID: q.Get("id"), Running: availability != nil,
 		}
 		aq, problems := poolListQuery(q)
 		if p.ID != "" {
@@ -53,16 +52,16 @@ func (h *Handler) handlePoolList() http.HandlerFunc {
 		if len(problems) > 0 {
 			p.Errors = problems
 			p.Flash = &Flash{Kind: "error", Message: "Some fields are not valid; fix the ones marked below."}
-			h.engine.render(w, r, http.StatusBadRequest, viewPools, p)
+			e.render(w, r, http.StatusBadRequest, viewPools, p)
 			return
 		}
-		if h.cfg.Availability == nil {
-			h.engine.render(w, r, http.StatusServiceUnavailable, viewPools, p)
+		if availability == nil {
+			e.render(w, r, http.StatusServiceUnavailable, viewPools, p)
 			return
 		}
-		page, err := h.cfg.Availability.Query(aq, h.cfg.Now())
+		page, err := availability.Query(aq, e.now())
 		if err != nil {
-			h.fail(w, r, err, "/ui/pools")
+			e.fail(w, r, err, "/ui/pools")
 			return
 		}
 		if q.Get("slot") != "" && aq.Cursor == "" && page.Next == "" && len(page.Pools) == 1 {
@@ -71,7 +70,7 @@ func (h *Handler) handlePoolList() http.HandlerFunc {
 		}
 		p.Position = page.Position
 		for _, v := range page.Pools {
-			p.Rows = append(p.Rows, poolRow{View: v, Cell: viewOfCell(views.Cell{
+			p.Rows = append(p.Rows, poolRow{PoolView: v, Cell: viewOfCell(views.Cell{
 				Region: v.Region, Kind: v.Kind, Slot: v.StartsAt, Pools: 1, Capacity: v.Capacity,
 				Held: v.Held, Confirmed: v.Confirmed, ClosedPools: boolInt(v.Status == capacity.Closed),
 				OverCapacityPools: boolInt(v.OverCapacity),
@@ -85,7 +84,7 @@ func (h *Handler) handlePoolList() http.HandlerFunc {
 			next.Set("cursor", page.Next)
 			p.Next = "/ui/pools?" + next.Encode()
 		}
-		h.engine.render(w, r, http.StatusOK, viewPools, p)
+		e.render(w, r, http.StatusOK, viewPools, p)
 	}
 }
 

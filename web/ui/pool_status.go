@@ -8,34 +8,34 @@ import (
 
 // handlePoolStatus serves POST /ui/pools/{pool}/status: close or reopen a
 // pool, conditional on the version the form was rendered at.
-func (h *Handler) handlePoolStatus() http.HandlerFunc {
+func handlePoolStatus(e *engine, pools Pools, history History) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := poolParam(r)
 		if err != nil {
-			h.fail(w, r, err, "/ui/pools")
+			e.fail(w, r, err, "/ui/pools")
 			return
 		}
 		if err := parseForm(w, r); err != nil {
-			h.fail(w, r, err, poolURL(id, ""))
+			e.fail(w, r, err, poolURL(id, ""))
 			return
 		}
 		status := capacity.Status(r.PostForm.Get("status"))
 		if status != capacity.Open && status != capacity.Closed {
-			h.rejectPoolAction(w, r, id, capacity.Errorf(capacity.EINVALID, "status must be %q or %q", capacity.Open, capacity.Closed), "", nil)
+			rejectPoolAction(w, r, e, pools, history, id, capacity.Errorf(capacity.EINVALID, "status must be %q or %q", capacity.Open, capacity.Closed), "", nil)
 			return
 		}
 		version, err := versionField(r)
 		if err != nil {
-			h.rejectPoolAction(w, r, id, err, "", nil)
+			rejectPoolAction(w, r, e, pools, history, id, err, "", nil)
 			return
 		}
 		attempted, done := "closing the pool", "closed"
 		if status == capacity.Open {
 			attempted, done = "reopening the pool", "opened"
 		}
-		res, err := h.cfg.Pools.Execute(r.Context(), id, capacity.ChangePool{Status: status, IfVersion: &version})
+		res, err := pools.Execute(r.Context(), id, capacity.ChangePool{Status: status, IfVersion: &version})
 		if err != nil {
-			h.rejectPoolAction(w, r, id, err, attempted, nil)
+			rejectPoolAction(w, r, e, pools, history, id, err, attempted, nil)
 			return
 		}
 		if !res.Written {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
-	"github.com/capacityd/capacityd/capacity/pools"
 )
 
 func TestPoolPage(t *testing.T) {
@@ -198,10 +197,11 @@ func TestSameOrigin(t *testing.T) {
 		{"trusted proxy name", "https://planner.internal", "", http.StatusSeeOther},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h, err := New(Config{Pools: s.svc, History: s.events, Now: s.clock.Now, TrustedOrigins: []string{"https://planner.internal/"}})
+			u, err := New(Config{Pools: s.svc, History: s.events, Now: s.clock.Now, TrustedOrigins: []string{"https://planner.internal/"}})
 			if err != nil {
 				t.Fatal(err)
 			}
+			h := s.mount(u)
 			req := httptest.NewRequest(http.MethodPost, "/ui/pools/p1/capacity", strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			if tc.origin != "" {
@@ -221,7 +221,7 @@ func TestSameOrigin(t *testing.T) {
 }
 
 // mustPool reads a pool from the write side.
-func mustPool(t testing.TB, s *stack, id string) pools.View {
+func mustPool(t testing.TB, s *stack, id string) capacity.PoolView {
 	t.Helper()
 	p, err := s.svc.Pool(context.Background(), id)
 	if err != nil {

@@ -16,9 +16,11 @@ import (
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/pools/poolstest"
 	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/capacityd/capacityd/e2e/stacktest"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/capacityd/capacityd/streams/projection"
+	"github.com/capacityd/capacityd/web"
 	"github.com/rs/zerolog"
 )
 
@@ -36,7 +38,9 @@ type stack struct {
 	avail  *views.Availability
 	runner *projection.Runner
 	logs   *poolstest.LogBuffer
-	ui     *Handler
+	ui     *UI
+	// handler is the UI as capacityd serves it: routed by web.NewServer.
+	handler http.Handler
 }
 
 // newStack starts the stack and the UI over it; everything stops when the
@@ -44,7 +48,7 @@ type stack struct {
 func newStack(t testing.TB) *stack {
 	t.Helper()
 	s := &stack{clock: poolstest.NewClock(epoch), board: views.NewBoard(), avail: views.NewAvailability(), logs: &poolstest.LogBuffer{}}
-	st := poolstest.NewStack(t, natstest.RunServer(t), "test", pools.Options{Now: s.clock.Now})
+	st := stacktest.NewStack(t, natstest.RunServer(t), "test", pools.Options{Now: s.clock.Now})
 	s.svc, s.events = st.Service, st.Events
 	var err error
 	s.runner, err = projection.New(st.JS, st.Store.StreamName(), "ui_test", projection.Apply(s.board, s.avail))
@@ -66,12 +70,19 @@ func newStack(t testing.TB) *stack {
 	if err != nil {
 		t.Fatalf("ui.New: %v", err)
 	}
+	s.handler = s.mount(s.ui)
 	return s
+}
+
+// mount serves u and the API over the stack as capacityd does, through
+// web.NewServer.
+func (s *stack) mount(u *UI) http.Handler {
+	return web.NewServer(web.Config{Pools: s.svc, History: s.events, UI: u, Now: s.clock.Now, Logger: zerolog.New(s.logs)})
 }
 
 // define defines a pool of the given region and kind starting at starts,
 // lasting two hours.
-func (s *stack) define(t testing.TB, id, region, kind string, starts time.Time, capacityUnits int) pools.View {
+func (s *stack) define(t testing.TB, id, region, kind string, starts time.Time, capacityUnits int) capacity.PoolView {
 	t.Helper()
 	res, err := s.svc.Execute(context.Background(), id, capacity.DefinePool{
 		Pool: id, Region: region, Kind: kind, StartsAt: starts, EndsAt: starts.Add(2 * time.Hour), Capacity: capacityUnits,
@@ -83,7 +94,7 @@ func (s *stack) define(t testing.TB, id, region, kind string, starts time.Time, 
 }
 
 // hold holds quantity units of a pool for ten minutes.
-func (s *stack) hold(t testing.TB, pool, id string, quantity int) pools.View {
+func (s *stack) hold(t testing.TB, pool, id string, quantity int) capacity.PoolView {
 	t.Helper()
 	res, err := s.svc.Execute(context.Background(), pool, capacity.Hold{ReservationID: id, Quantity: quantity, TTL: 10 * time.Minute})
 	if err != nil {
@@ -93,7 +104,7 @@ func (s *stack) hold(t testing.TB, pool, id string, quantity int) pools.View {
 }
 
 // change runs a ChangePool without a version condition.
-func (s *stack) change(t testing.TB, pool string, cmd capacity.ChangePool) pools.View {
+func (s *stack) change(t testing.TB, pool string, cmd capacity.ChangePool) capacity.PoolView {
 	t.Helper()
 	res, err := s.svc.Execute(context.Background(), pool, cmd)
 	if err != nil {
@@ -122,7 +133,7 @@ type response struct {
 // get serves a GET through the UI.
 func (s *stack) get(t testing.TB, target string) response {
 	t.Helper()
-	return serve(t, s.ui, httptest.NewRequest(http.MethodGet, target, nil))
+	return serve(t, s.handler, httptest.NewRequest(http.MethodGet, target, nil))
 }
 
 // post serves a same-origin form POST through the UI.
@@ -131,7 +142,7 @@ func (s *stack) post(t testing.TB, target string, form url.Values) response {
 	req := httptest.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", "http://"+req.Host)
-	return serve(t, s.ui, req)
+	return serve(t, s.handler, req)
 }
 
 func serve(t testing.TB, h http.Handler, req *http.Request) response {

@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/capacityd/capacityd/web"
 )
 
 // streamBuffer is how many changes a board stream may fall behind before
@@ -87,58 +89,59 @@ func streamFilter(r *http.Request, now time.Time) (boardFilter, map[string]strin
 }
 
 // handleBoardStream serves GET /v1/board/stream: the board's cells as
-// server-sent events, live. It subscribes to the board first, then sends a
+// server-sent events, live. A refusal (a bad filter, no board read model)
+// is an API answer, problem+json through web.Error, not a page. It subscribes to the board first, then sends a
 // snapshot (event "snapshot", id = the position it reflects) unless the
 // browser's Last-Event-ID shows it is already there, then each change of a
 // selected cell (event "cell", id = its stream sequence), skipping those
 // the snapshot already reflects. A subscriber the board drops for falling
 // behind resubscribes and gets a fresh snapshot. The loop ends with the
 // request's context; the subscription is cancelled on the way out.
-func (h *Handler) handleBoardStream() http.HandlerFunc {
+func handleBoardStream(board Board, now func() time.Time, heartbeatEvery time.Duration) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if h.cfg.Board == nil {
-			http.Error(w, "the board read model is not running", http.StatusServiceUnavailable)
+		if board == nil {
+			web.Error(w, r, capacity.Errorf(capacity.EUNAVAILABLE, "the board read model is not running"))
 			return
 		}
-		f, problems := streamFilter(r, h.cfg.Now())
+		f, problems := streamFilter(r, now())
 		if len(problems) > 0 {
-			http.Error(w, "invalid filter: "+joinProblems(problems), http.StatusBadRequest)
+			web.Error(w, r, capacity.Errorf(capacity.EINVALID, "invalid filter: %s", joinProblems(problems)))
 			return
 		}
 		ctx := r.Context()
 		lastID, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
 		// Subscribe and read the board before the headers go out: once a
 		// client sees the stream open, every later change reaches it.
-		changes, cancel := h.cfg.Board.Subscribe(ctx, streamBuffer)
-		position, snap := h.snapshot(f, lastID)
+		changes, cancel := board.Subscribe(ctx, streamBuffer)
+		position, snap := snapshotOf(board, f, lastID)
 		stream, err := newSSE(w)
 		if err != nil {
 			cancel()
 			return
 		}
-		heartbeat := time.NewTicker(h.cfg.Heartbeat)
+		heartbeat := time.NewTicker(heartbeatEvery)
 		defer heartbeat.Stop()
 		for {
 			if snap != nil {
 				err = stream.Send("snapshot", position, snap)
 			}
 			if err == nil {
-				err = h.follow(stream, changes, heartbeat.C, f, position, &lastID)
+				err = follow(stream, changes, heartbeat.C, f, position, &lastID)
 			}
 			cancel()
 			if err != nil || ctx.Err() != nil {
 				return
 			}
-			changes, cancel = h.cfg.Board.Subscribe(ctx, streamBuffer)
-			position, snap = h.snapshot(f, lastID)
+			changes, cancel = board.Subscribe(ctx, streamBuffer)
+			position, snap = snapshotOf(board, f, lastID)
 		}
 	}
 }
 
-// snapshot returns the board's position and the selected cells, or nil
+// snapshotOf returns the board's position and the selected cells, or nil
 // cells when the client already has the board at that position (lastID).
-func (h *Handler) snapshot(f boardFilter, lastID uint64) (uint64, *boardSnapshot) {
-	all, position := h.cfg.Board.Cells(f.Region, f.Kind, "")
+func snapshotOf(board Board, f boardFilter, lastID uint64) (uint64, *boardSnapshot) {
+	all, position := board.Cells(f.Region, f.Kind, "")
 	if lastID != 0 && lastID == position {
 		return position, nil
 	}
@@ -154,7 +157,7 @@ func (h *Handler) snapshot(f boardFilter, lastID uint64) (uint64, *boardSnapshot
 // follow sends the changes after position until the subscription ends
 // (nil: resubscribe) or a write fails (its error). lastID tracks the id of
 // the last event sent.
-func (h *Handler) follow(stream *sse, changes <-chan views.BoardChange, heartbeat <-chan time.Time, f boardFilter, position uint64, lastID *uint64) error {
+func follow(stream *sse, changes <-chan views.BoardChange, heartbeat <-chan time.Time, f boardFilter, position uint64, lastID *uint64) error {
 	*lastID = position
 	for {
 		select {

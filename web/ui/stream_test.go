@@ -93,7 +93,7 @@ func (r *eventReader) next() event {
 
 func TestBoardStream(t *testing.T) {
 	s := newStack(t)
-	srv := httptest.NewServer(s.ui)
+	srv := httptest.NewServer(s.handler)
 	t.Cleanup(srv.Close) // after the streams' own cleanups, which end them
 	tue := epoch.Add(26 * time.Hour)
 	s.define(t, "north-a", "north", "delivery", tue, 4)
@@ -167,7 +167,7 @@ func TestBoardStream(t *testing.T) {
 // when its client goes away: httptest.Server.Close waits for every handler.
 func TestBoardStreamEndsWithRequest(t *testing.T) {
 	s := newStack(t)
-	srv := httptest.NewServer(s.ui)
+	srv := httptest.NewServer(s.handler)
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/board/stream", nil)
 	resp, err := http.DefaultClient.Do(req)

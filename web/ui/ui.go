@@ -21,7 +21,7 @@ type Pools interface {
 	Execute(ctx context.Context, pool string, cmd capacity.Command) (pools.Result, error)
 	// Pool returns the pool's current view, strongly consistent;
 	// ENOTFOUND when the pool has never been defined.
-	Pool(ctx context.Context, pool string) (pools.View, error)
+	Pool(ctx context.Context, pool string) (capacity.PoolView, error)
 }
 
 // History reads a pool's own history, the audit trail of the pool page;
@@ -62,7 +62,8 @@ type Config struct {
 	Board Board
 	// Availability lists pools (*views.Availability).
 	Availability Availability
-	// Logger receives template and internal errors.
+	// Logger receives template failures; a request's own errors go to its
+	// logger (set by web's middleware).
 	Logger zerolog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -77,18 +78,17 @@ type Config struct {
 // DefaultHeartbeat is the default interval of board stream heartbeats.
 const DefaultHeartbeat = 15 * time.Second
 
-// Handler is the planner UI: the board at /, pool pages and forms under
-// /ui/, static assets under /ui/static/, and the board's live feed at
-// /v1/board/stream.
-type Handler struct {
+// UI is the planner UI, ready to be routed by web (it implements web.UI):
+// its pages under / and /ui/ on the API's own router, and the board's live
+// feed that web routes at /v1/board/stream.
+type UI struct {
 	cfg    Config
 	engine *engine
-	mux    *chi.Mux
 }
 
 // New parses every template and returns the UI. It fails, rather than
 // panics, when a template does not parse or a dependency is missing.
-func New(cfg Config) (*Handler, error) {
+func New(cfg Config) (*UI, error) {
 	if cfg.Pools == nil || cfg.History == nil {
 		return nil, errors.New("ui: Pools and History are required")
 	}
@@ -98,44 +98,44 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
 	}
-	e, err := newEngine(cfg.Logger)
+	e, err := newEngine(cfg.Now, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, engine: e}
-	h.mux = h.routes()
-	return h, nil
+	return &UI{cfg: cfg, engine: e}, nil
 }
 
-// ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.mux.ServeHTTP(w, r)
-}
+// Routes adds every page and action of the UI to r, the API's router: the
+// board at /, the rest under /ui, where an unknown page or method is an
+// HTML error page rather than a problem.
+func (u *UI) Routes(r chi.Router) {
+	e, cfg := u.engine, u.cfg
+	r.Get("/", handleBoard(e, cfg.Board))
+	r.Route("/ui", func(r chi.Router) {
+		r.NotFound(handleNotFound(e))
+		r.MethodNotAllowed(handleMethodNotAllowed(e))
+		r.Handle("/static/*", e.static())
 
-// routes lists every page and action of the UI.
-func (h *Handler) routes() *chi.Mux {
-	r := chi.NewRouter()
-	r.NotFound(h.handleNotFound())
-	r.MethodNotAllowed(h.handleMethodNotAllowed())
-	r.Handle("/ui/static/*", h.engine.static())
+		r.Get("/", redirectTo("/"))
+		r.Get("/board", redirectTo("/"))
+		r.Get("/board/grid", handleBoardGrid(e, cfg.Board))
+		r.Get("/pools", handlePoolList(e, cfg.Availability))
+		r.Get("/pools/{pool}", handlePool(e, cfg.Pools, cfg.History))
+		r.Get("/week", handleWeekForm(e))
 
-	r.Get("/v1/board/stream", h.handleBoardStream())
-
-	r.Get("/", h.handleBoard())
-	r.Get("/ui", redirectTo("/"))
-	r.Get("/ui/board", redirectTo("/"))
-	r.Get("/ui/board/grid", h.handleBoardGrid())
-	r.Get("/ui/pools", h.handlePoolList())
-	r.Get("/ui/pools/{pool}", h.handlePool())
-	r.Get("/ui/week", h.handleWeekForm())
-
-	r.Group(func(r chi.Router) {
-		r.Use(sameOrigin(h, h.cfg.TrustedOrigins))
-		r.Post("/ui/pools/{pool}/capacity", h.handlePoolCapacity())
-		r.Post("/ui/pools/{pool}/status", h.handlePoolStatus())
-		r.Post("/ui/week", h.handleWeekCreate())
+		r.Group(func(r chi.Router) {
+			r.Use(sameOrigin(e, cfg.TrustedOrigins))
+			r.Post("/pools/{pool}/capacity", handlePoolCapacity(e, cfg.Pools, cfg.History))
+			r.Post("/pools/{pool}/status", handlePoolStatus(e, cfg.Pools, cfg.History))
+			r.Post("/week", handleWeekCreate(e, cfg.Pools))
+		})
 	})
-	return r
+}
+
+// BoardStream returns the handler of GET /v1/board/stream, the board's
+// changes as server-sent events.
+func (u *UI) BoardStream() http.HandlerFunc {
+	return handleBoardStream(u.cfg.Board, u.cfg.Now, u.cfg.Heartbeat)
 }
 
 // redirectTo answers GET with a 303 to path, keeping the query.

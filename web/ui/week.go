@@ -158,18 +158,18 @@ func (p weekPlan) commands() []capacity.DefinePool {
 }
 
 // defaultWeekForm is the form as first shown.
-func (h *Handler) defaultWeekForm() weekForm {
+func defaultWeekForm(now time.Time) weekForm {
 	return weekForm{
 		Kinds: "delivery", Slots: "08:00, 10:00, 12:00, 14:00, 16:00, 18:00", Minutes: "120", Capacity: "20",
-		Start: today(h.cfg.Now()).Format(views.DayLayout),
+		Start: today(now).Format(views.DayLayout),
 	}
 }
 
 // handleWeekForm serves GET /ui/week.
-func (h *Handler) handleWeekForm() http.HandlerFunc {
+func handleWeekForm(e *engine) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p := WeekPage{BasePage: h.base("Create a week of pools", "week"), Form: h.defaultWeekForm()}
-		h.engine.render(w, r, http.StatusOK, viewWeek, p)
+		p := WeekPage{BasePage: e.base("Create a week of pools", "week"), Form: defaultWeekForm(e.now())}
+		e.render(w, r, http.StatusOK, viewWeek, p)
 	}
 }
 
@@ -177,10 +177,10 @@ func (h *Handler) handleWeekForm() http.HandlerFunc {
 // template. Pool ids are deterministic and defining an identical pool
 // again writes nothing, so submitting twice creates nothing new: the
 // second answer counts every pool as existing.
-func (h *Handler) handleWeekCreate() http.HandlerFunc {
+func handleWeekCreate(e *engine, pools Pools) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := parseForm(w, r); err != nil {
-			h.fail(w, r, err, "/ui/week")
+			e.fail(w, r, err, "/ui/week")
 			return
 		}
 		form := weekForm{
@@ -189,13 +189,13 @@ func (h *Handler) handleWeekCreate() http.HandlerFunc {
 		}
 		plan, problems := parseWeek(form)
 		if len(problems) > 0 {
-			p := WeekPage{BasePage: h.base("Create a week of pools", "week"), Form: form, Errors: problems}
+			p := WeekPage{BasePage: e.base("Create a week of pools", "week"), Form: form, Errors: problems}
 			p.Flash = &Flash{Kind: "error", Message: "Nothing was created: fix the fields marked below."}
-			h.engine.render(w, r, http.StatusBadRequest, viewWeek, p)
+			e.render(w, r, http.StatusBadRequest, viewWeek, p)
 			return
 		}
-		done := h.defineWeek(r, plan.commands())
-		done.BasePage = h.base("Week created", "week")
+		done := defineWeek(r, e, pools, plan.commands())
+		done.BasePage = e.base("Week created", "week")
 		done.Start = plan.start.Format(views.DayLayout)
 		filter := boardFilter{From: plan.start, To: plan.start.AddDate(0, 0, weekDays-1)}
 		if len(plan.regions) == 1 {
@@ -211,13 +211,13 @@ func (h *Handler) handleWeekCreate() http.HandlerFunc {
 			done.Title = "Week partly created"
 			done.Flash = &Flash{Kind: "error", Message: fmt.Sprintf("%d pools could not be created; submit the form again to retry them (pools already made are kept).", len(done.Failures))}
 		}
-		h.engine.render(w, r, status, viewWeekDone, done)
+		e.render(w, r, status, viewWeekDone, done)
 	}
 }
 
 // defineWeek defines the pools, a few at once, and counts the outcomes.
 // Every worker is done before it returns.
-func (h *Handler) defineWeek(r *http.Request, cmds []capacity.DefinePool) WeekDonePage {
+func defineWeek(r *http.Request, e *engine, pools Pools, cmds []capacity.DefinePool) WeekDonePage {
 	type outcome struct {
 		id      string
 		written bool
@@ -229,7 +229,7 @@ func (h *Handler) defineWeek(r *http.Request, cmds []capacity.DefinePool) WeekDo
 	for range min(weekWorkers, len(cmds)) {
 		wg.Go(func() {
 			for i := range next {
-				res, err := h.cfg.Pools.Execute(r.Context(), cmds[i].Pool, cmds[i])
+				res, err := pools.Execute(r.Context(), cmds[i].Pool, cmds[i])
 				outcomes[i] = outcome{id: cmds[i].Pool, written: res.Written, err: err}
 			}
 		})
@@ -250,7 +250,7 @@ func (h *Handler) defineWeek(r *http.Request, cmds []capacity.DefinePool) WeekDo
 		case code == capacity.ECONFLICT:
 			done.Conflicts = append(done.Conflicts, o.id)
 		default:
-			_, msg := h.messageOf(r, o.err)
+			_, msg := e.messageOf(r, o.err)
 			done.Failures = append(done.Failures, weekFailure{ID: o.id, Message: msg})
 		}
 	}

@@ -1,7 +1,7 @@
-// Package poolstest holds helpers shared by the tests of the write side and
-// of what is built on it: a fake clock, a log buffer safe for concurrent
-// writes, and the real write side (event store, snapshots and pools service)
-// over an embedded NATS server.
+// Package poolstest holds small helpers shared by the tests of the write
+// side and of what is built on it: a fake clock and a log buffer safe for
+// concurrent writes. It imports nothing but the standard library; the real
+// write side over NATS for tests is e2e/stacktest.
 //
 // It is imported only by tests.
 package poolstest

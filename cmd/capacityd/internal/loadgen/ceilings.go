@@ -25,8 +25,8 @@ const (
 )
 
 // asyncWindow is how many publishes each client of the async storage
-// ceiling keeps in flight. Unbounded async publishing stalls under
-// SyncAlways (NATS-NOTES.md), so it is capped.
+// ceiling keeps in flight. Unbounded PublishAsync stalls under SyncAlways
+// (measured on the reference machine), so it is capped.
 const asyncWindow = 16
 
 // HTTPCeiling is a do-nothing hold endpoint on its own loopback listener:

@@ -6,6 +6,10 @@
 // flags around it. Every figure it reports comes from the same runner, the
 // same HTTP client settings and the same concurrency, so the service and its
 // ceilings can be compared as ratios.
+//
+// It reaches capacityd over HTTP only, as a client of docs/API.md, and
+// imports nothing of the service: the request and answer shapes it encodes
+// are its own copies on purpose.
 package loadgen
 
 import (

@@ -1,4 +1,13 @@
-package poolstest
+// Package stacktest runs the real write side in-process for the tests of
+// the packages built on it (pools, projections, web, the planner UI): the
+// JetStream event store (streams), the snapshot bucket (kv) and a
+// pools.Service over an embedded NATS server (streams/natstest).
+//
+// It wires storage and the write side together, as cmd/capacityd does, so
+// it lives beside the end-to-end tests, where every arrow may point: no
+// package of capacity/, streams/, kv/ or web/ may import it except from a
+// _test.go file.
+package stacktest
 
 import (
 	"context"

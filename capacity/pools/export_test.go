@@ -1,0 +1,4 @@
+package pools
+
+// QueuedCommits returns how many units wait for the cross-pool committer.
+func (s *Service) QueuedCommits() int { return len(s.committer.in) }
