@@ -30,6 +30,13 @@ type StreamEvent struct {
 	Quantity      int    `json:"quantity,omitempty"`
 	Capacity      int    `json:"capacity,omitempty"`
 	Err           string `json:"err,omitempty"`
+	// At is the time the deciding instance recorded on the event;
+	// ExpiresAt a hold's deadline (Held only).
+	At        time.Time `json:"at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// PoolTime is the pool's recorded time after this event: the latest
+	// At of its events so far (set by GroundTruthOf).
+	PoolTime time.Time `json:"-"`
 }
 
 // GroundTruth is what the event stream says happened.
@@ -38,13 +45,35 @@ type GroundTruth struct {
 	Held      map[string]StreamEvent // by reservation id
 	Confirmed map[string]StreamEvent
 	Released  map[string]StreamEvent
+	Expired   map[string]StreamEvent
 	// Figures per pool after replaying the whole stream, and the most
 	// units ever in use (held + confirmed) at any point of it.
 	Final   map[string]Figures
 	MaxUsed map[string]int
 	// Errors are messages that did not decode and anomalies of the
-	// history itself (a reservation held twice).
+	// history itself (a reservation held twice, a hold confirmed or
+	// expired on the wrong side of its deadline in the pool's recorded
+	// time).
 	Errors []string
+	// Lapses are the holds that lapsed, each with where its deadline falls
+	// in the pool's history (for the lapse operations of the check).
+	Lapses []Lapse
+	// AllLapsedBy, when set, is a recorder time by which every hold's
+	// deadline had passed on every instance (a scenario that moves the
+	// clocks past them all says when).
+	AllLapsedBy int64
+	// ClockReaches, when set, is the earliest recorder time at which any
+	// instance's clock could have read t (a scenario that sets the clocks
+	// knows): no hold lapses earlier than ClockReaches(its deadline).
+	ClockReaches func(t time.Time) int64
+}
+
+// Lapse is a hold that passed its deadline unconfirmed: held at HeldSeq,
+// its Expired event at ExpiredSeq.
+type Lapse struct {
+	Pool, ReservationID string
+	ExpiresAt           time.Time
+	HeldSeq, ExpiredSeq uint64
 }
 
 // Figures are a pool's counters.
@@ -83,17 +112,17 @@ func ReadGroundTruth(ctx context.Context, urls, region string, replicas int) (*G
 		se.Type = ev.Event.EventType()
 		switch e := ev.Event.(type) {
 		case capacity.PoolDefined:
-			se.Capacity = e.Capacity + e.Overbook
+			se.Capacity, se.At = e.Capacity+e.Overbook, e.DefinedAt
 		case capacity.CapacityChanged:
-			se.Capacity = e.To
+			se.Capacity, se.At = e.To, e.At
 		case capacity.Held:
-			se.ReservationID, se.Quantity = e.ReservationID, e.Quantity
+			se.ReservationID, se.Quantity, se.At, se.ExpiresAt = e.ReservationID, e.Quantity, e.At, e.ExpiresAt
 		case capacity.Confirmed:
-			se.ReservationID = e.ReservationID
+			se.ReservationID, se.At = e.ReservationID, e.At
 		case capacity.Released:
-			se.ReservationID = e.ReservationID
+			se.ReservationID, se.At = e.ReservationID, e.At
 		case capacity.Expired:
-			se.ReservationID = e.ReservationID
+			se.ReservationID, se.At = e.ReservationID, e.At
 		}
 		events = append(events, se)
 	}
@@ -102,18 +131,31 @@ func ReadGroundTruth(ctx context.Context, urls, region string, replicas int) (*G
 
 // GroundTruthOf folds decoded stream events (as ReadGroundTruth reads them,
 // or from a report's stream.json).
+//
+// Time on a pool is its recorded time: the latest At of its events so far
+// (decisions must never go back before it). A hold lapses when that time
+// reaches its deadline, whether or not its Expired event is written yet,
+// so the units in use at an event are the confirmed ones plus the holds
+// whose deadline is still ahead. A confirm or release of a hold whose
+// deadline the pool's time had already reached, and an Expired event
+// before the deadline, are anomalies.
 func GroundTruthOf(events []StreamEvent) *GroundTruth {
 	gt := &GroundTruth{
 		Events: events,
 		Held:   map[string]StreamEvent{}, Confirmed: map[string]StreamEvent{}, Released: map[string]StreamEvent{},
-		Final: map[string]Figures{}, MaxUsed: map[string]int{},
+		Expired: map[string]StreamEvent{},
+		Final:   map[string]Figures{}, MaxUsed: map[string]int{},
 	}
 	type resvState struct {
-		qty    int
-		status byte
+		qty       int
+		status    byte // 'h' held, 'c' confirmed, 'r' released, 'x' expired
+		expiresAt time.Time
+		heldSeq   uint64
 	}
 	res := map[string]map[string]*resvState{}
-	for _, se := range events {
+	poolTime := map[string]time.Time{}
+	for i := range events {
+		se := &events[i]
 		if se.Err != "" {
 			gt.Errors = append(gt.Errors, se.Err)
 			continue
@@ -124,6 +166,13 @@ func GroundTruthOf(events []StreamEvent) *GroundTruth {
 		f := gt.Final[se.Pool]
 		pr := res[se.Pool]
 		r := pr[se.ReservationID]
+		before := poolTime[se.Pool]
+		now := before
+		if se.At.After(now) {
+			now = se.At
+		}
+		poolTime[se.Pool], se.PoolTime = now, now
+		lapsed := func(r *resvState) bool { return !r.expiresAt.IsZero() && !now.Before(r.expiresAt) }
 		switch se.Type {
 		case capacity.PoolDefinedType, capacity.CapacityChangedType:
 			f.Capacity = se.Capacity
@@ -131,12 +180,16 @@ func GroundTruthOf(events []StreamEvent) *GroundTruth {
 			if _, dup := gt.Held[se.ReservationID]; dup {
 				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: reservation %s held twice", se.Seq, se.ReservationID))
 			}
-			gt.Held[se.ReservationID] = se
-			pr[se.ReservationID] = &resvState{qty: se.Quantity, status: 'h'}
+			gt.Held[se.ReservationID] = *se
+			pr[se.ReservationID] = &resvState{qty: se.Quantity, status: 'h', expiresAt: se.ExpiresAt, heldSeq: se.Seq}
 			f.Held += se.Quantity
 		case capacity.ConfirmedType:
-			gt.Confirmed[se.ReservationID] = se
+			gt.Confirmed[se.ReservationID] = *se
 			if r != nil && r.status == 'h' {
+				if lapsed(r) {
+					gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: confirmed %s at pool time %s (event at %s), at or past its deadline %s",
+						se.Seq, se.ReservationID, now.Format(time.RFC3339Nano), se.At.Format(time.RFC3339Nano), r.expiresAt.Format(time.RFC3339Nano)))
+				}
 				r.status = 'c'
 				f.Held -= r.qty
 				f.Confirmed += r.qty
@@ -144,10 +197,14 @@ func GroundTruthOf(events []StreamEvent) *GroundTruth {
 				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: confirmed %s which is not held", se.Seq, se.ReservationID))
 			}
 		case capacity.ReleasedType:
-			gt.Released[se.ReservationID] = se
+			gt.Released[se.ReservationID] = *se
 			if r != nil {
 				switch r.status {
 				case 'h':
+					if lapsed(r) {
+						gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: released %s at pool time %s, at or past its deadline %s: it had lapsed",
+							se.Seq, se.ReservationID, now.Format(time.RFC3339Nano), r.expiresAt.Format(time.RFC3339Nano)))
+					}
 					f.Held -= r.qty
 				case 'c':
 					f.Confirmed -= r.qty
@@ -155,13 +212,29 @@ func GroundTruthOf(events []StreamEvent) *GroundTruth {
 				r.status = 'r'
 			}
 		case capacity.ExpiredType:
+			gt.Expired[se.ReservationID] = *se
 			if r != nil && r.status == 'h' {
+				if !lapsed(r) {
+					gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: expired %s at pool time %s, before its deadline %s",
+						se.Seq, se.ReservationID, now.Format(time.RFC3339Nano), r.expiresAt.Format(time.RFC3339Nano)))
+				}
 				f.Held -= r.qty
 				r.status = 'x'
+				gt.Lapses = append(gt.Lapses, Lapse{Pool: se.Pool, ReservationID: se.ReservationID, ExpiresAt: r.expiresAt, HeldSeq: r.heldSeq, ExpiredSeq: se.Seq})
 			}
 		}
 		gt.Final[se.Pool] = f
-		gt.MaxUsed[se.Pool] = max(gt.MaxUsed[se.Pool], f.Held+f.Confirmed)
+		used := f.Held + f.Confirmed
+		if used > f.Capacity {
+			// Holds past their deadline no longer count.
+			used = f.Confirmed
+			for _, o := range pr {
+				if o.status == 'h' && !lapsed(o) {
+					used += o.qty
+				}
+			}
+		}
+		gt.MaxUsed[se.Pool] = max(gt.MaxUsed[se.Pool], used)
 	}
 	return gt
 }
@@ -175,6 +248,7 @@ type Result struct {
 	Rejected         int
 	Unknown          int
 	UnknownHappened  int // unknown writes the stream shows happened
+	Lapses           int // holds that lapsed (lapse operations in the check)
 	Overbooked       []string
 	Lost             []Op // acknowledged writes absent from the stream
 	Mismatch         []string
@@ -191,8 +265,12 @@ func (r *Result) Failed() bool {
 
 // Figures is the one-line summary.
 func (r *Result) Figures() string {
-	return fmt.Sprintf("ops attempted=%d acknowledged=%d rejected_for_capacity=%d rejected_other=%d unknown=%d (happened=%d) overbooked_pools=%d lost_acks=%d linearizable=%s (checked in %v)",
-		r.Attempted, r.Acked, r.RejectedCapacity, r.Rejected-r.RejectedCapacity, r.Unknown, r.UnknownHappened,
+	lapses := ""
+	if r.Lapses > 0 {
+		lapses = fmt.Sprintf(" lapsed_holds=%d", r.Lapses)
+	}
+	return fmt.Sprintf("ops attempted=%d acknowledged=%d rejected_for_capacity=%d rejected_other=%d unknown=%d (happened=%d)%s overbooked_pools=%d lost_acks=%d linearizable=%s (checked in %v)",
+		r.Attempted, r.Acked, r.RejectedCapacity, r.Rejected-r.RejectedCapacity, r.Unknown, r.UnknownHappened, lapses,
 		len(r.Overbooked), len(r.Lost), yesNo(r.Check), r.CheckTime.Round(time.Millisecond))
 }
 
@@ -240,6 +318,11 @@ func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []Poo
 			fact, inStream = gt.Confirmed[op.ReservationID]
 		case KindRelease:
 			fact, inStream = gt.Released[op.ReservationID]
+			if !inStream && op.Outcome == OK && op.ResStatus == "expired" {
+				// Releasing a lapsed hold changes nothing: its lapse is
+				// what the stream must show.
+				fact, inStream = gt.Expired[op.ReservationID]
+			}
 		}
 		switch {
 		case op.Outcome == OK && op.Kind != KindRead && !inStream:
@@ -274,10 +357,92 @@ func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []Poo
 		}
 	}
 	r.Mismatch = append(r.Mismatch, gt.Errors...)
+	for _, op := range LapseOps(history, gt) {
+		r.Lapses++
+		r.Ops = append(r.Ops, porcupine.Operation{ClientId: op.Client, Input: op, Call: op.Call, Output: op, Return: op.Return})
+	}
 	start := time.Now()
 	r.Check, r.Info = porcupine.CheckOperationsVerbose(NewModel(capacities), r.Ops, timeout)
 	r.CheckTime = time.Since(start)
 	return r
+}
+
+// lapseClients numbers the lapse operations' pseudo-clients.
+const lapseClients = 1 << 20
+
+// LapseOps returns one lapse operation per hold the stream shows lapsed:
+// the moment its deadline passed, which no client observes directly. Its
+// window comes from the pool's history: it follows every client write the
+// pool recorded before the deadline (those saw the hold live; the lapse is
+// no earlier than the earliest call that could have made them) and
+// precedes every client write decided at or past it (no later than the
+// return of the op that made it). Without such a later write it may fall
+// anywhere after the earlier ones.
+func LapseOps(history []Op, gt *GroundTruth) []Op {
+	if len(gt.Lapses) == 0 {
+		return nil
+	}
+	type key struct {
+		kind Kind
+		id   string
+	}
+	type bounds struct {
+		minCall, maxReturn int64
+		unknown            bool // an op of the key has no return: no upper bound
+	}
+	byKey := map[key]*bounds{}
+	for _, op := range history {
+		if op.Kind == KindRead || op.Outcome == Rejected {
+			continue
+		}
+		k := key{op.Kind, op.ReservationID}
+		b := byKey[k]
+		if b == nil {
+			b = &bounds{minCall: op.Call}
+			byKey[k] = b
+		}
+		b.minCall = min(b.minCall, op.Call)
+		if op.Outcome == OK {
+			b.maxReturn = max(b.maxReturn, op.Return)
+		} else {
+			b.unknown = true
+		}
+	}
+	kindOf := map[string]Kind{capacity.HeldType: KindHold, capacity.ConfirmedType: KindConfirm, capacity.ReleasedType: KindRelease}
+	byPool := map[string][]StreamEvent{}
+	for _, ev := range gt.Events {
+		byPool[ev.Pool] = append(byPool[ev.Pool], ev)
+	}
+	var ops []Op
+	for i, l := range gt.Lapses {
+		evs := byPool[l.Pool]
+		from := sort.Search(len(evs), func(j int) bool { return evs[j].Seq >= l.HeldSeq })
+		op := Op{Client: lapseClients + i, Kind: KindLapse, Pool: l.Pool, ReservationID: l.ReservationID, Outcome: OK, Return: math.MaxInt64}
+		for _, ev := range evs[from:] {
+			if ev.Seq >= l.ExpiredSeq {
+				break
+			}
+			b := byKey[key{kindOf[ev.Type], ev.ReservationID}]
+			if b == nil {
+				continue // not a client's write (an Expired event)
+			}
+			switch {
+			case ev.PoolTime.Before(l.ExpiresAt):
+				op.Call = max(op.Call, b.minCall)
+			case !ev.At.Before(l.ExpiresAt) && !b.unknown:
+				op.Return = min(op.Return, b.maxReturn)
+			}
+		}
+		if gt.ClockReaches != nil {
+			op.Call = max(op.Call, gt.ClockReaches(l.ExpiresAt))
+		}
+		if gt.AllLapsedBy > 0 {
+			op.Return = min(op.Return, gt.AllLapsedBy)
+		}
+		op.Return = max(op.Return, op.Call)
+		ops = append(ops, op)
+	}
+	return ops
 }
 
 // WriteReport writes what is needed to understand a failed history into

@@ -105,6 +105,7 @@ type proc struct {
 	t       testing.TB
 	name    string
 	logPath string
+	env     []string // added to the test's environment
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -138,6 +139,9 @@ func (p *proc) launch(bin string, args ...string) (int64, error) {
 	fmt.Fprintf(f, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
 	offset, _ := f.Seek(0, io.SeekEnd)
 	cmd := exec.Command(bin, args...)
+	if len(p.env) > 0 {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -209,6 +213,27 @@ func (p *proc) Term(limit time.Duration) (int, time.Duration) {
 	return p.state.ExitCode(), took
 }
 
+// Pause stops the process with SIGSTOP; Resume continues it. A paused
+// process keeps its sockets open and answers nothing, like a long GC pause
+// or a VM stalled by its host.
+func (p *proc) Pause() { p.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process with SIGCONT.
+func (p *proc) Resume() { p.signal(syscall.SIGCONT) }
+
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		p.t.Fatalf("%s: %v before start", p.name, sig)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("%s: %v: %v", p.name, sig, err)
+	}
+}
+
 func (p *proc) stop() {
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited
@@ -276,6 +301,7 @@ type capacitydOpts struct {
 	Replicas      int    // default 1
 	SnapshotEvery int    // 0: the binary's default
 	Extra         []string
+	Env           []string // added to the environment, e.g. CAPACITY_CLOCK_FILE=...
 }
 
 // capacityd is a running capacityd binary.
@@ -312,6 +338,7 @@ func startCapacityd(t testing.TB, opts capacitydOpts) *capacityd {
 		opts:    opts,
 		dataDir: filepath.Join(dir, "data"),
 	}
+	c.proc.env = opts.Env
 	c.launch(t, "127.0.0.1:0", "127.0.0.1:0")
 	return c
 }

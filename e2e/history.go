@@ -22,6 +22,9 @@ const (
 	KindConfirm Kind = "confirm"
 	KindRelease Kind = "release"
 	KindRead    Kind = "read" // GET the pool: its counters
+	// KindLapse is not a client's: the moment a hold's deadline passed,
+	// added to the history by the check (see LapseOps).
+	KindLapse Kind = "lapse"
 )
 
 // Outcome is how an operation ended, as far as its client knows.

@@ -14,14 +14,16 @@ import (
 // (held + confirmed + quantity <= capacity) and is refused for capacity
 // only if it does not; confirm turns a held reservation into a confirmed
 // one; release gives a held or confirmed reservation back; a read returns
-// the counters of every write linearized before it. Holds in the traffic
-// live for an hour, so expiry never enters the model; capacity is not
-// changed while traffic runs.
+// the counters of every write linearized before it. A hold lapses at a
+// lapse operation (added by the check for each hold the stream shows
+// expired, see LapseOps): from then on its units are free, a confirm is
+// refused with hold-expired and a release changes nothing. Capacity is
+// not changed while traffic runs.
 
 // resv is a reservation in the model.
 type resv struct {
 	qty    int
-	status byte // 'h' held, 'c' confirmed, 'r' released
+	status byte // 'h' held, 'c' confirmed, 'r' released, 'x' lapsed
 }
 
 // poolState is one pool's state. States are never mutated: Step returns a
@@ -124,7 +126,7 @@ func NewModel(capacities map[string]int) porcupine.Model {
 			}
 			var live []string
 			for id, r := range s.res {
-				if r.status != 'r' {
+				if r.status == 'h' || r.status == 'c' {
 					live = append(live, fmt.Sprintf("%s:%c%d", id, r.status, r.qty))
 				}
 			}
@@ -145,6 +147,8 @@ func describeOp(op Op) string {
 		call = fmt.Sprintf("%s(%s)", op.Kind, op.ReservationID)
 	}
 	switch {
+	case op.Kind == KindLapse:
+		return fmt.Sprintf("lapse(%s)", op.ReservationID)
 	case op.Outcome == OK && op.Kind == KindRead:
 		return fmt.Sprintf("%s -> held=%d confirmed=%d", call, op.Held, op.Confirmed)
 	case op.Outcome == OK:
@@ -180,10 +184,17 @@ func step(s *poolState, in, out Op) (bool, any) {
 			return !exists, s
 		case out.Problem == "conflict":
 			return exists && r.status == 'r', s
+		case out.Problem == "hold-expired":
+			return exists && r.status == 'x', s
 		}
+	case KindLapse:
+		if exists && r.status == 'h' {
+			return true, s.with(in.ReservationID, resv{qty: r.qty, status: 'x'})
+		}
+		return false, s
 	case KindRelease:
 		switch {
-		case out.Outcome == OK && exists && r.status != 'r':
+		case out.Outcome == OK && exists && (r.status == 'h' || r.status == 'c'):
 			return true, s.with(in.ReservationID, resv{qty: r.qty, status: 'r'})
 		case out.Outcome == OK:
 			return exists, s
@@ -195,7 +206,7 @@ func step(s *poolState, in, out Op) (bool, any) {
 			return out.Held == s.held && out.Confirmed == s.confirmed && out.Capacity == s.limit, s
 		}
 	}
-	// Any other answer (hold-expired with hour-long holds, pool-closed,
-	// an unresolved unknown) is not something this pool may do.
+	// Any other answer (pool-closed, an unresolved unknown) is not
+	// something this pool may do.
 	return false, s
 }

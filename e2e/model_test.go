@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"math"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -47,6 +51,19 @@ func TestModel(t *testing.T) {
 		{"acknowledged release forgotten", []Op{
 			hold(0, "a", 2, 0, 1, OK, ""), other(0, KindRelease, "a", 2, 3, OK, ""), read(1, 4, 5, 2, 0),
 		}, porcupine.Illegal},
+		{"a lapse frees units and refuses the confirm", []Op{
+			hold(0, "a", 2, 0, 1, OK, ""), other(9, KindLapse, "a", 1, math.MaxInt64, OK, ""),
+			hold(1, "b", 2, 3, 4, OK, ""), other(0, KindConfirm, "a", 5, 6, Rejected, "hold-expired"),
+			other(0, KindRelease, "a", 7, 8, OK, ""), read(1, 9, 10, 2, 0),
+		}, porcupine.Ok},
+		{"confirmed after its lapse", []Op{
+			hold(0, "a", 2, 0, 1, OK, ""), other(9, KindLapse, "a", 1, 2, OK, ""),
+			other(0, KindConfirm, "a", 5, 6, OK, ""),
+		}, porcupine.Illegal},
+		{"lapse undone by a later read", []Op{
+			hold(0, "a", 2, 0, 1, OK, ""), other(9, KindLapse, "a", 1, math.MaxInt64, OK, ""),
+			read(1, 2, 3, 0, 0), read(2, 4, 5, 2, 0),
+		}, porcupine.Illegal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,5 +75,45 @@ func TestModel(t *testing.T) {
 				t.Fatalf("check = %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// The stream is checked in the pool's recorded time: the latest time any
+// of its events carries.
+func TestGroundTruthClock(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	def := StreamEvent{Seq: 1, Pool: "p", Type: capacity.PoolDefinedType, Capacity: 1, At: t0}
+	held := func(seq uint64, id string, at time.Time, ttl time.Duration) StreamEvent {
+		return StreamEvent{Seq: seq, Pool: "p", Type: capacity.HeldType, ReservationID: id, Quantity: 1, At: at, ExpiresAt: at.Add(ttl)}
+	}
+	ev := func(seq uint64, typ, id string, at time.Time) StreamEvent {
+		return StreamEvent{Seq: seq, Pool: "p", Type: typ, ReservationID: id, At: at}
+	}
+	// b (clock 90 s behind) holds r1; a (90 s ahead) finds it lapsed and
+	// gives its unit to r2; b then confirms r1 in its own time.
+	gt := GroundTruthOf([]StreamEvent{
+		def, held(2, "r1", t0.Add(-90*time.Second), 3*time.Second),
+		held(3, "r2", t0.Add(90*time.Second), 3*time.Second),
+		ev(4, capacity.ConfirmedType, "r1", t0.Add(-89*time.Second)),
+	})
+	if got := gt.MaxUsed["p"]; got != 2 {
+		t.Errorf("max used = %d, want 2 (overbooked)", got)
+	}
+	if len(gt.Errors) != 1 || !strings.Contains(gt.Errors[0], "confirmed r1") {
+		t.Errorf("errors = %q, want one about confirming r1 past its deadline", gt.Errors)
+	}
+	// A hold reused after its deadline, its Expired event written later:
+	// never more than the capacity in use.
+	gt = GroundTruthOf([]StreamEvent{
+		def, held(2, "r1", t0, 3*time.Second), held(3, "r2", t0.Add(4*time.Second), time.Hour),
+		ev(4, capacity.ExpiredType, "r1", t0.Add(4*time.Second)),
+	})
+	if got := gt.MaxUsed["p"]; got != 1 || len(gt.Errors) != 0 || len(gt.Lapses) != 1 {
+		t.Errorf("max used = %d, errors %q, lapses %d; want 1, none, 1", got, gt.Errors, len(gt.Lapses))
+	}
+	// Expired before the deadline.
+	gt = GroundTruthOf([]StreamEvent{def, held(2, "r1", t0, 3*time.Second), ev(3, capacity.ExpiredType, "r1", t0.Add(time.Second))})
+	if len(gt.Errors) != 1 || !strings.Contains(gt.Errors[0], "before its deadline") {
+		t.Errorf("errors = %q, want one about an early expiry", gt.Errors)
 	}
 }

@@ -21,6 +21,12 @@ type history struct {
 	replicas int
 	natsURLs string  // comma-separated, for the stream
 	logs     []*proc // whose logs go into a failure report
+	// allLapsedBy, when set, is the recorder time by which every hold had
+	// lapsed everywhere (GroundTruth.AllLapsedBy).
+	allLapsedBy int64
+	// clockReaches, when set, bounds when a deadline can have passed
+	// (GroundTruth.ClockReaches).
+	clockReaches func(time.Time) int64
 }
 
 // verify reads every pool once more through the service (those reads join
@@ -56,6 +62,7 @@ func verify(t *testing.T, h history) *Result {
 		gt, err = ReadGroundTruth(ctx, h.natsURLs, h.region, h.replicas)
 		return err
 	})
+	gt.AllLapsedBy, gt.ClockReaches = h.allLapsedBy, h.clockReaches
 	res := Check(h.rec.All(), h.w.Capacities(), gt, final, 90*time.Second)
 	t.Logf("FIGURES %s: %s", t.Name(), res.Figures())
 	if !res.Failed() {

@@ -38,6 +38,9 @@ type Config struct {
 	// SweepEvery is how often the service looks for lapsed holds in pools
 	// no loaded entity is sweeping (no flag: tests shorten it).
 	SweepEvery time.Duration
+	// ClockFile is the test-only clock offset file ($CAPACITY_CLOCK_FILE,
+	// no flag; see clock.go).
+	ClockFile string
 }
 
 // DefaultConfig returns the documented defaults (docs/API.md, README).
@@ -132,6 +135,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		}
 		fs.DurationVar(d.p, d.flag, def, d.usage+" ($"+d.env+")")
 	}
+	cfg.ClockFile = getenv(clockFileEnv)
 	if err := fs.Parse(args); err != nil {
 		return cfg, errUsage{err}
 	}

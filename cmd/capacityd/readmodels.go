@@ -22,6 +22,7 @@ type readModels struct {
 	reservations *views.Reservations
 	board        *views.Board
 	runner       *projection.Runner
+	now          func() time.Time
 }
 
 // startReadModels creates the models and runs their projection until the
@@ -31,6 +32,7 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 		availability: views.NewAvailability(),
 		reservations: views.NewReservations(),
 		board:        views.NewBoard(),
+		now:          a.now,
 	}
 	durable := projection.DurableName("views", a.cfg.Region, a.instance())
 	runner, err := projection.New(a.js, a.store.StreamName(), durable,
@@ -99,7 +101,7 @@ func (rm *readModels) Availability(ctx context.Context, q views.AvailabilityQuer
 	if err := rm.waitFor(ctx, minPosition); err != nil {
 		return views.AvailabilityPage{}, err
 	}
-	return rm.availability.Query(q, time.Now())
+	return rm.availability.Query(q, rm.now())
 }
 
 // LookupReservation implements web.ReservationLookup.

@@ -36,7 +36,8 @@ func newLogger(cfg Config, out io.Writer) (zerolog.Logger, error) {
 type app struct {
 	cfg   Config
 	log   zerolog.Logger
-	ns    *embeddedNATS // nil with --nats-url
+	now   func() time.Time // the clock of every decision (time.Now but in fault tests)
+	ns    *embeddedNATS    // nil with --nats-url
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	store *streams.Store
@@ -72,7 +73,7 @@ func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: newClock(cfg.ClockFile)}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {

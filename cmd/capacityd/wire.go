@@ -26,6 +26,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		// that a lost stream leader (an R3 election takes a few seconds)
 		// stalls a pool's queue for seconds, not tens of seconds.
 		AppendTimeout: 3 * time.Second,
+		Now:           a.now,
 		Logger:        a.log.With().Str("component", "pools").Logger(),
 		OnAppend:      metrics.OnAppend,
 	})
@@ -40,6 +41,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		History:      events,
 		Board:        rm.board,
 		Availability: rm.availability,
+		Now:          a.now,
 		Logger:       a.log.With().Str("component", "ui").Logger(),
 	})
 	if err != nil {
@@ -51,6 +53,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		History:      events,
 		Availability: rm,
 		Reservations: rm,
+		Now:          a.now,
 		Logger:       a.log,
 		Registry:     a.reg,
 		Ready:        a.ready,
