@@ -132,7 +132,11 @@ func (a *app) wait(ctx context.Context) error {
 
 // connect starts the embedded server or dials the external one.
 func (a *app) connect(ctx context.Context) error {
-	opts := []nats.Option{nats.Name("capacityd-" + a.cfg.Region), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	opts := []nats.Option{nats.Name("capacityd-" + a.cfg.Region), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		// A server that stops answering (paused, partitioned) is noticed in
+		// about 2 s and the client moves to another, instead of after
+		// nats.go's default of 2 minutes of pings.
+		nats.PingInterval(time.Second), nats.MaxPingsOutstanding(2)}
 	var err error
 	if a.cfg.NATSURL == "" {
 		if a.ns, err = startEmbedded(a.cfg, a.log); err != nil {
