@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/nats-io/nats.go"
@@ -62,7 +63,50 @@ func (s *Store) publishOne(ctx context.Context, subject string, expectedSeq uint
 	hdr[HeaderEventType] = []string{e.Type}
 	hdr[HeaderEventVersion] = []string{strconv.Itoa(e.Version)}
 	hdr[hdrExpectedSubj] = []string{strconv.FormatUint(expectedSeq, 10)}
-	return s.request(ctx, &nats.Msg{Subject: subject, Header: hdr, Data: e.Data})
+	return s.requestResending(ctx, &nats.Msg{Subject: subject, Header: hdr, Data: e.Data})
+}
+
+// resendPause is how long requestResending waits before sending again after nobody took the message.
+const resendPause = 100 * time.Millisecond
+
+// requestResending sends m and, while no server answers it (an attempt times out, or nobody is subscribed:
+// the stream has no leader during an election), sends the very same message again until ctx's deadline. A
+// resend is safe: it carries the same Nats-Msg-Id and expected sequence, so the first copy stored is the
+// only one (an R3 stream answers the resend as a duplicate; an R1 stream answers 10071 and resolve finds
+// the message). 10164 (another write to the subject in flight, on a replicated stream, possibly our own
+// earlier copy) is sent again too. The last failure is returned; a no-responders failure is only returned
+// as such (a definite "nothing stored") when no earlier attempt may have reached a server.
+func (s *Store) requestResending(ctx context.Context, m *nats.Msg) (pubAck, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	reached := false // an attempt may have reached a stream leader
+	for {
+		attemptCtx, attemptCancel := context.WithTimeout(ctx, s.opts.attempt)
+		ack, err := s.request(attemptCtx, m)
+		attemptCancel()
+		switch {
+		case err == nil && (ack.Error == nil || ack.Error.ErrorCode != codeWrongLastSequenceConstant):
+			return ack, nil
+		case err == nil: // 10164
+			reached = true
+		case errors.Is(err, nats.ErrNoResponders):
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			reached = true
+		default:
+			return ack, err
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				return ack, nil // the 10164 answer: resolve looks the subject up
+			}
+			if reached && errors.Is(err, nats.ErrNoResponders) {
+				return pubAck{}, fmt.Errorf("streams: no answer to any attempt (an earlier one may have been stored): %w", context.DeadlineExceeded)
+			}
+			return pubAck{}, err
+		case <-time.After(resendPause):
+		}
+	}
 }
 
 // publishBatch publishes events of one subject as one atomic batch, the expected sequence checked on the

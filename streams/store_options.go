@@ -13,6 +13,7 @@ type options struct {
 	replicas        int
 	duplicateWindow time.Duration
 	timeout         time.Duration
+	attempt         time.Duration
 	maxInflight     int
 }
 
@@ -21,6 +22,7 @@ func defaultOptions() options {
 		replicas:        1,
 		duplicateWindow: 2 * time.Minute,
 		timeout:         5 * time.Second,
+		attempt:         time.Second,
 		maxInflight:     32,
 	}
 }
@@ -66,6 +68,20 @@ func WithMaxInflightBatches(n int) Option {
 			return fmt.Errorf("%w: max inflight batches %d, want 1..50", ErrInvalid, n)
 		}
 		o.maxInflight = n
+		return nil
+	}
+}
+
+// WithAttemptTimeout sets how long a single-message append waits for an answer before sending the same
+// message again (same Nats-Msg-Id and expected sequence), until the append's own deadline (default 1s). A
+// stream leader that died with the message is replaced within seconds; the resend reaches the new one at
+// once instead of the append waiting out its whole timeout.
+func WithAttemptTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: attempt timeout %v, want > 0", ErrInvalid, d)
+		}
+		o.attempt = d
 		return nil
 	}
 }

@@ -515,3 +515,48 @@ func TestAppendAfterTransportFailure(t *testing.T) {
 		t.Fatalf("batch Append with done context = %v, want context.Canceled", err)
 	}
 }
+
+// While no stream answers (a leader election; here the stream is gone for a
+// while), a single-message append sends the same message again until a
+// stream takes it, within its deadline: no wait for the whole timeout, and
+// one copy stored.
+func TestAppendResendsUntilAStreamAnswers(t *testing.T) {
+	store, js := newStore(t, streams.WithAttemptTimeout(200*time.Millisecond))
+	ctx := context.Background()
+	cfg, err := js.Stream(ctx, store.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := cfg.CachedInfo().Config
+	if err := js.DeleteStream(ctx, store.StreamName()); err != nil {
+		t.Fatal(err)
+	}
+	back := make(chan error, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond) // the "election"
+		_, err := js.CreateStream(ctx, config)
+		back <- err
+	}()
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	seq, err := store.Append(actx, "p", 0, events("r", 1))
+	if err := <-back; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || seq != 1 {
+		t.Fatalf("Append across a stream's absence = %d, %v; want 1, nil", seq, err)
+	}
+	if got := readAll(t, store, "p", 0); len(got) != 1 {
+		t.Fatalf("stored %d copies, want 1", len(got))
+	}
+	// With nobody answering until the deadline, nothing was stored: a
+	// definite failure, not an unknown outcome.
+	if err := js.DeleteStream(ctx, store.StreamName()); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel2 := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel2()
+	if _, err := store.Append(short, "q", 0, events("s", 1)); err == nil || errors.Is(err, streams.ErrUnknownOutcome) {
+		t.Fatalf("Append with no stream at all = %v, want a definite failure", err)
+	}
+}
