@@ -299,6 +299,8 @@ func reservationOf(cmd capacity.Command) string {
 		return c.ReservationID
 	case capacity.Release:
 		return c.ReservationID
+	case capacity.Extend:
+		return c.ReservationID
 	}
 	return ""
 }
