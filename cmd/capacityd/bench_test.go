@@ -72,7 +72,7 @@ func TestBenchSmoke(t *testing.T) {
 	for _, s := range r.Scenarios {
 		names = append(names, s.Name)
 		wantSync := SyncInterval
-		if s.Name == loadgen.Durable {
+		if s.Name == loadgen.Durable || s.Name == loadgen.Bookings {
 			wantSync = SyncAlways
 		}
 		if s.Sync != wantSync {
