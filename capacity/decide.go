@@ -16,6 +16,16 @@ import (
 //     with other content is a conflict.
 //   - Confirm turns a live hold into a booking; a lapsed hold can no longer
 //     be confirmed. Confirming twice changes nothing.
+//   - Confirm may name fewer units than held: those are confirmed and the
+//     rest given back in the same event. Confirming again with the same
+//     quantity (or none) changes nothing; with another, conflict.
+//   - Extend gives a live hold a new deadline, now + ttl, if that is later
+//     than its deadline (it never shortens one); a lapsed hold cannot be
+//     extended, nor a confirmed or released reservation.
+//   - A booking's part in a pool is an ordinary reservation whose id is the
+//     booking's, but it moves only with the booking (booking.go): the
+//     single-pool Confirm, Release, Extend and Hold refuse it as a
+//     conflict, and the sweeper's Expire leaves it to ExpireBooking.
 //   - Release gives back a held or confirmed reservation's units; releasing
 //     twice, or releasing a lapsed hold, changes nothing.
 //   - Planners may cut capacity below what is booked: bookings are honoured,
@@ -70,9 +80,18 @@ type Hold struct {
 	TTL           time.Duration
 }
 
-// Confirm turns a hold into a booking.
+// Confirm turns a hold into a booking. Quantity, when set, confirms that
+// many of the units held (1 <= Quantity <= held) and gives the rest back in
+// the same event; 0 confirms them all.
 type Confirm struct {
 	ReservationID string
+	Quantity      int
+}
+
+// Extend gives a live hold a new deadline: now + TTL.
+type Extend struct {
+	ReservationID string
+	TTL           time.Duration
 }
 
 // Release gives a reservation's units back.
@@ -151,14 +170,31 @@ func (c Hold) Validate() error {
 	if c.Quantity < 1 || c.Quantity > MaxQuantity {
 		return Errorf(EINVALID, "quantity must be between 1 and %d", MaxQuantity)
 	}
-	if c.TTL < MinTTL || c.TTL > MaxTTL {
+	return checkTTL(c.TTL)
+}
+
+// Validate implements Command.
+func (c Confirm) Validate() error {
+	if c.Quantity < 0 || c.Quantity > MaxQuantity {
+		return Errorf(EINVALID, "quantity must be between 1 and %d", MaxQuantity)
+	}
+	return checkID("reservation id", c.ReservationID)
+}
+
+// Validate implements Command.
+func (c Extend) Validate() error {
+	if err := checkID("reservation id", c.ReservationID); err != nil {
+		return err
+	}
+	return checkTTL(c.TTL)
+}
+
+func checkTTL(ttl time.Duration) error {
+	if ttl < MinTTL || ttl > MaxTTL {
 		return Errorf(EINVALID, "ttl must be between %s and %s", MinTTL, MaxTTL)
 	}
 	return nil
 }
-
-// Validate implements Command.
-func (c Confirm) Validate() error { return checkID("reservation id", c.ReservationID) }
 
 // Validate implements Command.
 func (c Release) Validate() error { return checkID("reservation id", c.ReservationID) }
@@ -202,12 +238,27 @@ func Decide(p *Pool, cmd Command, now time.Time) ([]Event, error) {
 		return decideConfirm(p, c, now)
 	case Release:
 		return decideRelease(p, c, now)
+	case Extend:
+		return decideExtend(p, c, now)
 	case Expire:
 		var events []Event
 		for _, id := range p.LapsedHolds(now) {
+			if p.Reservations[id].Booking != "" {
+				continue // expired with its booking's other parts (ExpireBooking)
+			}
 			events = append(events, Expired{ReservationID: id, At: now})
 		}
 		return events, nil
+	case HoldBooking:
+		return decideHoldBooking(p, c, now)
+	case ConfirmBooking:
+		return decideConfirmBooking(p, c, now)
+	case ReleaseBooking:
+		return decideReleaseBooking(p, c, now)
+	case ExtendBooking:
+		return decideExtendBooking(p, c, now)
+	case ExpireBooking:
+		return decideExpireBooking(p, c, now)
 	case Read:
 		return nil, nil
 	}
@@ -253,7 +304,7 @@ func decideChange(p *Pool, c ChangePool, now time.Time) ([]Event, error) {
 
 func decideHold(p *Pool, c Hold, now time.Time) ([]Event, error) {
 	if r := p.Reservations[c.ReservationID]; r != nil {
-		if r.Quantity == c.Quantity && r.TTL == c.TTL {
+		if r.Booking == "" && r.heldQuantity() == c.Quantity && r.TTL == c.TTL {
 			return nil, nil
 		}
 		return nil, Errorf(ECONFLICT, "reservation %s exists with a different quantity or ttl", c.ReservationID)
@@ -274,30 +325,90 @@ func decideHold(p *Pool, c Hold, now time.Time) ([]Event, error) {
 	}}, nil
 }
 
-func decideConfirm(p *Pool, c Confirm, now time.Time) ([]Event, error) {
-	r := p.Reservations[c.ReservationID]
+// plainReservation returns the reservation a single-pool command concerns:
+// not found, or a booking's part, which moves only with its booking's
+// other parts (a conflict here).
+func plainReservation(p *Pool, id string) (*Reservation, error) {
+	r := p.Reservations[id]
 	if r == nil {
 		return nil, Errorf(ENOTFOUND, "reservation not found")
 	}
+	if r.Booking != "" {
+		return nil, Errorf(ECONFLICT, "reservation %s is part of booking %s: use the booking", id, r.Booking)
+	}
+	return r, nil
+}
+
+func decideConfirm(p *Pool, c Confirm, now time.Time) ([]Event, error) {
+	r, err := plainReservation(p, c.ReservationID)
+	if err != nil {
+		return nil, err
+	}
+	return confirmEvents(r, c.Quantity, "", now)
+}
+
+func confirmEvents(r *Reservation, quantity int, booking string, now time.Time) ([]Event, error) {
 	switch r.StatusAt(now) {
 	case StatusConfirmed:
+		if quantity != 0 && quantity != r.Quantity {
+			return nil, Errorf(ECONFLICT, "reservation was confirmed with %d units", r.Quantity)
+		}
 		return nil, nil
 	case StatusExpired:
 		return nil, Errorf(EEXPIRED, "hold expired at %s", r.ExpiresAt.Format(time.RFC3339))
 	case StatusReleased:
 		return nil, Errorf(ECONFLICT, "reservation was released")
 	}
-	return []Event{Confirmed{ReservationID: r.ID, At: now}}, nil
+	if quantity > r.Quantity {
+		return nil, Errorf(EINVALID, "quantity %d is more than the %d units held", quantity, r.Quantity)
+	}
+	if quantity == r.Quantity {
+		quantity = 0 // all of them: the event as before v1.1
+	}
+	return []Event{Confirmed{ReservationID: r.ID, At: now, Quantity: quantity, Booking: booking}}, nil
 }
 
 func decideRelease(p *Pool, c Release, now time.Time) ([]Event, error) {
-	r := p.Reservations[c.ReservationID]
-	if r == nil {
-		return nil, Errorf(ENOTFOUND, "reservation not found")
+	r, err := plainReservation(p, c.ReservationID)
+	if err != nil {
+		return nil, err
 	}
+	return releaseEvents(r, "", now), nil
+}
+
+func releaseEvents(r *Reservation, booking string, now time.Time) []Event {
 	switch r.StatusAt(now) {
 	case StatusHeld, StatusConfirmed:
-		return []Event{Released{ReservationID: r.ID, At: now}}, nil
+		return []Event{Released{ReservationID: r.ID, At: now, Booking: booking}}
 	}
-	return nil, nil
+	return nil
+}
+
+func decideExtend(p *Pool, c Extend, now time.Time) ([]Event, error) {
+	r, err := plainReservation(p, c.ReservationID)
+	if err != nil {
+		return nil, err
+	}
+	return extendEvents(p, r, c.TTL, now.Add(c.TTL), "", now)
+}
+
+func extendEvents(p *Pool, r *Reservation, ttl time.Duration, expiresAt time.Time, booking string, now time.Time) ([]Event, error) {
+	switch r.StatusAt(now) {
+	case StatusExpired:
+		return nil, Errorf(EEXPIRED, "hold expired at %s", r.ExpiresAt.Format(time.RFC3339))
+	case StatusConfirmed:
+		return nil, Errorf(ECONFLICT, "reservation is confirmed: nothing to extend")
+	case StatusReleased:
+		return nil, Errorf(ECONFLICT, "reservation was released")
+	}
+	if !now.Before(p.EndsAt) {
+		return nil, Errorf(ECLOSED, "pool window ended at %s", p.EndsAt.Format(time.RFC3339))
+	}
+	if !expiresAt.After(r.ExpiresAt) {
+		// An extension never shortens a hold: it already lives that long.
+		// (Deadlines only move later, so a pool's deadline heap never holds
+		// two live entries for one hold.)
+		return nil, nil
+	}
+	return []Event{Extended{ReservationID: r.ID, TTL: ttl, ExpiresAt: expiresAt, At: now, Booking: booking}}, nil
 }

@@ -23,6 +23,9 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// Pool, when set, is the pool the refusal is about: a booking refused
+	// names the first of its pools that is short (or closed).
+	Pool string
 }
 
 // Error implements the error interface.
@@ -45,6 +48,15 @@ func ErrorCode(err error) string {
 		return e.Code
 	}
 	return EINTERNAL
+}
+
+// ErrorPool returns the pool named by the first *Error in err's chain, or "".
+func ErrorPool(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Pool
+	}
+	return ""
 }
 
 // ErrorMessage returns the client-safe message of err, or "Internal error." for

@@ -18,6 +18,7 @@ const (
 	ConfirmedType       = "capacity.reservation.confirmed"
 	ReleasedType        = "capacity.reservation.released"
 	ExpiredType         = "capacity.reservation.expired"
+	ExtendedType        = "capacity.reservation.extended"
 )
 
 // SchemaVersion is the version of the JSON shape every event is written with.
@@ -62,25 +63,37 @@ type PoolReopened struct {
 }
 
 // Held records a hold of Quantity units until ExpiresAt. TTL is kept so a retried
-// hold can be recognised as the same request.
+// hold can be recognised as the same request. A hold that is one pool's part
+// of a booking names it (Booking, equal to ReservationID) and carries the
+// booking's whole item list, so any one pool's history says which other
+// pools the booking holds; both are absent (omitted) for a plain hold, which
+// keeps the JSON of plain holds as it always was.
 type Held struct {
 	ReservationID string        `json:"reservation_id"`
 	Quantity      int           `json:"quantity"`
 	TTL           time.Duration `json:"ttl"`
 	ExpiresAt     time.Time     `json:"expires_at"`
 	At            time.Time     `json:"at"`
+	Booking       string        `json:"booking,omitempty"`
+	Items         []BookingItem `json:"items,omitempty"`
 }
 
-// Confirmed records that a held reservation became a booking.
+// Confirmed records that a held reservation became a booking. Quantity, when
+// set (v1.1), is fewer units than were held: those are confirmed and the
+// rest given back in the same event. Absent (0) means every unit held, which
+// is how every Confirmed written before v1.1 reads.
 type Confirmed struct {
 	ReservationID string    `json:"reservation_id"`
 	At            time.Time `json:"at"`
+	Quantity      int       `json:"quantity,omitempty"`
+	Booking       string    `json:"booking,omitempty"`
 }
 
 // Released records that a held or confirmed reservation gave its units back.
 type Released struct {
 	ReservationID string    `json:"reservation_id"`
 	At            time.Time `json:"at"`
+	Booking       string    `json:"booking,omitempty"`
 }
 
 // Expired records that a hold passed its deadline unconfirmed. Capacity was
@@ -88,6 +101,18 @@ type Released struct {
 type Expired struct {
 	ReservationID string    `json:"reservation_id"`
 	At            time.Time `json:"at"`
+	Booking       string    `json:"booking,omitempty"`
+}
+
+// Extended records that a live hold got a new deadline, ExpiresAt (At plus
+// TTL, the extension asked for). The hold's own TTL, by which a retried hold
+// is recognised, does not change.
+type Extended struct {
+	ReservationID string        `json:"reservation_id"`
+	TTL           time.Duration `json:"ttl"`
+	ExpiresAt     time.Time     `json:"expires_at"`
+	At            time.Time     `json:"at"`
+	Booking       string        `json:"booking,omitempty"`
 }
 
 // EventType implements Event.
@@ -114,6 +139,9 @@ func (Released) EventType() string { return ReleasedType }
 // EventType implements Event.
 func (Expired) EventType() string { return ExpiredType }
 
+// EventType implements Event.
+func (Extended) EventType() string { return ExtendedType }
+
 // Encode returns the JSON body of e, written at SchemaVersion.
 func Encode(e Event) ([]byte, error) {
 	if h, ok := e.(Held); ok {
@@ -130,6 +158,9 @@ func Encode(e Event) ([]byte, error) {
 // the largest cost of a hot pool's writer. It declines (false) anything
 // json.Marshal would escape or refuse, leaving that to json.Marshal.
 func appendHeld(buf []byte, h Held) ([]byte, bool) {
+	if h.Booking != "" || h.Items != nil {
+		return nil, false // a booking's part: rare enough for encoding/json
+	}
 	if !ValidID(h.ReservationID) || !jsonTime(h.ExpiresAt) || !jsonTime(h.At) {
 		return nil, false
 	}
@@ -185,6 +216,8 @@ func Decode(eventType string, version int, data []byte) (Event, error) {
 		decode = decodeAs[Released]
 	case ExpiredType:
 		decode = decodeAs[Expired]
+	case ExtendedType:
+		decode = decodeAs[Extended]
 	default:
 		return nil, Errorf(EINVALID, "unknown event type %q", eventType)
 	}
@@ -213,6 +246,8 @@ func EventTime(e Event) time.Time {
 	case Released:
 		return e.At
 	case Expired:
+		return e.At
+	case Extended:
 		return e.At
 	}
 	return time.Time{}

@@ -38,6 +38,30 @@ type Reservation struct {
 	ExpiresAt time.Time         `json:"expires_at"`
 	UpdatedAt time.Time         `json:"updated_at"`
 	Version   uint64            `json:"version"`
+	// HeldQuantity is the units first held, set only once a partial
+	// confirmation made Quantity smaller: a retried hold is recognised by it.
+	HeldQuantity int `json:"held_quantity,omitempty"`
+	// Booking is the booking this reservation is one pool's part of (its
+	// id is the booking's), with the booking's items in every pool; empty
+	// for a plain hold.
+	Booking string        `json:"booking,omitempty"`
+	Items   []BookingItem `json:"items,omitempty"`
+}
+
+// Equal reports whether two reservations are the same in every field.
+func (r Reservation) Equal(o Reservation) bool {
+	return r.ID == o.ID && r.Quantity == o.Quantity && r.TTL == o.TTL && r.Status == o.Status &&
+		r.HeldAt == o.HeldAt && r.ExpiresAt == o.ExpiresAt && r.UpdatedAt == o.UpdatedAt &&
+		r.Version == o.Version && r.HeldQuantity == o.HeldQuantity && r.Booking == o.Booking &&
+		slices.Equal(r.Items, o.Items)
+}
+
+// heldQuantity returns the units the reservation's hold asked for.
+func (r *Reservation) heldQuantity() int {
+	if r.HeldQuantity > 0 {
+		return r.HeldQuantity
+	}
+	return r.Quantity
 }
 
 // StatusAt returns the reservation's status as seen at now: a hold whose
@@ -177,6 +201,21 @@ func (p *Pool) LapsedHolds(now time.Time) []string {
 	return ids
 }
 
+// LapsedBookings returns, sorted, the ids of bookings whose holds in this
+// pool passed their deadline at or before now without an Expired event yet.
+// Expire leaves them alone: a booking's holds expire in all its pools at
+// once, by the write side's booking path (ExpireBooking).
+func (p *Pool) LapsedBookings(now time.Time) []string {
+	var ids []string
+	p.walkLapsed(now, func(r *Reservation) {
+		if r.Booking != "" {
+			ids = append(ids, r.ID)
+		}
+	})
+	slices.Sort(ids)
+	return ids
+}
+
 // NextDeadline returns the earliest deadline of a live hold, and false if
 // there is none: when the sweeper should look at the pool next.
 func (p *Pool) NextDeadline() (time.Time, bool) {
@@ -238,14 +277,28 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		}
 		p.Reservations[e.ReservationID] = &Reservation{
 			ID: e.ReservationID, Quantity: e.Quantity, TTL: e.TTL, Status: StatusHeld,
-			HeldAt: e.At, ExpiresAt: e.ExpiresAt, UpdatedAt: e.At,
+			HeldAt: e.At, ExpiresAt: e.ExpiresAt, UpdatedAt: e.At, Booking: e.Booking, Items: e.Items,
 		}
 		p.heldUnits += e.Quantity
 		if old == nil || old.Status != StatusHeld || !old.ExpiresAt.Equal(e.ExpiresAt) {
 			heap.Push(&p.deadlines, deadline{at: e.ExpiresAt, id: e.ReservationID})
 		}
 	case Confirmed:
+		if r := p.Reservations[e.ReservationID]; r != nil && r.Status == StatusHeld && e.Quantity > 0 && e.Quantity < r.Quantity {
+			// A partial confirmation: the units not confirmed go back in
+			// the same event.
+			p.count(r, -1)
+			r.HeldQuantity, r.Quantity = r.Quantity, e.Quantity
+			p.count(r, +1)
+		}
 		p.moveReservation(e.ReservationID, StatusConfirmed, at)
+	case Extended:
+		if r := p.Reservations[e.ReservationID]; r != nil && r.Status == StatusHeld {
+			if !r.ExpiresAt.Equal(e.ExpiresAt) {
+				heap.Push(&p.deadlines, deadline{at: e.ExpiresAt, id: e.ReservationID})
+			}
+			r.ExpiresAt, r.UpdatedAt = e.ExpiresAt, at
+		}
 	case Released:
 		p.moveReservation(e.ReservationID, StatusReleased, at)
 	case Expired:
@@ -315,6 +368,8 @@ func ReservationID(e Event) string {
 	case Released:
 		return e.ReservationID
 	case Expired:
+		return e.ReservationID
+	case Extended:
 		return e.ReservationID
 	}
 	return ""

@@ -17,6 +17,9 @@ import (
 // and releases of holds that exist.
 var reservationIDs = []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
 
+// bookingIDs name bookings; "a" is also a plain reservation's id.
+var bookingIDs = []string{"B1", "B2", "B3", "a"}
+
 var ttls = []time.Duration{time.Second, 30 * time.Second, 90 * time.Second, 5 * time.Minute, 20 * time.Minute}
 
 // zones are the clocks callers decide with: Decide must not care.
@@ -25,7 +28,7 @@ var zones = []*time.Location{time.UTC, time.FixedZone("CEST", 2*3600), time.Fixe
 // commandFor draws a command for pool p, defined (or not yet) as def says.
 func commandFor(p *capacity.Pool, def capacity.DefinePool) *rapid.Generator[capacity.Command] {
 	return rapid.Custom(func(t *rapid.T) capacity.Command {
-		kind := rapid.IntRange(0, 19).Draw(t, "kind")
+		kind := rapid.IntRange(0, 27).Draw(t, "kind")
 		if !p.Defined() && kind < 16 {
 			return def
 		}
@@ -61,11 +64,35 @@ func commandFor(p *capacity.Pool, def capacity.DefinePool) *rapid.Generator[capa
 				TTL:           rapid.SampledFrom(ttls).Draw(t, "ttl"),
 			}
 		case kind <= 14:
-			return capacity.Confirm{ReservationID: rapid.SampledFrom(reservationIDs).Draw(t, "id")}
+			// Now and then fewer units than held (or more: refused).
+			return capacity.Confirm{ReservationID: rapid.SampledFrom(reservationIDs).Draw(t, "id"),
+				Quantity: rapid.SampledFrom([]int{0, 0, 1, 2, 3}).Draw(t, "confirm-quantity")}
 		case kind <= 16:
 			return capacity.Release{ReservationID: rapid.SampledFrom(reservationIDs).Draw(t, "id")}
 		case kind <= 18:
 			return capacity.Expire{}
+		case kind == 20:
+			return capacity.Extend{ReservationID: rapid.SampledFrom(reservationIDs).Draw(t, "id"), TTL: rapid.SampledFrom(ttls).Draw(t, "ttl")}
+		case kind <= 23:
+			// A booking's part: ids that may clash with plain holds ("a").
+			id := rapid.SampledFrom(bookingIDs).Draw(t, "booking")
+			ttl := rapid.SampledFrom(ttls).Draw(t, "ttl")
+			items := []capacity.BookingItem{{Pool: "other", Quantity: 1}, {Pool: def.Pool, Quantity: rapid.IntRange(1, 6).Draw(t, "quantity")}}
+			if r := p.Reservations[id]; r != nil && r.Booking != "" && rapid.Bool().Draw(t, "retry") {
+				items, ttl = r.Items, r.TTL
+			}
+			// The booking's clock may be behind the pool's (another writer).
+			at := p.TimeAt(t0).Add(time.Duration(rapid.Int64Range(-int64(time.Minute), int64(time.Minute)).Draw(t, "booking-clock")))
+			return capacity.HoldBooking{Book: capacity.Book{BookingID: id, Items: items, TTL: ttl}, ExpiresAt: at.Add(ttl)}
+		case kind == 24:
+			return capacity.ConfirmBooking{BookingID: rapid.SampledFrom(bookingIDs).Draw(t, "booking")}
+		case kind == 25:
+			return capacity.ReleaseBooking{BookingID: rapid.SampledFrom(bookingIDs).Draw(t, "booking")}
+		case kind == 26:
+			return capacity.ExpireBooking{BookingID: rapid.SampledFrom(bookingIDs).Draw(t, "booking")}
+		case kind == 27:
+			ttl := rapid.SampledFrom(ttls).Draw(t, "ttl")
+			return capacity.ExtendBooking{BookingID: rapid.SampledFrom(bookingIDs).Draw(t, "booking"), TTL: ttl, ExpiresAt: p.TimeAt(t0).Add(ttl)}
 		}
 		return capacity.Read{}
 	})
@@ -115,8 +142,14 @@ func (r *run) batch(at time.Time, def capacity.DefinePool) {
 		events, err := capacity.Decide(live, cmd, at)
 		if err != nil {
 			switch code := capacity.ErrorCode(err); code {
-			case capacity.EINTERNAL, capacity.EUNAVAILABLE:
+			case capacity.EINTERNAL:
 				t.Fatalf("Decide(%#v) = %v", cmd, err)
+			case capacity.EUNAVAILABLE:
+				switch cmd.(type) {
+				case capacity.HoldBooking, capacity.ExtendBooking: // a deadline already past for the pool
+				default:
+					t.Fatalf("Decide(%#v) = %v", cmd, err)
+				}
 			}
 			if events != nil {
 				t.Fatalf("Decide(%#v) refused (%v) with events %v", cmd, err, events)
@@ -125,6 +158,27 @@ func (r *run) batch(at time.Time, def capacity.DefinePool) {
 		switch c := cmd.(type) {
 		case capacity.Hold:
 			r.checkHoldDecision(c, prior, before, at, events, err)
+		case capacity.HoldBooking:
+			// A part is refused exactly when its pool's item does not fit
+			// (or for the same reasons as a hold), and never lapses at once.
+			if err == nil && len(events) == 1 {
+				h := events[0].(capacity.Held)
+				if h.Quantity > before.Available || !h.ExpiresAt.After(h.At) || h.Booking != c.BookingID {
+					t.Fatalf("booking part %#v with %+v = %#v", c, before, h)
+				}
+			}
+			if capacity.ErrorCode(err) == capacity.EINSUFFICIENT && prior == nil && live.Status == capacity.Open && c.Items[1].Quantity <= before.Available {
+				t.Fatalf("booking part %#v refused with %+v available: %v", c, before, err)
+			}
+			if err != nil && capacity.ErrorPool(err) != live.ID && live.Defined() {
+				t.Fatalf("booking part refusal %v does not name the pool", err)
+			}
+		case capacity.Expire:
+			for _, e := range events {
+				if live.Reservations[capacity.ReservationID(e)].Booking != "" {
+					t.Fatalf("the sweeper expired a booking's part alone: %#v", e)
+				}
+			}
 		case capacity.ChangePool:
 			// If-Match holds iff nothing was written, even in this batch,
 			// since the version it names.
@@ -203,7 +257,11 @@ func (r *run) checkHoldDecision(h capacity.Hold, prior *capacity.Reservation, be
 			t.Fatalf("hold on undefined pool = %v", err)
 		}
 	case prior != nil:
-		same := prior.Quantity == h.Quantity && prior.TTL == h.TTL
+		held := prior.Quantity
+		if prior.HeldQuantity > 0 {
+			held = prior.HeldQuantity
+		}
+		same := prior.Booking == "" && held == h.Quantity && prior.TTL == h.TTL
 		if same && (err != nil || events != nil) || !same && code != capacity.ECONFLICT {
 			t.Fatalf("hold %#v again (was %+v) = %v, %v", h, prior, events, err)
 		}

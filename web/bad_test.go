@@ -9,15 +9,20 @@ import (
 // TestBadRequests sends bad input to every route and checks the problem
 // answered, and that nothing was written.
 func TestBadRequests(t *testing.T) {
-	s := newStack(t)
+	s := newStack(t, withLookup(noReservations{}))
 	h := s.handler
 	definePool(t, s, "bad", 10)
 	wantStatus(t, do(t, h, req{method: "POST", path: "/v1/pools/bad/holds", body: `{"reservation_id":"held","quantity":1}`}), http.StatusCreated)
+	wantStatus(t, do(t, h, req{method: "POST", path: "/v1/bookings", body: `{"booking_id":"bk","items":[{"pool":"bad","quantity":1}]}`}), http.StatusCreated)
 	before := poolVersion(t, s, "bad")
 
 	long := strings.Repeat("x", 65)
 	huge := `{"reservation_id":"big","quantity":1,"ttl":"` + strings.Repeat("1", 70<<10) + `"}`
 	hold := func(body string) req { return req{method: "POST", path: "/v1/pools/bad/holds", body: body} }
+	bookReq := func(body string) req { return req{method: "POST", path: "/v1/bookings", body: body} }
+	post := func(path, body string) req { return req{method: "POST", path: path, body: body} }
+	const item = `{"pool":"bad","quantity":1}`
+	seventeen := strings.TrimSuffix(strings.Repeat(`{"pool":"p","quantity":1},`, 17), ",")
 	put := func(body string) req { return req{method: "PUT", path: "/v1/pools/bad", body: body} }
 	patch := func(body string, ifMatch string) req {
 		r := req{method: "PATCH", path: "/v1/pools/bad", body: body}
@@ -117,6 +122,51 @@ func TestBadRequests(t *testing.T) {
 		{"availability bad region", req{method: "GET", path: "/v1/availability?region=a.b"}, 400, "invalid-request", "region"},
 		{"availability bad limit", req{method: "GET", path: "/v1/availability?limit=0"}, 400, "invalid-request", "limit"},
 		{"availability bad min_position", req{method: "GET", path: "/v1/availability?min_position=x"}, 400, "invalid-request", "min_position"},
+		{"extend without a body", post("/v1/pools/bad/reservations/held/extend", ``), 400, "invalid-request", ""},
+		{"extend without a ttl", post("/v1/pools/bad/reservations/held/extend", `{}`), 400, "invalid-request", "ttl"},
+		{"extend ttl not a duration", post("/v1/pools/bad/reservations/held/extend", `{"ttl":"later"}`), 400, "invalid-request", "ttl"},
+		{"extend ttl too long", post("/v1/pools/bad/reservations/held/extend", `{"ttl":"200h"}`), 400, "invalid-request", "ttl"},
+		{"extend unknown field", post("/v1/pools/bad/reservations/held/extend", `{"ttl":"5m","by":"me"}`), 400, "invalid-request", "by"},
+		{"extend unknown reservation", post("/v1/pools/bad/reservations/nope/extend", `{"ttl":"5m"}`), 404, "not-found", ""},
+		{"extend a booking's part", post("/v1/pools/bad/reservations/bk/extend", `{"ttl":"5m"}`), 409, "conflict", ""},
+		{"confirm quantity zero", post("/v1/pools/bad/reservations/held/confirm", `{"quantity":0}`), 400, "invalid-request", "quantity"},
+		{"confirm quantity a string", post("/v1/pools/bad/reservations/held/confirm", `{"quantity":"1"}`), 400, "invalid-request", "quantity"},
+		{"confirm more than held", post("/v1/pools/bad/reservations/held/confirm", `{"quantity":2}`), 400, "invalid-request", ""},
+		{"confirm unknown field", post("/v1/pools/bad/reservations/held/confirm", `{"qty":1}`), 400, "invalid-request", "qty"},
+		{"confirm malformed body", post("/v1/pools/bad/reservations/held/confirm", `{"quantity":`), 400, "invalid-request", ""},
+		{"release with a body", post("/v1/pools/bad/reservations/held/release", `{"now":true}`), 400, "invalid-request", "now"},
+		{"book malformed JSON", bookReq(`{"booking_id":`), 400, "invalid-request", ""},
+		{"book empty body", bookReq(``), 400, "invalid-request", ""},
+		{"book without id", bookReq(`{"items":[` + item + `]}`), 400, "invalid-request", "booking_id"},
+		{"book bad id", bookReq(`{"booking_id":"a/b","items":[` + item + `]}`), 400, "invalid-request", "booking_id"},
+		{"book without items", bookReq(`{"booking_id":"n1"}`), 400, "invalid-request", "items"},
+		{"book no items", bookReq(`{"booking_id":"n1","items":[]}`), 400, "invalid-request", "items"},
+		{"book items an object", bookReq(`{"booking_id":"n1","items":` + item + `}`), 400, "invalid-request", "items"},
+		{"book seventeen items", bookReq(`{"booking_id":"n1","items":[` + seventeen + `]}`), 400, "invalid-request", "items"},
+		{"book a pool twice", bookReq(`{"booking_id":"n1","items":[` + item + `,` + item + `]}`), 400, "invalid-request", "items[1].pool"},
+		{"book bad pool id", bookReq(`{"booking_id":"n1","items":[{"pool":"a.b","quantity":1}]}`), 400, "invalid-request", "items[0].pool"},
+		{"book quantity zero", bookReq(`{"booking_id":"n1","items":[{"pool":"bad","quantity":0}]}`), 400, "invalid-request", "items[0].quantity"},
+		{"book quantity missing", bookReq(`{"booking_id":"n1","items":[{"pool":"bad"}]}`), 400, "invalid-request", "items[0].quantity"},
+		{"book item unknown field", bookReq(`{"booking_id":"n1","items":[{"pool":"bad","quantity":1,"note":"x"}]}`), 400, "invalid-request", "note"},
+		{"book unknown field", bookReq(`{"booking_id":"n1","items":[` + item + `],"rush":true}`), 400, "invalid-request", "rush"},
+		{"book ttl bad", bookReq(`{"booking_id":"n1","items":[` + item + `],"ttl":"10"}`), 400, "invalid-request", "ttl"},
+		{"book huge body", bookReq(`{"booking_id":"n1","items":[` + item + `],"ttl":"` + strings.Repeat("1", 70<<10) + `"}`), 413, "request-too-large", ""},
+		{"book text body", req{method: "POST", path: "/v1/bookings", body: `{}`, header: map[string]string{"Content-Type": "text/plain"}}, 415, "unsupported-media-type", ""},
+		{"book an unknown pool", bookReq(`{"booking_id":"n1","items":[` + item + `,{"pool":"nope","quantity":1}]}`), 404, "not-found", ""},
+		{"book too much", bookReq(`{"booking_id":"n1","items":[{"pool":"bad","quantity":9}]}`), 409, "insufficient-capacity", ""},
+		{"book the id of a hold", bookReq(`{"booking_id":"held","items":[` + item + `]}`), 409, "conflict", ""},
+		{"book again differently", bookReq(`{"booking_id":"bk","items":[{"pool":"bad","quantity":2}]}`), 409, "conflict", ""},
+		{"booking id bad in path", req{method: "GET", path: "/v1/bookings/a$b"}, 400, "invalid-request", "id"},
+		{"booking id too long", post("/v1/bookings/"+long+"/confirm", ``), 400, "invalid-request", "id"},
+		{"unknown booking", req{method: "GET", path: "/v1/bookings/nope"}, 404, "not-found", ""},
+		{"unknown booking confirm", post("/v1/bookings/nope/confirm", ``), 404, "not-found", ""},
+		{"a hold is not a booking", post("/v1/bookings/held/release", ``), 404, "not-found", ""},
+		{"booking min_position bad", req{method: "GET", path: "/v1/bookings/bk?min_position=x"}, 400, "invalid-request", "min_position"},
+		{"booking confirm with a body", post("/v1/bookings/bk/confirm", `{"quantity":1}`), 400, "invalid-request", "quantity"},
+		{"booking extend without ttl", post("/v1/bookings/bk/extend", `{}`), 400, "invalid-request", "ttl"},
+		{"booking extend bad ttl", post("/v1/bookings/bk/extend", `{"ttl":"0s"}`), 400, "invalid-request", "ttl"},
+		{"wrong method on bookings", req{method: "GET", path: "/v1/bookings"}, 405, "method-not-allowed", ""},
+		{"wrong method on a booking", req{method: "DELETE", path: "/v1/bookings/bk"}, 405, "method-not-allowed", ""},
 		{"unknown route", req{method: "GET", path: "/v2/pools/bad"}, 404, "not-found", ""},
 		{"wrong method", req{method: "DELETE", path: "/v1/pools/bad"}, 405, "method-not-allowed", ""},
 		{"wrong method on holds", req{method: "GET", path: "/v1/pools/bad/holds"}, 405, "method-not-allowed", ""},

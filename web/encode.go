@@ -75,6 +75,24 @@ func decode[T validator](r *http.Request) (T, error) {
 	return v, nil
 }
 
+// decodeOptional is decode for a body that may be left out: an empty (or
+// all-blank) body is T's zero value, still validated.
+func decodeOptional[T validator](r *http.Request) (T, error) {
+	var v T
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		return v, decodeError(err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		if problems := v.Valid(r.Context()); len(problems) > 0 {
+			return v, invalid("request has invalid fields", problems)
+		}
+		return v, nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(data))
+	return decode[T](r)
+}
+
 // checkContentType accepts a missing Content-Type, application/json and
 // any application/*+json.
 func checkContentType(r *http.Request) error {

@@ -49,6 +49,9 @@ type problem struct {
 	Instance  string            `json:"instance,omitempty"`
 	RequestID string            `json:"request_id,omitempty"`
 	Errors    map[string]string `json:"errors,omitempty"`
+	// Pool names the pool a refusal is about: the first pool short (or
+	// closed) of a booking.
+	Pool string `json:"pool,omitempty"`
 }
 
 // requestError is an error of the HTTP layer: a request refused before it
@@ -104,7 +107,7 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	writeProblem(w, r, problem{
 		Type: ProblemTypeBase + code, Title: kind.title, Status: kind.status, Detail: detail,
-		Instance: r.URL.Path, RequestID: requestIDFrom(r.Context()), Errors: fields,
+		Instance: r.URL.Path, RequestID: requestIDFrom(r.Context()), Errors: fields, Pool: capacity.ErrorPool(err),
 	})
 }
 

@@ -23,12 +23,20 @@ type reservationJSON struct {
 	HeldAt        time.Time `json:"held_at"`
 	TTL           string    `json:"ttl"`
 	PoolVersion   uint64    `json:"pool_version,omitempty"`
+	// HeldQuantity is the units first held, when a partial confirmation
+	// kept fewer (quantity).
+	HeldQuantity int `json:"held_quantity,omitempty"`
+	// Booking names the booking the reservation is one pool's part of,
+	// with the booking's items: its other pools.
+	Booking string                 `json:"booking,omitempty"`
+	Items   []capacity.BookingItem `json:"items,omitempty"`
 }
 
 func reservationOf(pool string, res capacity.Reservation, now time.Time) reservationJSON {
 	return reservationJSON{
 		ReservationID: res.ID, Pool: pool, Quantity: res.Quantity, Status: string(res.StatusAt(now)),
 		ExpiresAt: res.ExpiresAt.UTC(), Version: res.Version, HeldAt: res.HeldAt.UTC(), TTL: res.TTL.String(),
+		HeldQuantity: res.HeldQuantity, Booking: res.Booking, Items: res.Items,
 	}
 }
 
@@ -70,11 +78,15 @@ func (h holdRequest) Valid(context.Context) map[string]string {
 }
 
 // ttl returns the requested TTL (default capacity.DefaultTTL) or a problem.
-func (h holdRequest) ttl() (time.Duration, string) {
-	if h.TTL == nil {
+func (h holdRequest) ttl() (time.Duration, string) { return ttlOf(h.TTL) }
+
+// ttlOf parses a requested TTL, a Go duration string (absent:
+// capacity.DefaultTTL), or returns a problem.
+func ttlOf(s *string) (time.Duration, string) {
+	if s == nil {
 		return capacity.DefaultTTL, ""
 	}
-	d, err := time.ParseDuration(*h.TTL)
+	d, err := time.ParseDuration(*s)
 	if err != nil {
 		return 0, `must be a Go duration, e.g. "10m" or "90s"`
 	}
@@ -111,9 +123,9 @@ func handleHold(p Pools, now func() time.Time) http.HandlerFunc {
 	}
 }
 
-// handleReservationCommand serves confirm and release: commands on one
-// reservation with no body, idempotent.
-func handleReservationCommand(p Pools, now func() time.Time, command func(id string) capacity.Command) http.HandlerFunc {
+// handleReservationCommand serves confirm, release and extend: commands on
+// one reservation, their bodies decoded by command.
+func handleReservationCommand(p Pools, now func() time.Time, command func(r *http.Request, id string) (capacity.Command, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		pool, err := idParam(r, "pool")
 		if err != nil {
@@ -125,7 +137,12 @@ func handleReservationCommand(p Pools, now func() time.Time, command func(id str
 			Error(w, r, err)
 			return
 		}
-		res, err := p.Execute(r.Context(), pool, command(id))
+		cmd, err := command(r, id)
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		res, err := p.Execute(r.Context(), pool, cmd)
 		if err != nil {
 			Error(w, r, err)
 			return
@@ -134,12 +151,67 @@ func handleReservationCommand(p Pools, now func() time.Time, command func(id str
 	}
 }
 
+// confirmRequest is the optional body of a confirm: fewer units than held.
+type confirmRequest struct {
+	Quantity *int `json:"quantity"`
+}
+
+// Valid implements validator.
+func (c confirmRequest) Valid(context.Context) map[string]string {
+	if c.Quantity != nil && (*c.Quantity < 1 || *c.Quantity > capacity.MaxQuantity) {
+		return map[string]string{"quantity": fmt.Sprintf("must be between 1 and %d (and at most the units held)", capacity.MaxQuantity)}
+	}
+	return nil
+}
+
 func handleConfirm(p Pools, now func() time.Time) http.HandlerFunc {
-	return handleReservationCommand(p, now, func(id string) capacity.Command { return capacity.Confirm{ReservationID: id} })
+	return handleReservationCommand(p, now, func(r *http.Request, id string) (capacity.Command, error) {
+		req, err := decodeOptional[confirmRequest](r)
+		if err != nil {
+			return nil, err
+		}
+		c := capacity.Confirm{ReservationID: id}
+		if req.Quantity != nil {
+			c.Quantity = *req.Quantity
+		}
+		return c, nil
+	})
 }
 
 func handleRelease(p Pools, now func() time.Time) http.HandlerFunc {
-	return handleReservationCommand(p, now, func(id string) capacity.Command { return capacity.Release{ReservationID: id} })
+	return handleReservationCommand(p, now, func(r *http.Request, id string) (capacity.Command, error) {
+		if _, err := decodeOptional[emptyRequest](r); err != nil {
+			return nil, err
+		}
+		return capacity.Release{ReservationID: id}, nil
+	})
+}
+
+// extendRequest is the body of an extend: the new TTL, from now.
+type extendRequest struct {
+	TTL *string `json:"ttl"`
+}
+
+// Valid implements validator.
+func (e extendRequest) Valid(context.Context) map[string]string {
+	if e.TTL == nil {
+		return map[string]string{"ttl": "required"}
+	}
+	if _, problem := ttlOf(e.TTL); problem != "" {
+		return map[string]string{"ttl": problem}
+	}
+	return nil
+}
+
+func handleExtend(p Pools, now func() time.Time) http.HandlerFunc {
+	return handleReservationCommand(p, now, func(r *http.Request, id string) (capacity.Command, error) {
+		req, err := decode[extendRequest](r)
+		if err != nil {
+			return nil, err
+		}
+		ttl, _ := ttlOf(req.TTL)
+		return capacity.Extend{ReservationID: id, TTL: ttl}, nil
+	})
 }
 
 func handleGetReservation(p Pools, now func() time.Time) http.HandlerFunc {

@@ -27,6 +27,18 @@ type Pools interface {
 	// Reservation returns one reservation of a pool; ENOTFOUND when the
 	// pool or the reservation does not exist.
 	Reservation(ctx context.Context, pool, id string) (capacity.Reservation, error)
+	// Book holds a booking's items in all its pools or none; a refusal
+	// names the first pool short (capacity.ErrorPool).
+	Book(ctx context.Context, b capacity.Book) (pools.Booking, error)
+	// Booking, ConfirmBooking, ReleaseBooking and ExtendBooking read or
+	// move every pool of a booking together; items are the booking's.
+	Booking(ctx context.Context, id string, items []capacity.BookingItem) (pools.Booking, error)
+	ConfirmBooking(ctx context.Context, id string, items []capacity.BookingItem) (pools.Booking, error)
+	ReleaseBooking(ctx context.Context, id string, items []capacity.BookingItem) (pools.Booking, error)
+	ExtendBooking(ctx context.Context, id string, ttl time.Duration, items []capacity.BookingItem) (pools.Booking, error)
+	// KnownBooking returns the items of a booking the write side
+	// remembers (it wrote it); else they are found in the read model.
+	KnownBooking(id string) ([]capacity.BookingItem, bool)
 }
 
 // History reads a pool's own history; every capacity.EventStore (such as

@@ -47,7 +47,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 			t.Errorf("openapi.json documents %s, which is not a route", op)
 		}
 	}
-	if len(served) != 15 {
+	if len(served) != 21 {
 		t.Errorf("only %d routes: %v", len(served), keys(served))
 	}
 	res := do(t, NewServer(Config{}), req{method: "GET", path: "/openapi.json"})
@@ -78,12 +78,31 @@ func (*panicky) Reservation(context.Context, string, string) (capacity.Reservati
 	panic("boom")
 }
 
+func (*panicky) Book(context.Context, capacity.Book) (pools.Booking, error) { panic("boom") }
+func (*panicky) Booking(context.Context, string, []capacity.BookingItem) (pools.Booking, error) {
+	panic("boom")
+}
+
+func (*panicky) ConfirmBooking(context.Context, string, []capacity.BookingItem) (pools.Booking, error) {
+	panic("boom")
+}
+
+func (*panicky) ReleaseBooking(context.Context, string, []capacity.BookingItem) (pools.Booking, error) {
+	panic("boom")
+}
+
+func (*panicky) ExtendBooking(context.Context, string, time.Duration, []capacity.BookingItem) (pools.Booking, error) {
+	panic("boom")
+}
+func (*panicky) KnownBooking(string) ([]capacity.BookingItem, bool) { panic("boom") }
+
 func TestPanicBecomesProblem(t *testing.T) {
 	logs := &poolstest.LogBuffer{}
 	h := NewServer(Config{Pools: &panicky{}, Logger: zerolog.New(logs)})
 	for _, rq := range []req{
 		{method: "GET", path: "/v1/pools/p"},
 		{method: "POST", path: "/v1/pools/p/holds", body: `{"reservation_id":"r","quantity":1}`},
+		{method: "POST", path: "/v1/bookings", body: `{"booking_id":"b","items":[{"pool":"p","quantity":1}]}`},
 	} {
 		p := wantProblem(t, do(t, h, rq), http.StatusInternalServerError, "internal")
 		if strings.Contains(p["detail"].(string), "boom") {

@@ -32,6 +32,56 @@
 // memory and reloads on its next command. Metrics exports the appends and
 // the service's running totals to Prometheus.
 //
+// Bookings (booking.go) hold units in several pools all or nothing. A
+// coordinator (the caller's goroutine, counted by Close) sends a part
+// request into each pool's entity queue, one pool after the other in
+// pool-id order. An entity that reaches the part in its batch first appends
+// and answers what the batch decided before it, so its state is stored;
+// then it decides the part against that state (a refusal is answered at
+// once and holds nothing), hands the coordinator its expected sequence and
+// events, and waits, deciding nothing else, for the verdict. Taking the
+// pools in one global order is what keeps two bookings over the same pools
+// from waiting on each other in a circle: the one that got the lower pool
+// first gets the rest, the other queues behind it. Once every part is in:
+// if any pool refused, every entity is let go with nothing written and the
+// booking is refused naming the first refusing pool in the client's item
+// order; else all parts go out as one unit (one atomic batch, each message
+// with its pool's expected sequence) through the cross-pool committer, or
+// straight to EventStore.AppendAll when it is off, and each entity is told
+// where its part was stored (it evolves and stamps) or that the outcome is
+// not known (it drops its state and reloads, as after a failed append).
+// When another instance moved one of the pools (a StaleError), nothing was
+// stored: the whole booking is decided again, at most 8 times. Every wait
+// is bounded: the coordinator by the caller's context and RequestTimeout,
+// the entity by RequestTimeout + AppendTimeout and by shutdown; the append
+// itself, like an entity's, is not cut short by Close, so the caller learns
+// the real outcome.
+//
+// Why this and not a coordinator that reads the pools' states and decides
+// by itself: the entities are the single writers of their pools here, so
+// deciding inside them keeps one place where a pool's state is touched and
+// one set of rules (capacity.Decide on HoldBooking and friends); and a part
+// waits only for its own booking's append, one round trip, while the
+// pool's queue keeps filling for its next group commit.
+//
+// A booking has one deadline: the coordinator picks it (now + ttl) and
+// every part holds until then, so every part lapses at the same instant and
+// decisions count none of them from then on. The Expired records are
+// written together too: the per-pool sweeper (capacity.Expire) skips holds
+// that belong to a booking and hands them to the service's booking expirer,
+// which runs ExpireBooking over all the booking's pools as one unit.
+// Confirm, release and extend of a booking move every pool the same way.
+//
+// Where a booking is kept: nowhere but its pools. Each pool has an
+// ordinary reservation whose id is the booking id, and its Held event
+// carries the booking's item list. So any one pool's history (or the
+// reservation read model, which indexes every pool's reservations by id)
+// says which pools the booking spans; a GET reads all of them at one point
+// of their histories with the same locking protocol (a part that decides
+// nothing), so a booking is never seen partly held. The service remembers
+// the items of the bookings it wrote (KnownBooking) so a confirm right after
+// a booking needs no read model.
+//
 // Layers: pools is the write side. It imports capacity (the rules, the
 // EventStore and SnapshotStore interfaces it writes through) and nothing of
 // the repository else: never capacity/views (the read side; the two meet

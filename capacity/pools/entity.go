@@ -3,6 +3,7 @@ package pools
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ type request struct {
 	cmd           capacity.Command
 	reservationID string // the reservation to return, if any
 	reply         chan response
+	part          *part // set: one pool's part of a booking (booking.go)
 }
 
 // fail answers the request with err, if anyone waits for an answer.
@@ -24,8 +26,9 @@ func (r *request) fail(err error) {
 }
 
 type response struct {
-	result Result
-	err    error
+	result   Result
+	err      error
+	prepared *prepared // a booking part's decision
 }
 
 // entity is the single writer of one pool in this process.
@@ -99,7 +102,7 @@ func (e *entity) drain() {
 		}
 		e.mu.Unlock()
 
-		e.process(batch)
+		e.processAll(batch)
 		// A pool that does not exist is not kept in memory: requests for
 		// random ids must not pile up entities.
 		if e.pool != nil && !e.pool.Defined() {
@@ -140,6 +143,32 @@ func (e *entity) scheduleSweep() {
 func (e *entity) stopSweep() {
 	if e.sweep != nil {
 		e.sweep.Stop()
+	}
+}
+
+// processAll processes a batch taken off the queue: the commands up to a
+// booking's part as one batch (decided, appended, answered), then the part
+// (which holds the pool until the booking's verdict), then the rest.
+func (e *entity) processAll(batch []*request) {
+	start := 0
+	for i, r := range batch {
+		if r.part == nil {
+			continue
+		}
+		if i > start {
+			e.process(batch[start:i])
+		}
+		start = i + 1
+		if e.svc.ctx.Err() != nil {
+			for _, r := range batch[i:] {
+				r.fail(errShuttingDown)
+			}
+			return
+		}
+		e.prepare(r)
+	}
+	if start < len(batch) {
+		e.process(batch[start:])
 	}
 }
 
@@ -245,6 +274,9 @@ func (e *entity) process(batch []*request) {
 		break
 	}
 	e.answer(batch, decisions, err)
+	if e.pool != nil && slices.ContainsFunc(batch, func(r *request) bool { _, ok := r.cmd.(capacity.Expire); return ok }) {
+		e.expireBookings()
+	}
 }
 
 // answer replies to every request of a batch; batchErr, when set, is the

@@ -29,6 +29,11 @@ type Service struct {
 
 	committer     *committer    // nil: each pool appends on its own
 	stopCommitter chan struct{} // closed once every entity has stopped
+
+	known    knownBookings      // items of bookings written here
+	expiries chan bookingExpiry // lapsed bookings to expire in all their pools
+	expiryMu sync.Mutex
+	expiring map[string]bool // booking ids queued on expiries
 }
 
 // Result is what a command did: the pool after it, the reservation it
@@ -49,10 +54,13 @@ func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) 
 		ctx: ctx, cancel: cancel,
 		entities:  make(map[string]*entity),
 		snapshots: make(chan snapshot, 256),
+		expiries:  make(chan bookingExpiry, 1024),
+		expiring:  make(map[string]bool),
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.writeSnapshots()
 	go s.evictIdle()
+	go s.expireLapsedBookings()
 	if s.opts.BatchAcrossPools {
 		s.committer = newCommitter(store, s.opts.MinBatchCommits, s.opts.MaxBatchCommits, s.opts.AppendTimeout, &s.stats)
 		s.stopCommitter = make(chan struct{})
@@ -321,6 +329,8 @@ func reservationOf(cmd capacity.Command) string {
 	case capacity.Confirm:
 		return c.ReservationID
 	case capacity.Release:
+		return c.ReservationID
+	case capacity.Extend:
 		return c.ReservationID
 	}
 	return ""

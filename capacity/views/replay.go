@@ -109,7 +109,7 @@ func (r *Replay) Diff(a *Availability, res *Reservations, b *Board, now time.Tim
 					if !report("reservation %s of pool %s missing", rid, id) {
 						return diffs
 					}
-				} else if matches[i].Reservation != w && !report("reservation %s of pool %s:\n got %+v\nwant %+v", rid, id, matches[i].Reservation, w) {
+				} else if !matches[i].Reservation.Equal(w) && !report("reservation %s of pool %s:\n got %+v\nwant %+v", rid, id, matches[i].Reservation, w) {
 					return diffs
 				}
 			}

@@ -63,7 +63,9 @@ own embedded service in a temporary directory; --url benches a running one.
 
 Scenarios: hot-pool (one pool, quantity-1 holds), many-pools (holds spread
 over --pools pools), mixed (10 reads : 1 write of holds, confirms, releases),
-durable (hot-pool with --sync always, the service's default durability).
+durable (hot-pool with --sync always, the service's default durability),
+bookings (two-pool bookings over 1,000 slot pools and 50 picking pools beside
+single-pool holds on the slots, --sync always; each kind reported apart).
 
 Example: capacityd bench --scenario hot-pool,durable --duration 10s --json
 
@@ -225,7 +227,7 @@ func (b *benchRun) syncOf(scenario string) string {
 	switch {
 	case b.opts.URL != "":
 		return "unknown"
-	case scenario == loadgen.Durable:
+	case scenario == loadgen.Durable, scenario == loadgen.Bookings:
 		return SyncAlways
 	}
 	return b.opts.Sync

@@ -72,7 +72,7 @@ func TestBenchSmoke(t *testing.T) {
 	for _, s := range r.Scenarios {
 		names = append(names, s.Name)
 		wantSync := SyncInterval
-		if s.Name == loadgen.Durable {
+		if s.Name == loadgen.Durable || s.Name == loadgen.Bookings {
 			wantSync = SyncAlways
 		}
 		if s.Sync != wantSync {
@@ -101,8 +101,14 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("%s: nothing held or confirmed: %+v", s.Name, *c)
 		}
 		wantPools := 1
-		if s.Name == loadgen.ManyPools || s.Name == loadgen.Mixed {
+		switch s.Name {
+		case loadgen.ManyPools, loadgen.Mixed:
 			wantPools = 20
+		case loadgen.Bookings:
+			wantPools = 1050
+			if s.PerOp["book"].OK == 0 || s.PerOp["hold"].OK == 0 {
+				t.Errorf("bookings: per op %+v, want books and holds", s.PerOp)
+			}
 		}
 		if c.Pools != wantPools || s.Pools != wantPools {
 			t.Errorf("%s: pools = %d checked of %d, want %d", s.Name, c.Pools, s.Pools, wantPools)

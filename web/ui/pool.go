@@ -65,6 +65,10 @@ type reservationRow struct {
 	ExpiresAt time.Time
 	UpdatedAt time.Time
 	Version   uint64
+	// Booking names the booking the reservation is this pool's part of,
+	// and OtherPools its other pools (empty for a plain hold).
+	Booking    string
+	OtherPools []string
 }
 
 // eventRow is one event of the audit trail.
@@ -152,10 +156,16 @@ func historyError(err error) error {
 func reservationRows(p *capacity.Pool, now time.Time) ([]reservationRow, int) {
 	rows := make([]reservationRow, 0, len(p.Reservations))
 	for _, r := range p.Reservations {
-		rows = append(rows, reservationRow{
+		row := reservationRow{
 			ID: r.ID, Quantity: r.Quantity, Status: r.StatusAt(now), HeldAt: r.HeldAt,
-			ExpiresAt: r.ExpiresAt, UpdatedAt: r.UpdatedAt, Version: r.Version,
-		})
+			ExpiresAt: r.ExpiresAt, UpdatedAt: r.UpdatedAt, Version: r.Version, Booking: r.Booking,
+		}
+		for _, it := range r.Items {
+			if it.Pool != p.ID {
+				row.OtherPools = append(row.OtherPools, it.Pool)
+			}
+		}
+		rows = append(rows, row)
 	}
 	slices.SortFunc(rows, func(a, b reservationRow) int {
 		return cmp.Or(b.UpdatedAt.Compare(a.UpdatedAt), cmp.Compare(a.ID, b.ID))
@@ -189,8 +199,16 @@ func eventOf(rec capacity.Recorded) eventRow {
 	case capacity.Held:
 		row.Summary = fmt.Sprintf("%s held %d until %s UTC (TTL %s)", e.ReservationID, e.Quantity,
 			e.ExpiresAt.UTC().Format("15:04:05"), e.TTL)
+		if e.Booking != "" {
+			row.Summary += fmt.Sprintf(" for booking %s (%d pools)", e.Booking, len(e.Items))
+		}
 	case capacity.Confirmed:
 		row.Summary = e.ReservationID + " confirmed"
+		if e.Quantity > 0 {
+			row.Summary = fmt.Sprintf("%s confirmed %d units, the rest given back", e.ReservationID, e.Quantity)
+		}
+	case capacity.Extended:
+		row.Summary = fmt.Sprintf("%s extended until %s UTC", e.ReservationID, e.ExpiresAt.UTC().Format("15:04:05"))
 	case capacity.Released:
 		row.Summary = e.ReservationID + " released"
 	case capacity.Expired:

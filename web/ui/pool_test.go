@@ -229,3 +229,19 @@ func mustPool(t testing.TB, s *stack, id string) capacity.PoolView {
 	}
 	return p
 }
+
+// A booking's reservation links to its booking and to its other pools.
+func TestPoolPageShowsBookings(t *testing.T) {
+	s := newStack(t)
+	starts := epoch.Add(26 * time.Hour)
+	s.define(t, "slot1", "north", "delivery", starts, 10)
+	s.define(t, "pick1", "north", "picking", starts, 10)
+	if _, err := s.svc.Book(context.Background(), capacity.Book{BookingID: "order-9", TTL: time.Hour,
+		Items: []capacity.BookingItem{{Pool: "slot1", Quantity: 1}, {Pool: "pick1", Quantity: 4}}}); err != nil {
+		t.Fatal(err)
+	}
+	res := s.get(t, "/ui/pools/slot1")
+	wantStatus(t, res, http.StatusOK)
+	wantBody(t, res, `<a href="/v1/bookings/order-9">order-9</a> with <a href="/ui/pools/pick1">pick1</a>`,
+		"order-9 held 1 until", "for booking order-9 (2 pools)")
+}

@@ -2,6 +2,8 @@ package loadgen
 
 import (
 	"fmt"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"io"
 	"maps"
 	"slices"
@@ -43,6 +45,23 @@ type Figure struct {
 	// than OpsPerSec when other processes take a varying share of the
 	// machine, though it charges the load generator's own CPU too.
 	OpsPerCPUSec *float64 `json:"ops_per_cpu_sec,omitempty"`
+	// PerOp is the figure of each operation kind, when a load mixes kinds.
+	PerOp map[string]OpFigure `json:"per_op,omitempty"`
+}
+
+// OpFigure is one operation kind's share of a mixed load.
+type OpFigure struct {
+	OK        int64   `json:"ok"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+	LatencyMS Latency `json:"latency_ms"`
+}
+
+func latencyOf(h *hdrhistogram.Histogram) Latency {
+	if h == nil || h.TotalCount() == 0 {
+		return Latency{}
+	}
+	ms := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
+	return Latency{P50: ms(50), P90: ms(90), P99: ms(99), P999: ms(99.9), Max: float64(h.Max()) / 1000, Mean: h.Mean() / 1000}
 }
 
 // FigureOf summarizes a run.
@@ -64,6 +83,16 @@ func FigureOf(r Result, sync string) Figure {
 		f.LatencyMS = Latency{P50: ms(r.Percentile(50)), P90: ms(r.Percentile(90)), P99: ms(r.Percentile(99)),
 			P999: ms(r.Percentile(99.9)), Max: ms(time.Duration(r.Hist.Max()) * time.Microsecond),
 			Mean: r.Hist.Mean() / 1000}
+	}
+	if len(r.OpHist) > 1 {
+		f.PerOp = make(map[string]OpFigure, len(r.OpHist))
+		for op, h := range r.OpHist {
+			of := OpFigure{OK: r.OpOK[op], LatencyMS: latencyOf(h)}
+			if r.Elapsed > 0 {
+				of.OpsPerSec = float64(of.OK) / r.Elapsed.Seconds()
+			}
+			f.PerOp[op] = of
+		}
 	}
 	return f
 }
@@ -159,6 +188,11 @@ func WriteTable(w io.Writer, r *Report) error {
 		lines := s.Notes
 		if len(s.ByOp) > 1 {
 			lines = append(lines, "operations: "+counts(s.ByOp))
+		}
+		for _, op := range slices.Sorted(maps.Keys(s.PerOp)) {
+			of := s.PerOp[op]
+			lines = append(lines, fmt.Sprintf("%s: %s ok/s, p50 %s, p99 %s, p99.9 %s", op, rate(of.OpsPerSec),
+				msStr(of.LatencyMS.P50), msStr(of.LatencyMS.P99), msStr(of.LatencyMS.P999)))
 		}
 		if len(s.Errors) > 0 {
 			lines = append(lines, "errors: "+counts(s.Errors))

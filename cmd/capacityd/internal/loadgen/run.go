@@ -90,6 +90,10 @@ type Result struct {
 	Errors     map[string]int64 // errors by kind
 	Rejections map[string]int64 // rejections by problem
 	Hist       *hdrhistogram.Histogram
+	// OpHist and OpOK are Hist and OK per operation kind, so a scenario
+	// that mixes kinds (bookings beside holds) reports each.
+	OpHist map[string]*hdrhistogram.Histogram
+	OpOK   map[string]int64
 	// CPU is the average number of cores this process (load generator and
 	// any embedded service) kept busy in the window, OtherCPU what the rest
 	// of the machine did; CPUKnown is false where /proc cannot be read.
@@ -120,6 +124,8 @@ type clientStats struct {
 	hist                 *hdrhistogram.Histogram
 	ok, rejected, failed int64
 	byOp, errs, rejects  map[string]int64
+	opHist               map[string]*hdrhistogram.Histogram
+	opOK                 map[string]int64
 }
 
 func newClientStats() *clientStats {
@@ -128,6 +134,8 @@ func newClientStats() *clientStats {
 		byOp:    map[string]int64{},
 		errs:    map[string]int64{},
 		rejects: map[string]int64{},
+		opHist:  map[string]*hdrhistogram.Histogram{},
+		opOK:    map[string]int64{},
 	}
 }
 
@@ -199,7 +207,8 @@ func Run(ctx context.Context, cfg RunConfig, op Op) Result {
 	res := Result{
 		Name: cfg.Name, Clients: clients, Elapsed: elapsed,
 		ByOp: map[string]int64{}, Errors: map[string]int64{}, Rejections: map[string]int64{},
-		Hist: hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3),
+		Hist:   hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3),
+		OpHist: map[string]*hdrhistogram.Histogram{}, OpOK: map[string]int64{},
 	}
 	res.CPU, res.OtherCPU, res.CPUKnown = coresUsed(cpuStart, cpuEnd, elapsed)
 	for _, st := range stats {
@@ -210,6 +219,13 @@ func Run(ctx context.Context, cfg RunConfig, op Op) Result {
 		addAll(res.ByOp, st.byOp)
 		addAll(res.Errors, st.errs)
 		addAll(res.Rejections, st.rejects)
+		addAll(res.OpOK, st.opOK)
+		for op, h := range st.opHist {
+			if res.OpHist[op] == nil {
+				res.OpHist[op] = hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3)
+			}
+			res.OpHist[op].Merge(h)
+		}
 	}
 	return res
 }
@@ -219,9 +235,16 @@ func (st *clientStats) record(out Outcome, took time.Duration) {
 	us := max(int64(took/time.Microsecond), minLatencyMicros)
 	_ = st.hist.RecordValue(min(us, maxLatencyMicros))
 	st.byOp[out.Op]++
+	h := st.opHist[out.Op]
+	if h == nil {
+		h = hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3)
+		st.opHist[out.Op] = h
+	}
+	_ = h.RecordValue(min(us, maxLatencyMicros))
 	switch class, kind := out.Class(); class {
 	case "ok":
 		st.ok++
+		st.opOK[out.Op]++
 	case "rejected":
 		st.rejected++
 		st.rejects[kind]++

@@ -18,10 +18,20 @@ const (
 	ManyPools = "many-pools"
 	Mixed     = "mixed"
 	Durable   = "durable" // hot-pool against a service that fsyncs before every ack
+	// Bookings is two-pool bookings (a slot and picking capacity) beside
+	// single-pool holds on the slots, in the default durable mode.
+	Bookings = "bookings"
 )
 
 // Scenarios lists every scenario in the order `all` runs them.
-var Scenarios = []string{HotPool, ManyPools, Mixed, Durable}
+var Scenarios = []string{HotPool, ManyPools, Mixed, Durable, Bookings}
+
+// The pools of Bookings: slot pools and picking pools; a booking takes one
+// of each.
+const (
+	bookingSlots = 1000
+	bookingPicks = 50
+)
 
 // Shape of the load.
 const (
@@ -99,6 +109,8 @@ func NewWorkload(cfg WorkloadConfig) (*Workload, error) {
 		n = cfg.Pools
 	case Mixed:
 		n, capacity = cfg.Pools, mixedCapacity
+	case Bookings:
+		n = bookingSlots + bookingPicks
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", cfg.Scenario)
 	}
@@ -108,7 +120,12 @@ func NewWorkload(cfg WorkloadConfig) (*Workload, error) {
 	wl := &Workload{cfg: cfg, pools: make([]pool, n), clients: make([]clientState, max(cfg.Clients, 1))}
 	for i := range wl.pools {
 		id := cfg.Prefix + "-hot"
-		if n > 1 {
+		switch {
+		case cfg.Scenario == Bookings && i >= bookingSlots:
+			id = fmt.Sprintf("%s-pick%03d", cfg.Prefix, i-bookingSlots)
+		case cfg.Scenario == Bookings:
+			id = fmt.Sprintf("%s-slot%04d", cfg.Prefix, i)
+		case n > 1:
 			id = fmt.Sprintf("%s-p%05d", cfg.Prefix, i)
 		}
 		wl.pools[i] = pool{id: id, kind: "bench-k" + strconv.Itoa(i%mixedKinds), capacity: capacity,
@@ -141,6 +158,14 @@ func (wl *Workload) Setup(ctx context.Context) error {
 // Op runs one operation of the scenario as client w.
 func (wl *Workload) Op(ctx context.Context, w int) Outcome {
 	c := &wl.clients[w]
+	if wl.cfg.Scenario == Bookings {
+		slot := c.rng.IntN(bookingSlots)
+		if w%2 == 1 {
+			out, _ := wl.hold(ctx, w, slot, 1)
+			return out
+		}
+		return wl.book(ctx, w, slot, bookingSlots+c.rng.IntN(bookingPicks))
+	}
 	if wl.cfg.Scenario != Mixed {
 		i := 0
 		if len(wl.pools) > 1 {
@@ -201,6 +226,26 @@ func (wl *Workload) hold(ctx context.Context, w, i int, qty int64) (Outcome, str
 		c.ledger[i].held += qty
 	}
 	return out, id
+}
+
+// book books one unit of each of two pools with a new booking id and keeps
+// the account of both.
+func (wl *Workload) book(ctx context.Context, w, a, b int) Outcome {
+	c := &wl.clients[w]
+	c.next++
+	id := "b" + strconv.Itoa(w) + "-" + strconv.FormatUint(c.next, 10)
+	body := fmt.Sprintf(`{"booking_id":%q,"items":[{"pool":%q,"quantity":1},{"pool":%q,"quantity":1}],"ttl":%q}`,
+		id, wl.pools[a].id, wl.pools[b].id, holdTTL)
+	out := wl.cfg.Client.Do(ctx, "book", http.MethodPost, "/v1/bookings", []byte(body), nil)
+	for _, i := range []int{a, b} {
+		switch {
+		case !definite(out):
+			c.ledger[i].unknown++
+		case out.Status == http.StatusCreated:
+			c.ledger[i].held++
+		}
+	}
+	return out
 }
 
 // read is a mixed read: the availability read model, or the pool itself
