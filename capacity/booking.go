@@ -153,7 +153,7 @@ func decideHoldBooking(p *Pool, c HoldBooking, now time.Time) ([]Event, error) {
 		return nil, refuse(p, Errorf(EINVALID, "booking %s has no item for pool %s", c.BookingID, p.ID))
 	}
 	quantity := c.Items[i].Quantity
-	if r := p.Reservations[c.BookingID]; r != nil {
+	if r := p.Reservation(c.BookingID); r != nil {
 		if r.Booking == c.BookingID && r.TTL == c.TTL && SameItems(r.Items, c.Items) {
 			return nil, nil
 		}
@@ -180,7 +180,7 @@ func decideHoldBooking(p *Pool, c HoldBooking, now time.Time) ([]Event, error) {
 
 // bookingPart returns the booking's reservation in p.
 func bookingPart(p *Pool, id string) (*Reservation, error) {
-	r := p.Reservations[id]
+	r := p.Reservation(id)
 	if r == nil {
 		return nil, refuse(p, Errorf(ENOTFOUND, "booking %s not found in pool %s", id, p.ID))
 	}
@@ -226,7 +226,7 @@ func decideExtendBooking(p *Pool, c ExtendBooking, now time.Time) ([]Event, erro
 }
 
 func decideExpireBooking(p *Pool, c ExpireBooking, now time.Time) ([]Event, error) {
-	r := p.Reservations[c.BookingID]
+	r := p.Reservation(c.BookingID)
 	if r == nil || r.Booking != c.BookingID || r.StatusAt(now) != StatusExpired || r.Status != StatusHeld {
 		return nil, nil
 	}

@@ -303,7 +303,7 @@ func decideChange(p *Pool, c ChangePool, now time.Time) ([]Event, error) {
 }
 
 func decideHold(p *Pool, c Hold, now time.Time) ([]Event, error) {
-	if r := p.Reservations[c.ReservationID]; r != nil {
+	if r := p.Reservation(c.ReservationID); r != nil {
 		if r.Booking == "" && r.heldQuantity() == c.Quantity && r.TTL == c.TTL {
 			return nil, nil
 		}
@@ -329,7 +329,7 @@ func decideHold(p *Pool, c Hold, now time.Time) ([]Event, error) {
 // not found, or a booking's part, which moves only with its booking's
 // other parts (a conflict here).
 func plainReservation(p *Pool, id string) (*Reservation, error) {
-	r := p.Reservations[id]
+	r := p.Reservation(id)
 	if r == nil {
 		return nil, Errorf(ENOTFOUND, "reservation not found")
 	}

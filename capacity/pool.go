@@ -2,7 +2,6 @@ package capacity
 
 import (
 	"container/heap"
-	"encoding/json"
 	"slices"
 	"time"
 )
@@ -95,6 +94,9 @@ type Pool struct {
 	UpdatedAt    time.Time               `json:"updated_at"`
 	Reservations map[string]*Reservation `json:"reservations"`
 
+	retired        retiredSet    // what stays of reservations finished RetainFinished ago (see Reservation)
+	finished       []finishedRef // finished reservations still kept whole, oldest first, from finishedHead
+	finishedHead   int
 	heldUnits      int // units of every reservation in StatusHeld, lapsed or not
 	confirmedUnits int
 	unstamped      int // events evolved with seq 0 and not stamped yet
@@ -308,6 +310,7 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 	if at.After(p.UpdatedAt) {
 		p.UpdatedAt = at // the pool's clock never goes back (see TimeAt)
 	}
+	p.retireFinished()
 	if seq == 0 {
 		p.unstamped++
 		return
@@ -347,6 +350,9 @@ func (p *Pool) moveReservation(id string, to ReservationStatus, at time.Time) {
 	p.count(r, -1)
 	r.Status, r.UpdatedAt = to, at
 	p.count(r, +1)
+	if to == StatusReleased || to == StatusExpired {
+		p.noteFinished(id, at)
+	}
 }
 
 func (p *Pool) count(r *Reservation, sign int) {
@@ -380,36 +386,12 @@ func (p *Pool) Clone() *Pool {
 	c := *p
 	c.memo = lapseMemo{}
 	c.deadlines = slices.Clone(p.deadlines)
+	c.finished, c.finishedHead = slices.Clone(p.finished[p.finishedHead:]), 0
+	c.retired = p.retired.clone()
 	c.Reservations = make(map[string]*Reservation, len(p.Reservations))
 	for id, r := range p.Reservations {
 		rc := *r
 		c.Reservations[id] = &rc
 	}
 	return &c
-}
-
-// MarshalSnapshot encodes the pool for the snapshot store.
-func (p *Pool) MarshalSnapshot() ([]byte, error) {
-	return json.Marshal(p)
-}
-
-// UnmarshalSnapshot decodes a pool written by MarshalSnapshot and recounts
-// its derived totals, so a snapshot never carries a count of its own that
-// could disagree with its reservations.
-func UnmarshalSnapshot(data []byte) (*Pool, error) {
-	var p Pool
-	if err := json.Unmarshal(data, &p); err != nil {
-		return nil, Errorf(EINVALID, "snapshot: %v", err)
-	}
-	if p.Reservations == nil {
-		p.Reservations = make(map[string]*Reservation)
-	}
-	for _, r := range p.Reservations {
-		if r == nil {
-			return nil, Errorf(EINVALID, "snapshot: null reservation")
-		}
-		p.count(r, +1)
-	}
-	p.rebuildDeadlines()
-	return &p, nil
 }

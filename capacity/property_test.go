@@ -138,7 +138,7 @@ func (r *run) batch(at time.Time, def capacity.DefinePool) {
 	for range size {
 		cmd := commandFor(live, def).Draw(t, "cmd")
 		before := live.FiguresAt(at)
-		prior := live.Reservations[reservationOf(cmd)]
+		prior := live.Reservation(reservationOf(cmd))
 		events, err := capacity.Decide(live, cmd, at)
 		if err != nil {
 			switch code := capacity.ErrorCode(err); code {

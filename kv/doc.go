@@ -1,8 +1,10 @@
 // Package kv keeps the latest snapshot of each pool in a JetStream key-value bucket.
 //
-// The package is domain-agnostic: a snapshot is opaque JSON (the folded state of a pool) and the stream
-// sequence of the last event folded into it. Each value is stored as {"seq":N,"state":<the JSON>} so that
-// `nats kv get pool_snapshots <key>` is readable.
+// The package is domain-agnostic: a snapshot is opaque bytes (the folded state of a pool, see
+// capacity.Pool.MarshalSnapshot) and the stream sequence of the last event folded into it. Each value is a
+// JSON header line, {"seq":N,"bytes":L}, then the L bytes of the state, so `nats kv get pool_snapshots <key>`
+// shows which sequence a snapshot reflects. Values of the earlier form {"seq":N,"state":<JSON>} are still
+// read.
 //
 // Layers: kv imports capacity (PoolSnapshots adapts a bucket to capacity.SnapshotStore) and never
 // capacity/pools, capacity/views, streams or web. Its name checks are deliberately not capacity.ValidID:

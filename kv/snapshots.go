@@ -35,14 +35,22 @@ type Snapshots struct {
 type Snapshot struct {
 	Key      string // bucket key
 	Seq      uint64 // last event sequence folded into Data
-	Data     []byte // the state, JSON
+	Data     []byte // the state, opaque bytes
 	Revision uint64 // KV revision of the value
 }
 
-// value is the JSON form of a snapshot in the bucket: {"seq":N,"state":<Data>}.
+// value is the JSON form of a snapshot in the bucket written by earlier
+// versions: {"seq":N,"state":<Data>}. It is still read.
 type value struct {
 	Seq   *uint64         `json:"seq"`
 	State json.RawMessage `json:"state"`
+}
+
+// header is the first line of a snapshot in the bucket: {"seq":N,"bytes":L},
+// then a newline and the L bytes of the state.
+type header struct {
+	Seq   *uint64 `json:"seq"`
+	Bytes *int    `json:"bytes"`
 }
 
 var (
@@ -117,8 +125,8 @@ func (s *Snapshots) Put(ctx context.Context, key string, seq uint64, data []byte
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if !json.Valid(data) {
-		return fmt.Errorf("%w: snapshot data for %s is not JSON", ErrInvalid, key)
+	if len(data) == 0 {
+		return fmt.Errorf("%w: empty snapshot for %s", ErrInvalid, key)
 	}
 	val := encode(seq, data)
 	for range s.opts.attempts {
@@ -162,18 +170,32 @@ func (s *Snapshots) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// encode returns the bucket value for a snapshot; data must be valid JSON.
+// encode returns the bucket value for a snapshot: a JSON header line, then
+// the state's bytes as they are.
 func encode(seq uint64, data []byte) []byte {
-	b := make([]byte, 0, len(data)+40)
+	b := make([]byte, 0, len(data)+48)
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, `,"state":`...)
-	b = append(b, bytes.TrimSpace(data)...)
-	return append(b, '}')
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, int64(len(data)), 10)
+	b = append(b, "}\n"...)
+	return append(b, data...)
 }
 
-// decode parses a bucket value, requiring both fields.
+// decode parses a bucket value, in either form, requiring every field.
 func decode(raw []byte) (uint64, []byte, error) {
+	if line, rest, ok := bytes.Cut(raw, []byte("\n")); ok {
+		var h header
+		if err := json.Unmarshal(line, &h); err == nil && h.Bytes != nil {
+			switch {
+			case h.Seq == nil:
+				return 0, nil, errors.New(`missing "seq"`)
+			case *h.Bytes != len(rest) || len(rest) == 0:
+				return 0, nil, fmt.Errorf("state is %d bytes, header says %d", len(rest), *h.Bytes)
+			}
+			return *h.Seq, rest, nil
+		}
+	}
 	var v value
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return 0, nil, err

@@ -43,7 +43,7 @@ func TestPutGet(t *testing.T) {
 	if got.Key != "eu.p1" || got.Seq != 10 || string(got.Data) != `{"cap":5}` || got.Revision == 0 {
 		t.Fatalf("Get = %+v", got)
 	}
-	// The raw value is readable JSON.
+	// The raw value starts with a readable header line.
 	bucket, err := js.KeyValue(ctx, kv.DefaultBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -52,12 +52,27 @@ func TestPutGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := string(entry.Value()), `{"seq":10,"state":{"cap":5}}`; got != want {
-		t.Fatalf("raw value = %s, want %s", got, want)
+	if got, want := string(entry.Value()), "{\"seq\":10,\"bytes\":9}\n{\"cap\":5}"; got != want {
+		t.Fatalf("raw value = %q, want %q", got, want)
+	}
+	// The state is opaque: binary states round-trip, newlines included.
+	binary := []byte("CPS2\x00\n\xff{")
+	if err := snaps.Put(ctx, "eu.p1", 11, binary); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := snaps.Get(ctx, "eu.p1"); err != nil || got.Seq != 11 || string(got.Data) != string(binary) {
+		t.Fatalf("binary snapshot = %+v, %v", got, err)
+	}
+	// Values of the earlier form are still read.
+	if _, err := bucket.Put(ctx, "eu.old", []byte(`{"seq":7,"state":{"cap":3}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := snaps.Get(ctx, "eu.old"); err != nil || got.Seq != 7 || string(got.Data) != `{"cap":3}` {
+		t.Fatalf("old-form snapshot = %+v, %v", got, err)
 	}
 	// Invalid input.
-	if err := snaps.Put(ctx, "eu.p1", 11, []byte(`not json`)); !errors.Is(err, kv.ErrInvalid) {
-		t.Fatalf("Put non-JSON = %v, want ErrInvalid", err)
+	if err := snaps.Put(ctx, "eu.p1", 12, nil); !errors.Is(err, kv.ErrInvalid) {
+		t.Fatalf("Put of nothing = %v, want ErrInvalid", err)
 	}
 	for _, key := range []string{"", "a b", "a.", ".a", "a*"} {
 		if _, err := snaps.Get(ctx, key); !errors.Is(err, kv.ErrInvalid) {

@@ -104,7 +104,7 @@ func (e *entity) prepare(r *request) {
 		return
 	}
 	p := &prepared{pool: e.id, expectedSeq: e.pool.Version, events: events, now: now}
-	if res := e.pool.Reservations[reservationOfPart(r.cmd)]; res != nil {
+	if res := e.pool.Reservation(reservationOfPart(r.cmd)); res != nil {
 		c := *res
 		p.reservation = &c
 	}
@@ -159,7 +159,7 @@ func (bookingRead) Validate() error { return nil }
 
 // readPart checks that the pool holds the booking.
 func readPart(p *capacity.Pool, id string) error {
-	r := p.Reservations[id]
+	r := p.Reservation(id)
 	switch {
 	case !p.Defined():
 		return capacity.Errorf(capacity.ENOTFOUND, "pool not found")

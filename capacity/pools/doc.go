@@ -20,9 +20,11 @@
 //
 // Loading reads the pool's snapshot (if any, and if it is not ahead of the
 // stream) and the events after it. Every Options.SnapshotEvery events (or
-// every so many as the pool has reservations, if more) the entity encodes a
-// snapshot on its own goroutine, in the write path, and hands the bytes to a
-// writer goroutine that stores them off that path.
+// every so many as the pool has reservations, if more) the entity hands a
+// copy of its state (Pool.Clone, a fraction of the cost of encoding it) to a
+// writer goroutine that encodes and stores it off the write path. Finished
+// reservations retire to compact records after capacity.RetainFinished, so
+// a snapshot stays small however long the pool's history.
 //
 // A sweeper timer per entity writes Expired events for holds past their
 // deadline; capacity is free from the deadline on regardless, because

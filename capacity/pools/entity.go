@@ -304,7 +304,7 @@ func (e *entity) answer(batch []*request, decisions []decision, batchErr error) 
 		}
 		if resp.err == nil {
 			resp.result = Result{Pool: view, Written: d.events > 0}
-			if res := e.pool.Reservations[r.reservationID]; r.reservationID != "" && res != nil {
+			if res := e.pool.Reservation(r.reservationID); r.reservationID != "" && res != nil {
 				c := *res
 				c.Status = c.StatusAt(now)
 				resp.result.Reservation = &c
@@ -324,21 +324,20 @@ func (e *entity) committed(events []capacity.Event, seq uint64) {
 		e.pool.Stamp(ev, seq)
 	}
 	e.sinceSnapshot += len(events)
-	// A snapshot costs time in proportion to the pool's reservations, so a
-	// pool with many waits longer between them: amortised O(1) an event.
-	if e.sinceSnapshot >= max(e.svc.opts.SnapshotEvery, len(e.pool.Reservations)) {
+	// Copying the state for a snapshot costs time in proportion to the
+	// reservations kept whole (retired ones are shared, not copied), so a
+	// pool with many waits a little longer between them: amortised O(1)
+	// an event, and a tail to replay of at most an eighth of them.
+	if e.sinceSnapshot >= max(e.svc.opts.SnapshotEvery, len(e.pool.Reservations)/8) {
 		e.snapshot()
 	}
 }
 
 func (e *entity) snapshot() {
-	data, err := e.pool.MarshalSnapshot()
-	if err != nil {
-		e.svc.opts.Logger.Error().Err(err).Str("pool", e.id).Msg("snapshot encode failed")
-		return
-	}
+	// A copy of the state goes to the snapshot writer, which encodes it off
+	// this goroutine: copying costs a fraction of encoding.
 	select {
-	case e.svc.snapshots <- snapshot{pool: e.id, seq: e.pool.Version, data: data}:
+	case e.svc.snapshots <- snapshot{pool: e.id, seq: e.pool.Version, state: e.pool.Clone()}:
 		e.sinceSnapshot = 0
 	default: // the writer is behind; try again after the next append
 	}

@@ -287,9 +287,9 @@ func (s *Service) Stats() Stats {
 }
 
 type snapshot struct {
-	pool string
-	seq  uint64
-	data []byte
+	pool  string
+	seq   uint64
+	state *capacity.Pool // a copy, no longer touched by its entity
 }
 
 // writeSnapshots stores snapshots off the write path. On shutdown it drains
@@ -297,7 +297,12 @@ type snapshot struct {
 func (s *Service) writeSnapshots() {
 	defer s.wg.Done()
 	put := func(ctx context.Context, snap snapshot) {
-		if err := s.snaps.Put(ctx, snap.pool, snap.seq, snap.data); err != nil {
+		data, err := snap.state.MarshalSnapshot()
+		if err != nil {
+			s.opts.Logger.Error().Err(err).Str("pool", snap.pool).Msg("snapshot encode failed")
+			return
+		}
+		if err := s.snaps.Put(ctx, snap.pool, snap.seq, data); err != nil {
 			s.opts.Logger.Warn().Err(err).Str("pool", snap.pool).Uint64("seq", snap.seq).Msg("snapshot not written")
 			return
 		}
