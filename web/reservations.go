@@ -1,9 +1,11 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -54,8 +56,11 @@ type holdRequest struct {
 // Valid implements validator.
 func (h holdRequest) Valid(context.Context) map[string]string {
 	problems := make(map[string]string)
-	if !capacity.ValidID(h.ReservationID) {
+	switch {
+	case h.ReservationID == "":
 		problems["reservation_id"] = "required, 1-64 characters of [A-Za-z0-9_-]"
+	case !capacity.ValidID(h.ReservationID):
+		problems["reservation_id"] = idProblemOf(h.ReservationID)
 	}
 	switch {
 	case h.Quantity == nil:
@@ -111,8 +116,35 @@ func handleHold(p Pools, now func() time.Time) http.HandlerFunc {
 	}
 }
 
+// emptyRequest is the body of confirm and release: none, or an empty JSON
+// object.
+type emptyRequest struct{}
+
+// Valid implements validator.
+func (emptyRequest) Valid(context.Context) map[string]string { return nil }
+
+// decodeOptional decodes a body that may be absent: no body (or only white
+// space) is the zero value; anything else must be JSON of type T, with the
+// same Content-Type checks and strictness as decode.
+func decodeOptional[T validator](r *http.Request) (T, error) {
+	var zero T
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return zero, nil
+	}
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return zero, decodeError(err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return zero, nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(raw))
+	return decode[T](r)
+}
+
 // handleReservationCommand serves confirm and release: commands on one
-// reservation with no body, idempotent.
+// reservation, idempotent. They take no body; one that is sent must be an
+// empty JSON object.
 func handleReservationCommand(p Pools, now func() time.Time, command func(id string) capacity.Command) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		pool, err := idParam(r, "pool")
@@ -122,6 +154,10 @@ func handleReservationCommand(p Pools, now func() time.Time, command func(id str
 		}
 		id, err := idParam(r, "id")
 		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		if _, err := decodeOptional[emptyRequest](r); err != nil {
 			Error(w, r, err)
 			return
 		}

@@ -4,12 +4,14 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // routes is the whole API on one screen.
 func routes(cfg Config) *chi.Mux {
 	r := chi.NewRouter()
+	r.Use(middleware.GetHead) // HEAD on every GET route: the same headers, no body
 	r.Use(withRequestID(cfg.Logger), observe(newMetrics(cfg.Registry)), recoverPanics, limitBody(cfg.MaxBodyBytes))
 	r.NotFound(handleNotFound())
 	r.MethodNotAllowed(handleMethodNotAllowed(r))
