@@ -143,7 +143,7 @@ func bench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) (err e
 		}
 		defer pprof.StopCPUProfile()
 	}
-	b := &benchRun{opts: o, progress: terminal(stderr)}
+	b := &benchRun{opts: o, progress: stderr, lines: terminal(stderr) == nil}
 	b.tmp, err = os.MkdirTemp("", "capacityd-bench-*")
 	if err != nil {
 		return err
@@ -201,7 +201,8 @@ func bench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) (err e
 type benchRun struct {
 	opts     benchOptions
 	tmp      string
-	progress io.Writer // nil unless stderr is a terminal
+	progress io.Writer // stderr: what the bench is doing
+	lines    bool      // stderr is no terminal: whole lines, every few seconds
 	report   *loadgen.Report
 }
 
@@ -209,15 +210,37 @@ func (b *benchRun) note(format string, args ...any) {
 	b.report.Notes = append(b.report.Notes, fmt.Sprintf(format, args...))
 }
 
-// status tells a person at a terminal what the bench is doing.
+// status tells the person running the bench what it is doing, on stderr.
 func (b *benchRun) status(format string, args ...any) {
-	if b.progress != nil {
-		fmt.Fprintf(b.progress, "\r%-60s\n", fmt.Sprintf(format, args...))
+	if b.progress == nil {
+		return
 	}
+	if b.lines {
+		fmt.Fprintf(b.progress, "bench: %s\n", fmt.Sprintf(format, args...))
+		return
+	}
+	fmt.Fprintf(b.progress, "\r%-60s\n", fmt.Sprintf(format, args...))
 }
 
 func (b *benchRun) runConfig(name string) loadgen.RunConfig {
-	return loadgen.RunConfig{Name: name, Clients: b.opts.Clients, Warmup: b.opts.Warmup, Duration: b.opts.Duration, Progress: b.progress}
+	return loadgen.RunConfig{Name: name, Clients: b.opts.Clients, Warmup: b.opts.Warmup, Duration: b.opts.Duration,
+		Progress: b.progress, ProgressLines: b.lines}
+}
+
+// ceilingRuns counts the measured runs the ceilings take: the HTTP
+// ceiling once, both storage ceilings per sync mode the scenarios use.
+func (b *benchRun) ceilingRuns() int {
+	var modes []string
+	for _, s := range b.opts.Scenarios {
+		mode := b.syncOf(s)
+		if mode == "unknown" {
+			mode = b.opts.Sync
+		}
+		if !slices.Contains(modes, mode) && !(s == loadgen.Durable && b.opts.URL != "") {
+			modes = append(modes, mode)
+		}
+	}
+	return 1 + 2*len(modes)
 }
 
 // syncOf is the sync mode scenario runs with: "unknown" against --url.
@@ -244,6 +267,14 @@ func (b *benchRun) run(ctx context.Context) error {
 		b.note("against --url the bench cannot know or set the target's durability: sync shows as unknown, durable is skipped")
 	}
 	b.note("the load generator runs in the bench process beside the embedded service and the ceilings, sharing the same %d CPUs; \"cores us/others\" shows what the bench process and the rest of the machine used while each figure was measured", runtime.NumCPU())
+	perRun := o.Warmup + o.Duration
+	total := time.Duration(len(o.Scenarios)) * perRun
+	if o.Ceilings {
+		n := b.ceilingRuns()
+		total += time.Duration(n) * perRun
+		b.status("ceilings first: %d runs of %s warmup + %s, about %s (--ceilings=false skips them)", n, o.Warmup, o.Duration, time.Duration(n)*perRun)
+	}
+	b.status("%d scenario(s): about %s; in all about %s plus setup", len(o.Scenarios), time.Duration(len(o.Scenarios))*perRun, total)
 	if o.Ceilings {
 		b.note("storage ceilings take one ack per message; the service group-commits the commands queued on a pool as one message (one write, one fsync under --sync always), so it can beat them: a ratio above 1 there is group commit at work")
 		if err := b.ceilings(ctx); err != nil {

@@ -47,7 +47,7 @@ func DefaultConfig() Config {
 		Data:          "./data",
 		NATSListen:    "127.0.0.1:4222",
 		Region:        "local",
-		LogFormat:     "json",
+		LogFormat:     "auto",
 		LogLevel:      "info",
 		Sync:          SyncAlways,
 		SyncInterval:  2 * time.Minute,
@@ -72,6 +72,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\n\nFlags of serve (each also set by the environment variable shown):\n", usageText)
+		fs.PrintDefaults()
+	}
 	strs := []struct {
 		p *string
 		flagEnv
@@ -81,7 +85,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.NATSListen, flagEnv{"nats-listen", "CAPACITY_NATS_LISTEN", "embedded NATS client listener (for the nats CLI and other instances)"}},
 		{&cfg.NATSURL, flagEnv{"nats-url", "CAPACITY_NATS_URL", "use this external NATS instead of embedding one"}},
 		{&cfg.Region, flagEnv{"region", "CAPACITY_REGION", "the region this instance serves as home"}},
-		{&cfg.LogFormat, flagEnv{"log-format", "CAPACITY_LOG_FORMAT", "log format: json or console"}},
+		{&cfg.LogFormat, flagEnv{"log-format", "CAPACITY_LOG_FORMAT", "log format: auto (console when stderr is a terminal, else json), json or console"}},
 		{&cfg.LogLevel, flagEnv{"log-level", "CAPACITY_LOG_LEVEL", "log level: debug, info, warn, error"}},
 		{&cfg.Sync, flagEnv{"sync", "CAPACITY_SYNC", "durability of the embedded server: always (fsync before ack) or interval (fsync every --sync-interval; faster, loses acked writes on OS crash or power loss)"}},
 		{&cfg.PoolBatch, flagEnv{"pool-batch", "CAPACITY_POOL_BATCH", "append the commits of all pools ready at once as one atomic batch (one fsync): auto (on unless embedded with --sync interval), on or off"}},
@@ -167,8 +171,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--instance %q: must be 1-64 characters of [A-Za-z0-9_-]", c.Instance)
 	}
 	switch {
-	case c.LogFormat != "json" && c.LogFormat != "console":
-		return fmt.Errorf("--log-format %q: want json or console", c.LogFormat)
+	case c.LogFormat != "auto" && c.LogFormat != "json" && c.LogFormat != "console":
+		return fmt.Errorf("--log-format %q: want auto, json or console", c.LogFormat)
 	case c.Sync != SyncAlways && c.Sync != SyncInterval:
 		return fmt.Errorf("--sync %q: want %s or %s", c.Sync, SyncAlways, SyncInterval)
 	case c.SyncInterval <= 0:

@@ -19,15 +19,18 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// newLogger builds the process logger: JSON lines by default, or the
-// human-friendly console format.
+// newLogger builds the process logger: with --log-format auto, the
+// human-friendly console format when out is a terminal and JSON lines
+// otherwise (a file, a pipe, a log collector). Colours only go to a
+// terminal.
 func newLogger(cfg Config, out io.Writer) (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(cfg.LogLevel)
 	if err != nil {
 		return zerolog.Nop(), errUsage{fmt.Errorf("--log-level %q: %v", cfg.LogLevel, err)}
 	}
-	if cfg.LogFormat == "console" {
-		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
+	tty := terminal(out) != nil
+	if cfg.LogFormat == "console" || cfg.LogFormat == "auto" && tty {
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339, NoColor: !tty}
 	}
 	return zerolog.New(out).Level(level).With().Timestamp().Logger(), nil
 }
@@ -56,13 +59,29 @@ type app struct {
 }
 
 // serve runs the service until ctx ends, then shuts down gracefully: stop
-// accepting, finish in-flight requests, flush, stop NATS.
-func serve(ctx context.Context, cfg Config, stdout io.Writer) error {
-	a, err := start(ctx, cfg, stdout)
+// accepting, finish in-flight requests, flush, stop NATS. Logs go to
+// stderr; where to reach the service is printed plainly on stdout.
+func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
+	a, err := start(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
+	a.printURLs(stdout)
 	return a.wait(ctx)
+}
+
+// printURLs tells a person where everything is, one plain line each.
+func (a *app) printURLs(w io.Writer) {
+	fmt.Fprintf(w, "capacityd is ready (region %s, --sync %s)\n", a.cfg.Region, a.cfg.Sync)
+	fmt.Fprintf(w, "  API      %s/v1/   (e.g. %s/v1/availability)\n", a.HTTPURL, a.HTTPURL)
+	fmt.Fprintf(w, "  UI       %s/\n", a.HTTPURL)
+	fmt.Fprintf(w, "  OpenAPI  %s/openapi.json\n", a.HTTPURL)
+	fmt.Fprintf(w, "  metrics  %s/metrics\n", a.HTTPURL)
+	where := "external"
+	if a.ns != nil {
+		where = "embedded, data in " + a.cfg.Data
+	}
+	fmt.Fprintf(w, "  NATS     %s (%s; try: nats --server %s stream ls)\n", a.NATSURL, where, a.NATSURL)
 }
 
 // start brings the whole service up: NATS, stores, write side, read models,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -219,4 +220,66 @@ func canceled() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	return ctx
+}
+
+// A NATS port already taken fails the start at once, saying which flag.
+func TestNATSPortInUseFailsFast(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	began := time.Now()
+	err = run(context.Background(), []string{"--data", t.TempDir(), "--http", "127.0.0.1:0", "--nats-listen", ln.Addr().String()},
+		func(string) string { return "" }, io.Discard, io.Discard)
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("failing took %s, want under a second", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "--nats-listen "+ln.Addr().String()) || !strings.Contains(err.Error(), "--nats-url") {
+		t.Fatalf("err = %v, want one naming --nats-listen and the way out", err)
+	}
+}
+
+// capacityd --help lists the subcommands before serve's flags, and exits 0.
+func TestHelpListsSubcommands(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, &out, &out)
+	if code := exitCode(err, io.Discard); code != 0 {
+		t.Fatalf("exit %d (%v)", code, err)
+	}
+	for _, want := range []string{"capacityd bench", "capacityd [serve]", "capacityd help", "-http"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// Logs are JSON into anything but a terminal unless asked otherwise, and
+// an explicit console format writes no colour codes into a file.
+func TestLogFormat(t *testing.T) {
+	for _, tc := range []struct{ format, want string }{{"auto", `{"level":"info"`}, {"json", `{"level":"info"`}, {"console", "INF hello"}} {
+		var buf bytes.Buffer
+		cfg := DefaultConfig()
+		cfg.LogFormat = tc.format
+		log, err := newLogger(cfg, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info().Msg("hello")
+		if got := buf.String(); !strings.Contains(got, tc.want) || strings.Contains(got, "\x1b[") {
+			t.Errorf("--log-format %s wrote %q, want %q and no escape codes", tc.format, got, tc.want)
+		}
+	}
+}
+
+// serve prints where the API, UI, OpenAPI document and NATS are.
+func TestServePrintsURLs(t *testing.T) {
+	a := startTest(t)
+	var out bytes.Buffer
+	a.printURLs(&out)
+	for _, want := range []string{a.HTTPURL + "/v1/", a.HTTPURL + "/\n", a.HTTPURL + "/openapi.json", a.NATSURL} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printed URLs lack %q:\n%s", want, out.String())
+		}
+	}
 }
