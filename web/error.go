@@ -38,6 +38,9 @@ var problemKinds = map[string]problemKind{
 	codeTooLarge:           {http.StatusRequestEntityTooLarge, "Request too large"},
 	codeUnsupportedMedia:   {http.StatusUnsupportedMediaType, "Unsupported media type"},
 	codeMethodNotAllowed:   {http.StatusMethodNotAllowed, "Method not allowed"},
+	codeUnauthorized:       {http.StatusUnauthorized, "Unauthorized"},
+	codeForbidden:          {http.StatusForbidden, "Forbidden"},
+	codeRateLimited:        {http.StatusTooManyRequests, "Rate limited"},
 }
 
 // problem is an RFC 9457 problem document.

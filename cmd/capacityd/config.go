@@ -35,6 +35,8 @@ type Config struct {
 	PoolBatch     string // auto, on or off: commits of several pools in one atomic batch
 	Shutdown      time.Duration
 	Instance      string
+	Tokens        string // file of "<role> <token>" lines; empty: open access
+	RateLimit     int    // writes per second per customer token; 0: none
 	// SweepEvery is how often the service looks for lapsed holds in pools
 	// no loaded entity is sweeping (no flag: tests shorten it).
 	SweepEvery time.Duration
@@ -90,6 +92,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.Sync, flagEnv{"sync", "CAPACITY_SYNC", "durability of the embedded server: always (fsync before ack) or interval (fsync every --sync-interval; faster, loses acked writes on OS crash or power loss)"}},
 		{&cfg.PoolBatch, flagEnv{"pool-batch", "CAPACITY_POOL_BATCH", "append the commits of all pools ready at once as one atomic batch (one fsync): auto (on unless embedded with --sync interval), on or off"}},
 		{&cfg.Instance, flagEnv{"instance", "CAPACITY_INSTANCE", "name of this instance among several (its consumer name); default <hostname>-<bound HTTP port>"}},
+		{&cfg.Tokens, flagEnv{"tokens", "CAPACITY_TOKENS", "file of bearer tokens, lines \"<role> <token>\" with role customer, planner or admin; reloaded on SIGHUP; empty: every route open"}},
 	}
 	for _, s := range strs {
 		def := *s.p
@@ -105,6 +108,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.Replicas, flagEnv{"replicas", "CAPACITY_REPLICAS", "replicas of the event stream and snapshot bucket (3 on an R3 cluster)"}},
 		{&cfg.SnapshotEvery, flagEnv{"snapshot-every", "CAPACITY_SNAPSHOT_EVERY", "write a pool snapshot every N events"}},
 		{&cfg.MaxBatch, flagEnv{"max-batch", "CAPACITY_MAX_BATCH", "most commands one pool group-commits in one append"}},
+		{&cfg.RateLimit, flagEnv{"rate-limit", "CAPACITY_RATE_LIMIT", "at most N write requests per second per customer token (429 beyond); 0: no limit"}},
 	}
 	var envErr error
 	for _, i := range ints {
@@ -185,6 +189,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--max-batch must be between 1 and 1000")
 	case c.PoolBatch != "auto" && c.PoolBatch != "on" && c.PoolBatch != "off":
 		return fmt.Errorf("--pool-batch %q: want auto, on or off", c.PoolBatch)
+	case c.RateLimit < 0:
+		return fmt.Errorf("--rate-limit must not be negative")
+	case c.RateLimit > 0 && c.Tokens == "":
+		return fmt.Errorf("--rate-limit limits per token: it needs --tokens")
 	case c.Shutdown <= 0:
 		return fmt.Errorf("--shutdown-timeout must be positive")
 	}

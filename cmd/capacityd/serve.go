@@ -7,11 +7,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
+	"github.com/capacityd/capacityd/web"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +54,8 @@ type app struct {
 	stops []func() // read models and other workers, stopped in reverse order
 
 	readModels *readModels
+	access     *web.Access
+	tokens     *web.Tokens // nil without --tokens
 
 	ln       net.Listener
 	srv      *http.Server
@@ -67,6 +74,21 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	a.printURLs(stdout)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reloading, stopReloading := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-hup:
+				_ = a.Reload() // logged; the old tokens stay
+			case <-reloading.Done():
+				return
+			}
+		}
+	})
+	defer func() { signal.Stop(hup); stopReloading(); wg.Wait() }()
 	return a.wait(ctx)
 }
 
@@ -82,6 +104,11 @@ func (a *app) printURLs(w io.Writer) {
 		where = "embedded, data in " + a.cfg.Data
 	}
 	fmt.Fprintf(w, "  NATS     %s (%s; try: nats --server %s stream ls)\n", a.NATSURL, where, a.NATSURL)
+	if a.tokens == nil {
+		fmt.Fprintf(w, "  access   open to anyone who can reach the port (no --tokens)\n")
+	} else {
+		fmt.Fprintf(w, "  access   %d bearer tokens from %s (kill -HUP %d reloads them)\n", a.tokens.Len(), a.cfg.Tokens, os.Getpid())
+	}
 }
 
 // start brings the whole service up: NATS, stores, write side, read models,

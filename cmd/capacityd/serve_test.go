@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"net/http"
 	"strings"
 	"sync"
@@ -247,7 +248,7 @@ func TestHelpListsSubcommands(t *testing.T) {
 	if code := exitCode(err, io.Discard); code != 0 {
 		t.Fatalf("exit %d (%v)", code, err)
 	}
-	for _, want := range []string{"capacityd bench", "capacityd [serve]", "capacityd help", "-http"} {
+	for _, want := range []string{"capacityd bench", "capacityd [serve]", "capacityd help", "-tokens", "-rate-limit", "-http"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}
@@ -281,5 +282,53 @@ func TestServePrintsURLs(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("printed URLs lack %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// With --tokens, routes need a bearer token; Reload (what SIGHUP calls)
+// puts a rewritten file in force, and a broken one leaves the old tokens.
+func TestTokensReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/tokens"
+	write := func(content string) {
+		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const oldToken, newToken = "old-planner-token-0123456789", "new-planner-token-0123456789"
+	write("planner " + oldToken + "\n")
+	a := startTest(t, "--tokens", file, "--rate-limit", "100")
+	get := func(token string) int {
+		req, _ := http.NewRequest("GET", a.HTTPURL+"/v1/pools/x/events", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if got := get(oldToken); got != http.StatusNotFound {
+		t.Fatalf("old token before reload: %d, want 404 (let through)", got)
+	}
+	write("planner " + newToken + "\n")
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := get(oldToken), http.StatusUnauthorized; got != want {
+		t.Errorf("old token after reload: %d, want %d", got, want)
+	}
+	if got, want := get(newToken), http.StatusNotFound; got != want {
+		t.Errorf("new token after reload: %d, want %d", got, want)
+	}
+	write("chief " + oldToken + "\n")
+	if err := a.Reload(); err == nil {
+		t.Errorf("a broken file reloaded")
+	}
+	if got, want := get(newToken), http.StatusNotFound; got != want {
+		t.Errorf("new token after a failed reload: %d, want %d", got, want)
+	}
+	if code, _ := call(t, "GET", a.HTTPURL+"/healthz", ""); code != http.StatusOK {
+		t.Errorf("/healthz with tokens: %d", code)
 	}
 }
