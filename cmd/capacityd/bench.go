@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/cmd/capacityd/internal/loadgen"
+	"github.com/capacityd/capacityd/web/natsapi"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
@@ -61,7 +62,8 @@ client and the same concurrency, two ceilings: a do-nothing HTTP handler and
 raw JetStream publishes to a scratch stream. By default each scenario gets its
 own embedded service in a temporary directory; --url benches a running one.
 
-Scenarios: hot-pool (one pool, quantity-1 holds), many-pools (holds spread
+Scenarios: hot-pool (one pool, quantity-1 holds), nats (hot-pool's holds as
+NATS requests to the micro service instead of HTTP), many-pools (holds spread
 over --pools pools), mixed (10 reads : 1 write of holds, confirms, releases),
 durable (hot-pool with --sync always, the service's default durability).
 
@@ -403,15 +405,31 @@ func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioR
 		sr.Notes = append(sr.Notes, "skipped: the bench cannot set the durability of a service it did not start; run hot-pool against a target started with --sync always instead")
 		return sr, nil
 	}
-	base := b.opts.URL
+	if name == loadgen.NATS && b.opts.URL != "" {
+		sr.Skipped = true
+		sr.Notes = append(sr.Notes, "skipped: against --url the bench does not know the target's NATS")
+		return sr, nil
+	}
+	base, natsURL := b.opts.URL, ""
 	if base == "" {
 		b.status("%s: starting an embedded service (sync %s)", name, sr.Sync)
-		stop, url, err := b.startService(ctx, name, sr.Sync)
+		stop, a, err := b.startService(ctx, name, sr.Sync)
 		if err != nil {
 			return sr, err
 		}
 		defer stop()
-		base = url
+		base, natsURL = a.HTTPURL, a.NATSURL
+	}
+	var natsClient *natsapi.Client
+	if name == loadgen.NATS {
+		// Over TCP, as a booking API on another machine would connect.
+		nc, err := nats.Connect(natsURL, nats.Name("capacityd-bench"))
+		if err != nil {
+			return sr, fmt.Errorf("connecting to %s: %w", natsURL, err)
+		}
+		defer nc.Close()
+		natsClient = natsapi.NewClient(nc, b.opts.Region)
+		sr.Notes = append(sr.Notes, "holds as NATS requests to the micro service (one connection, "+strconv.Itoa(b.opts.Clients)+" concurrent requesters); pools defined and checked over HTTP")
 	}
 	client := loadgen.NewClient(base, b.opts.Clients)
 	defer client.Close()
@@ -419,7 +437,7 @@ func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioR
 		return sr, err
 	}
 	wl, err := loadgen.NewWorkload(loadgen.WorkloadConfig{
-		Scenario: name, Client: client, Clients: b.opts.Clients, Pools: b.opts.Pools, Region: b.opts.Region,
+		Scenario: name, Client: client, NATS: natsClient, Clients: b.opts.Clients, Pools: b.opts.Pools, Region: b.opts.Region,
 		Prefix: "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36),
 	})
 	if err != nil {
@@ -453,23 +471,23 @@ func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioR
 }
 
 // startService starts an embedded service for one scenario, its log in
-// the bench directory, and returns how to stop it and its URL.
-func (b *benchRun) startService(ctx context.Context, name, sync string) (stop func(), url string, err error) {
+// the bench directory, and returns how to stop it and the service.
+func (b *benchRun) startService(ctx context.Context, name, sync string) (stop func(), _ *app, err error) {
 	log, err := os.Create(filepath.Join(b.tmp, name+".log"))
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	a, err := start(ctx, b.serviceConfig(name, sync), log)
 	if err != nil {
 		log.Close()
-		return nil, "", fmt.Errorf("starting the embedded service (log %s): %w", log.Name(), err)
+		return nil, nil, fmt.Errorf("starting the embedded service (log %s): %w", log.Name(), err)
 	}
 	return func() {
 		stopped, cancel := context.WithCancel(context.Background())
 		cancel() // wait returns at once and shuts down gracefully
 		_ = a.wait(stopped)
 		log.Close()
-	}, a.HTTPURL, nil
+	}, a, nil
 }
 
 // waitReady polls GET /readyz until it answers 200, for up to 30 seconds.

@@ -17,6 +17,7 @@ import (
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/web"
+	"github.com/capacityd/capacityd/web/natsapi"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,6 +105,8 @@ func (a *app) printURLs(w io.Writer) {
 		where = "embedded, data in " + a.cfg.Data
 	}
 	fmt.Fprintf(w, "  NATS     %s (%s; try: nats --server %s stream ls)\n", a.NATSURL, where, a.NATSURL)
+	fmt.Fprintf(w, "  service  NATS micro service %q on %s.%s.> (try: nats --server %s micro info %s)\n",
+		natsapi.ServiceName, natsapi.SubjectRoot, a.cfg.Region, a.NATSURL, natsapi.ServiceName)
 	if a.tokens == nil {
 		fmt.Fprintf(w, "  access   open to anyone who can reach the port (no --tokens)\n")
 	} else {

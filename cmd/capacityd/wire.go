@@ -10,6 +10,7 @@ import (
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/web"
+	"github.com/capacityd/capacityd/web/natsapi"
 	"github.com/capacityd/capacityd/web/ui"
 )
 
@@ -63,6 +64,22 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 			st, _ := rm.runner.Status(ctx)
 			return st
 		},
+	})
+	svc, err := natsapi.New(a.nc, natsapi.Config{
+		Region:       a.cfg.Region,
+		Pools:        a.pools,
+		Availability: rm,
+		Logger:       a.log.With().Str("component", "natsapi").Logger(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("NATS service: %w", err)
+	}
+	// Stopped before the pools service (stops run first, newest first), so
+	// every request it took gets its answer.
+	a.stops = append(a.stops, func() {
+		if err := svc.Close(); err != nil {
+			a.log.Warn().Err(err).Msg("NATS service stop")
+		}
 	})
 	return handler, nil
 }
