@@ -346,4 +346,3 @@ func (s *Service) availability(ctx context.Context, _ []string, req micro.Reques
 	}
 	return web.AvailabilityBody(page), nil
 }
-
