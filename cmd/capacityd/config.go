@@ -37,6 +37,9 @@ type Config struct {
 	Instance      string
 	Tokens        string // file of "<role> <token>" lines; empty: open access
 	RateLimit     int    // writes per second per customer token; 0: none
+	// OTLPEndpoint is $OTEL_EXPORTER_OTLP_ENDPOINT: when set, spans are
+	// exported there (no flag: OpenTelemetry's own variables configure it).
+	OTLPEndpoint string
 	// SweepEvery is how often the service looks for lapsed holds in pools
 	// no loaded entity is sweeping (no flag: tests shorten it).
 	SweepEvery time.Duration
@@ -143,6 +146,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if err := fs.Parse(args); err != nil {
 		return cfg, errUsage{err}
 	}
+	cfg.OTLPEndpoint = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
 	if envErr != nil {
 		return cfg, errUsage{envErr}
 	}

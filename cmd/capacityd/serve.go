@@ -54,6 +54,8 @@ type app struct {
 	reg   *prometheus.Registry
 	stops []func() // read models and other workers, stopped in reverse order
 
+	stopTracing func() // nil unless spans are exported
+
 	readModels *readModels
 	access     *web.Access
 	tokens     *web.Tokens // nil without --tokens
@@ -128,6 +130,9 @@ func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error
 			a.close()
 		}
 	}()
+	if err := a.startTracing(ctx); err != nil {
+		return nil, err
+	}
 	if err := a.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -253,6 +258,9 @@ func (a *app) close() {
 	}
 	if a.ns != nil {
 		a.ns.Stop()
+	}
+	if a.stopTracing != nil {
+		a.stopTracing()
 	}
 	a.log.Info().Msg("stopped")
 }

@@ -202,7 +202,9 @@ func (s *Service) dispatch(op string, h handler) micro.Handler {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 			defer cancel()
+			ctx, span := startSpan(ctx, op, req)
 			body, err := h(ctx, tokens, req)
+			endSpan(span, err)
 			s.answer(req, st, received, body, err)
 		}()
 	})
