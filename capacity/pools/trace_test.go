@@ -104,4 +104,3 @@ func TestGroupCommitSpanLinksItsCallers(t *testing.T) {
 		t.Errorf("the store's append context = %v, want the batch span %v", last, batch.SpanContext())
 	}
 }
-
