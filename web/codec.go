@@ -32,6 +32,9 @@ func CheckID(name, id string) error {
 
 // DecodeHold reads the body of a hold (POST /v1/pools/{pool}/holds).
 func DecodeHold(ctx context.Context, data []byte) (capacity.Hold, error) {
+	if h, ok := holdFast(data); ok {
+		return h, nil
+	}
 	req, err := decodeFrom[holdRequest](ctx, bytes.NewReader(data))
 	if err != nil {
 		return capacity.Hold{}, err
@@ -164,4 +167,50 @@ func ProblemOf(err error, instance string) Problem {
 	p.Instance = instance
 	body, _ := json.Marshal(p) // plain strings and ints: cannot fail
 	return Problem{Status: p.Status, Code: strings.TrimPrefix(p.Type, ProblemTypeBase), Body: body, Internal: p.Status == 500}
+}
+
+// holdFast parses a hold body in the one form clients mostly send,
+// {"reservation_id":"…","quantity":N} with an optional ,"ttl":"…", no
+// spaces, no escapes, and returns the command if it is valid; anything
+// else is false, left to the strict decoder (which gives the problems).
+// Decoding with encoding/json was an eighth of a hold's CPU over NATS.
+func holdFast(data []byte) (capacity.Hold, bool) {
+	const idKey, qtyKey, ttlKey = `{"reservation_id":"`, `","quantity":`, `,"ttl":"`
+	s := string(data)
+	rest, ok := strings.CutPrefix(s, idKey)
+	if !ok {
+		return capacity.Hold{}, false
+	}
+	id, rest, ok := strings.Cut(rest, `"`)
+	if !ok || !capacity.ValidID(id) {
+		return capacity.Hold{}, false
+	}
+	if rest, ok = strings.CutPrefix(rest, qtyKey[1:]); !ok {
+		return capacity.Hold{}, false
+	}
+	end := 0
+	for end < len(rest) && end < 8 && rest[end] >= '0' && rest[end] <= '9' {
+		end++
+	}
+	if end == 0 || rest[0] == '0' {
+		return capacity.Hold{}, false
+	}
+	quantity, _ := strconv.Atoi(rest[:end])
+	rest = rest[end:]
+	h := capacity.Hold{ReservationID: id, Quantity: quantity, TTL: capacity.DefaultTTL}
+	if ttl, ok := strings.CutPrefix(rest, ttlKey); ok {
+		value, tail, ok := strings.Cut(ttl, `"`)
+		if !ok || strings.ContainsRune(value, '\\') {
+			return capacity.Hold{}, false
+		}
+		d, err := time.ParseDuration(value)
+		if err != nil {
+			return capacity.Hold{}, false
+		}
+		h.TTL, rest = d, tail
+	}
+	if rest != "}" || h.Validate() != nil {
+		return capacity.Hold{}, false
+	}
+	return h, true
 }

@@ -96,13 +96,21 @@ func handleHold(p Pools, now func() time.Time) http.HandlerFunc {
 			Error(w, r, err)
 			return
 		}
-		req, err := decode[holdRequest](r)
+		if err := checkContentType(r); err != nil {
+			Error(w, r, err)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			Error(w, r, decodeError(err))
+			return
+		}
+		cmd, err := DecodeHold(r.Context(), body) // the fast path, or decode's strict one
 		if err != nil {
 			Error(w, r, err)
 			return
 		}
-		ttl, _ := req.ttl()
-		res, err := p.Execute(r.Context(), pool, capacity.Hold{ReservationID: req.ReservationID, Quantity: *req.Quantity, TTL: ttl})
+		res, err := p.Execute(r.Context(), pool, cmd)
 		if err != nil {
 			Error(w, r, err)
 			return
@@ -110,7 +118,7 @@ func handleHold(p Pools, now func() time.Time) http.HandlerFunc {
 		status := http.StatusOK
 		if res.Written {
 			status = http.StatusCreated
-			w.Header().Set("Location", "/v1/pools/"+pool+"/reservations/"+req.ReservationID)
+			w.Header().Set("Location", "/v1/pools/"+pool+"/reservations/"+cmd.ReservationID)
 		}
 		encodeResult(w, r, status, pool, res, now())
 	}
