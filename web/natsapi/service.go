@@ -159,6 +159,12 @@ func New(nc *nats.Conn, cfg Config) (*Service, error) {
 			return nil, err
 		}
 	}
+	// Once New returns the server knows every subscription: a request sent
+	// on another connection right away finds a responder.
+	if err := nc.Flush(); err != nil {
+		_ = svc.Stop()
+		return nil, err
+	}
 	return s, nil
 }
 
