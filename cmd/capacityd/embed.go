@@ -56,6 +56,8 @@ func startEmbedded(cfg Config, log zerolog.Logger) (_ *embeddedNATS, err error) 
 	}
 	if port == 0 {
 		port = -1 // nats-server's "any free port"
+	} else if err := portFree(cfg.NATSListen); err != nil {
+		return nil, err
 	}
 	opts := &server.Options{
 		ServerName: "capacityd-" + cfg.Region,
@@ -76,7 +78,7 @@ func startEmbedded(cfg Config, log zerolog.Logger) (_ *embeddedNATS, err error) 
 	}
 	s.SetLoggerV2(natsLogger{log.With().Str("component", "nats").Logger()}, false, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
+	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded NATS did not become ready on %s (port in use? see log)", cfg.NATSListen)
 	}
@@ -85,6 +87,17 @@ func startEmbedded(cfg Config, log zerolog.Logger) (_ *embeddedNATS, err error) 
 		return nil, fmt.Errorf("embedded NATS started without JetStream (data dir %s)", dir)
 	}
 	return &embeddedNATS{Server: s, lock: lock}, nil
+}
+
+// portFree fails at once, and says what to do, when addr cannot be bound:
+// nats-server itself would only log the error and leave us waiting for a
+// server that never becomes ready.
+func portFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--nats-listen %s: cannot listen: %w (another NATS server or capacityd uses it? pick a free address with --nats-listen, or use that server with --nats-url)", addr, err)
+	}
+	return ln.Close()
 }
 
 // usableDir creates dir if needed and proves it is writable, so a bad --data
