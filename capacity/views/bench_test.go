@@ -2,6 +2,7 @@ package views
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -42,4 +43,72 @@ func BenchmarkAvailabilityQuery(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "queries/s")
+}
+
+// BenchmarkMemoryPerPool measures what the three read models of one
+// process hold per pool: b.N pools, each defined then given two live holds
+// (one commit each), applied to the three models of one Models, as cmd/capacityd
+// feeds them. Heap in use after a GC,
+// against before.
+//
+//	go test -run x -bench MemoryPerPool -benchtime 20000x ./capacity/views/
+func BenchmarkMemoryPerPool(b *testing.B) {
+	before := heapInUse()
+	models := New()
+	var seq uint64
+	apply := func(pool string, events ...capacity.Event) {
+		seq++
+		models.Apply(pool, seq, events...)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		id := fmt.Sprintf("mem-%d", i)
+		start := epoch.Add(time.Duration(i%500) * time.Hour)
+		apply(id, capacity.PoolDefined{Pool: id, Region: "r1", Kind: "delivery", StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 10, DefinedAt: epoch})
+		for h := range 2 {
+			at := epoch.Add(time.Duration(i) * time.Millisecond)
+			apply(id, capacity.Held{ReservationID: fmt.Sprintf("%s-h%d", id, h), Quantity: 1, TTL: time.Hour, ExpiresAt: at.Add(time.Hour), At: at})
+		}
+	}
+	b.StopTimer()
+	loaded := heapInUse()
+	b.ReportMetric(float64(loaded-before)/float64(b.N), "B/pool")
+	runtime.KeepAlive(models)
+}
+
+// BenchmarkMemoryPerReservation measures what the read models hold per
+// reservation: 100 pools, b.N holds spread over them.
+//
+//	go test -run x -bench MemoryPerReservation -benchtime 200000x ./capacity/views/
+func BenchmarkMemoryPerReservation(b *testing.B) {
+	models := New()
+	var seq uint64
+	apply := func(pool string, events ...capacity.Event) {
+		seq++
+		models.Apply(pool, seq, events...)
+	}
+	const npools = 100
+	for i := range npools {
+		id := fmt.Sprintf("mem-%d", i)
+		apply(id, capacity.PoolDefined{Pool: id, Region: "r1", Kind: "delivery", StartsAt: epoch, EndsAt: epoch.Add(time.Hour), Capacity: 1 << 30, DefinedAt: epoch})
+	}
+	mid := heapInUse()
+	b.ResetTimer()
+	for i := range b.N {
+		at := epoch.Add(time.Duration(i) * time.Millisecond)
+		apply(fmt.Sprintf("mem-%d", i%npools), capacity.Held{ReservationID: fmt.Sprintf("order-%08d", i), Quantity: 1, TTL: time.Hour, ExpiresAt: at.Add(time.Hour), At: at})
+	}
+	b.StopTimer()
+	loaded := heapInUse()
+	b.ReportMetric(float64(loaded-mid)/float64(b.N), "B/reservation")
+	runtime.KeepAlive(models)
+}
+
+// heapInUse returns the heap in use after a GC.
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }

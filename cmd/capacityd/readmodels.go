@@ -18,6 +18,7 @@ import (
 // readModels are the in-memory read models of this instance and the
 // projection that feeds them from the event stream.
 type readModels struct {
+	models       *views.Models
 	availability *views.Availability
 	reservations *views.Reservations
 	board        *views.Board
@@ -28,15 +29,17 @@ type readModels struct {
 // startReadModels creates the models and runs their projection until the
 // returned stop function is called.
 func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
+	models := views.New() // one copy of each pool, shared by the three models
 	rm := &readModels{
-		availability: views.NewAvailability(),
-		reservations: views.NewReservations(),
-		board:        views.NewBoard(),
+		models:       models,
+		availability: models.Availability,
+		reservations: models.Reservations,
+		board:        models.Board,
 		now:          a.now,
 	}
 	durable := projection.DurableName("views", a.cfg.Region, a.instance())
 	runner, err := projection.New(a.js, a.store.StreamName(), durable,
-		projection.Apply(rm.availability, rm.reservations, rm.board),
+		projection.Apply(models),
 		projection.WithLogger(a.log.With().Str("component", "projection").Str("durable", durable).Logger()))
 	if err != nil {
 		return nil, err

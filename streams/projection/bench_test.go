@@ -70,7 +70,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		{"availability", func() []projection.Model { return []projection.Model{views.NewAvailability()} }},
 		{"none", func() []projection.Model { return nil }},
 		{"all", func() []projection.Model {
-			return []projection.Model{views.NewAvailability(), views.NewReservations(), views.NewBoard()}
+			return []projection.Model{views.New()}
 		}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
