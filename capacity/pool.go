@@ -333,6 +333,22 @@ func (p *Pool) Clone() *Pool {
 	return &c
 }
 
+// Recount recomputes the pool's derived totals and deadline index from its
+// reservations, for a pool assembled field by field (a read model's
+// checkpoint), as UnmarshalSnapshot does for a snapshot. It fails on a nil
+// reservation.
+func (p *Pool) Recount() error {
+	p.heldUnits, p.confirmedUnits, p.unstamped, p.memo = 0, 0, 0, lapseMemo{}
+	for _, r := range p.Reservations {
+		if r == nil {
+			return Errorf(EINVALID, "pool %s: null reservation", p.ID)
+		}
+		p.count(r, +1)
+	}
+	p.rebuildDeadlines()
+	return nil
+}
+
 // MarshalSnapshot encodes the pool for the snapshot store.
 func (p *Pool) MarshalSnapshot() ([]byte, error) {
 	return json.Marshal(p)
