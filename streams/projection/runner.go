@@ -11,6 +11,7 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/streams"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -68,6 +69,22 @@ type Runner struct {
 	wake     chan struct{} // closed when the position moves and someone waits; nil if nobody does
 
 	applied, poison, redelivered, retries, restarts atomic.Uint64
+
+	// Start: where the first delivery began and the stream's last sequence
+	// then, which the models must reach to be caught up.
+	startSeq, target atomic.Uint64
+	started          atomic.Bool // startSeq and target are set
+	loaded           atomic.Uint64
+	fallback         atomic.Pointer[string] // why no checkpoint was loaded
+
+	// Checkpoints. The fields without atomics belong to the goroutine of Run.
+	created             time.Time // the stream's creation time
+	lastMsg             lastMsg
+	savedSeq, sinceSave uint64
+	savedAt, retryAt    time.Time
+	saving              chan struct{} // holds a token while no save is in flight
+	wg                  sync.WaitGroup
+	cpSaved, cpFailures atomic.Uint64
 }
 
 // New returns a Runner feeding handler from the durable consumer named
@@ -86,7 +103,9 @@ func New(js jetstream.JetStream, stream, durable string, handler Handler, opts .
 		}
 	}
 	o.batch = max(1, min(o.batch, o.maxAckPending/2))
-	return &Runner{js: js, stream: stream, durable: durable, handler: handler, opts: o}, nil
+	r := &Runner{js: js, stream: stream, durable: durable, handler: handler, opts: o, saving: make(chan struct{}, 1)}
+	r.saving <- struct{}{}
+	return r, nil
 }
 
 // DurableName returns the conventional durable name of a projection of a
@@ -119,6 +138,26 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer r.running.Store(false)
 	log := r.opts.logger
+	if r.opts.checkpoints != nil && !r.started.Load() && r.position.Load() == 0 {
+		start := time.Now()
+		pos, why := r.loadCheckpoint(ctx)
+		if pos > 0 {
+			r.loaded.Store(pos)
+			r.savedSeq, r.savedAt = pos, time.Now()
+			r.advance(pos)
+			log.Info().Str("durable", r.durable).Uint64("seq", pos).Dur("took", time.Since(start)).Msg("projection: resuming from checkpoint")
+		} else {
+			r.fallback.Store(&why)
+			log.Info().Str("durable", r.durable).Str("reason", why).Msg("projection: rebuilding from the stream")
+		}
+	}
+	defer func() {
+		// At shutdown: one last checkpoint, so the next start reads no tail.
+		final, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.checkpointTimeout)
+		defer cancel()
+		r.checkpoint(final, true)
+		r.wg.Wait()
+	}()
 	backoff := 50 * time.Millisecond
 	for first := true; ; first = false {
 		before := r.position.Load()
@@ -149,6 +188,26 @@ var errSetup = errors.New("projection: create consumer")
 
 // session creates the consumer and consumes until ctx ends or an error.
 func (r *Runner) session(ctx context.Context, first bool) error {
+	if !r.started.Load() {
+		// The stream's last sequence as of start: the models are caught up,
+		// and the instance ready, once they reach it.
+		ictx, cancel := context.WithTimeout(ctx, r.opts.timeout)
+		stream, err := r.js.Stream(ictx, r.stream)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%w %s on %s: %w", errSetup, r.durable, r.stream, err)
+		}
+		info := stream.CachedInfo()
+		if r.created.IsZero() {
+			r.created = info.Created
+		}
+		r.startSeq.Store(r.position.Load() + 1)
+		r.target.Store(info.State.LastSeq)
+		r.started.Store(true)
+		if r.savedAt.IsZero() {
+			r.savedAt = time.Now()
+		}
+	}
 	cons, err := r.recreate(ctx)
 	if err != nil {
 		return fmt.Errorf("%w %s on %s: %w", errSetup, r.durable, r.stream, err)
@@ -168,7 +227,13 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 		}
 	}()
 	for {
-		m, err := it.Next(jetstream.NextContext(ctx))
+		m, err := r.next(ctx, it)
+		if errors.Is(err, errCheckpointDue) {
+			if r.checkpointDue() {
+				r.checkpoint(ctx, false)
+			}
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("projection: next message: %w", err)
 		}
@@ -184,6 +249,8 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 			if err := r.handle(ctx, m, r.decode(m, meta)); err != nil {
 				return err
 			}
+			r.lastMsg = lastMsg{seq: seq, subject: m.Subject(), id: m.Headers().Get(nats.MsgIdHdr)}
+			r.sinceSave++
 			r.advance(seq)
 		}
 		if last == nil || seq >= lastSeq {
@@ -194,7 +261,29 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 			_ = last.Ack() // a lost ack only means a redelivery, which is skipped
 			last, lastSeq, unacked = nil, 0, 0
 		}
+		if r.checkpointDue() {
+			r.checkpoint(ctx, false)
+		}
 	}
+}
+
+// errCheckpointDue is next's way to say a checkpoint is due while no
+// message arrives.
+var errCheckpointDue = errors.New("projection: checkpoint due")
+
+// next returns the next message; when the models hold events not yet in a
+// checkpoint, it waits at most until the checkpoint interval has passed.
+func (r *Runner) next(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
+	if r.opts.checkpoints == nil || r.position.Load() == r.savedSeq {
+		return it.Next(jetstream.NextContext(ctx))
+	}
+	wait, cancel := context.WithDeadline(ctx, r.checkpointDeadline())
+	defer cancel()
+	m, err := it.Next(jetstream.NextContext(wait))
+	if err != nil && ctx.Err() == nil && wait.Err() != nil {
+		return nil, errCheckpointDue
+	}
+	return m, err
 }
 
 // recreate deletes the durable if it exists and creates it again, to
@@ -208,7 +297,7 @@ func (r *Runner) recreate(ctx context.Context) (jetstream.Consumer, error) {
 	}
 	cfg := jetstream.ConsumerConfig{
 		Durable:           r.durable,
-		Description:       "capacityd read model (in memory, rebuilt on start)",
+		Description:       "capacityd read model (in memory; rebuilt on start from its checkpoint and the stream after it)",
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckAllPolicy,
 		AckWait:           r.opts.ackWait,
