@@ -12,6 +12,7 @@ import (
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
+	"github.com/capacityd/capacityd/streams/projection"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,7 @@ type app struct {
 	js    jetstream.JetStream
 	store *streams.Store
 	snaps *kv.Snapshots
+	views *projection.Checkpoints // nil with --checkpoint-every 0
 	pools *pools.Service
 	reg   *prometheus.Registry
 	stops []func() // read models and other workers, stopped in reverse order
@@ -184,6 +186,11 @@ func (a *app) tryOpenStores(ctx context.Context) error {
 	}
 	if a.snaps, err = kv.New(ctx, a.js, kv.DefaultBucket, kv.WithReplicas(a.cfg.Replicas)); err != nil {
 		return fmt.Errorf("snapshot bucket: %w", err)
+	}
+	if a.cfg.CheckpointEvery > 0 {
+		if a.views, err = projection.NewCheckpoints(ctx, a.js, projection.DefaultCheckpointBucket, a.cfg.Replicas); err != nil {
+			return fmt.Errorf("read-model checkpoint bucket: %w", err)
+		}
 	}
 	return nil
 }

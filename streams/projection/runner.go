@@ -85,6 +85,8 @@ type Runner struct {
 	saving              chan struct{} // holds a token while no save is in flight
 	wg                  sync.WaitGroup
 	cpSaved, cpFailures atomic.Uint64
+	runStart            time.Time // when Run first began
+	caughtUpLogged      bool
 }
 
 // New returns a Runner feeding handler from the durable consumer named
@@ -138,6 +140,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer r.running.Store(false)
 	log := r.opts.logger
+	if r.runStart.IsZero() {
+		r.runStart = time.Now()
+	}
 	if r.opts.checkpoints != nil && !r.started.Load() && r.position.Load() == 0 {
 		start := time.Now()
 		pos, why := r.loadCheckpoint(ctx)
@@ -207,6 +212,7 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 		if r.savedAt.IsZero() {
 			r.savedAt = time.Now()
 		}
+		r.noteCaughtUp()
 	}
 	cons, err := r.recreate(ctx)
 	if err != nil {
@@ -252,6 +258,7 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 			r.lastMsg = lastMsg{seq: seq, subject: m.Subject(), id: m.Headers().Get(nats.MsgIdHdr)}
 			r.sinceSave++
 			r.advance(seq)
+			r.noteCaughtUp()
 		}
 		if last == nil || seq >= lastSeq {
 			last, lastSeq = m, seq
@@ -265,6 +272,17 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 			r.checkpoint(ctx, false)
 		}
 	}
+}
+
+// noteCaughtUp logs, once, when the models first reach the stream's last
+// sequence as of start.
+func (r *Runner) noteCaughtUp() {
+	if r.caughtUpLogged || !r.CaughtUp() {
+		return
+	}
+	r.caughtUpLogged = true
+	r.opts.logger.Info().Str("durable", r.durable).Uint64("position", r.position.Load()).Uint64("start_seq", r.startSeq.Load()).
+		Uint64("applied", r.applied.Load()).Dur("took", time.Since(r.runStart)).Msg("projection: caught up with the stream as of start")
 }
 
 // errCheckpointDue is next's way to say a checkpoint is due while no

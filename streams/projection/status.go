@@ -94,6 +94,10 @@ func (r *Runner) Lag(ctx context.Context) (uint64, error) {
 	return st.Lag, err
 }
 
+// Counters returns the Status fields the Runner knows without asking the
+// server (LastSeq, Lag and the consumer's fields are zero).
+func (r *Runner) Counters() Status { return r.counters() }
+
 // counters returns the Status fields the Runner knows without asking the server.
 func (r *Runner) counters() Status {
 	st := Status{
