@@ -39,7 +39,7 @@ type Config struct {
 	// no loaded entity is sweeping (no flag: tests shorten it).
 	SweepEvery time.Duration
 	// CheckpointEvery and CheckpointInterval: the read models save a
-	// checkpoint every N stream messages or T, whichever comes first once
+	// checkpoint every N events or T, whichever comes first once
 	// something is new, and at shutdown. CheckpointEvery 0: no checkpoints,
 	// the read models rebuild from the whole stream at every start.
 	CheckpointEvery    int
@@ -113,7 +113,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.Replicas, flagEnv{"replicas", "CAPACITY_REPLICAS", "replicas of the event stream and snapshot bucket (3 on an R3 cluster)"}},
 		{&cfg.SnapshotEvery, flagEnv{"snapshot-every", "CAPACITY_SNAPSHOT_EVERY", "write a pool snapshot every N events"}},
 		{&cfg.MaxBatch, flagEnv{"max-batch", "CAPACITY_MAX_BATCH", "most commands one pool group-commits in one append"}},
-		{&cfg.CheckpointEvery, flagEnv{"checkpoint-every", "CAPACITY_CHECKPOINT_EVERY", "checkpoint the read models every N stream messages (0: never, rebuild from the stream at start)"}},
+		{&cfg.CheckpointEvery, flagEnv{"checkpoint-every", "CAPACITY_CHECKPOINT_EVERY", "checkpoint the read models every N events (0: never, rebuild from the stream at start)"}},
 	}
 	var envErr error
 	for _, i := range ints {

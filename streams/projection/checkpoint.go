@@ -69,6 +69,12 @@ func NewCheckpoints(ctx context.Context, js jetstream.JetStream, bucket string, 
 // Bucket returns the bucket's name.
 func (c *Checkpoints) Bucket() string { return c.bucket }
 
+// Info returns the stored checkpoint's object info (its size, its metadata);
+// jetstream.ErrObjectNotFound if there is none.
+func (c *Checkpoints) Info(ctx context.Context, stream string) (*jetstream.ObjectInfo, error) {
+	return c.obs.GetInfo(ctx, stream)
+}
+
 // checkpointMeta is what a checkpoint's object says about it.
 type checkpointMeta struct {
 	seq         uint64

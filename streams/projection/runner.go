@@ -252,11 +252,12 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 			r.redelivered.Add(1)
 		}
 		if seq > r.position.Load() {
-			if err := r.handle(ctx, m, r.decode(m, meta)); err != nil {
+			ev := r.decode(m, meta)
+			if err := r.handle(ctx, m, ev); err != nil {
 				return err
 			}
 			r.lastMsg = lastMsg{seq: seq, subject: m.Subject(), id: m.Headers().Get(nats.MsgIdHdr)}
-			r.sinceSave++
+			r.sinceSave += uint64(max(1, len(ev.Events)))
 			r.advance(seq)
 			r.noteCaughtUp()
 		}
