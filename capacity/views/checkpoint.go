@@ -133,6 +133,9 @@ func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 	return position, nil
 }
 
+// Reset empties the models, as New returns them. Board subscribers are dropped.
+func (m *Models) Reset() { m.restore(make(map[string]*row), 0) }
+
 // restore installs pools as the models' state at position and rebuilds
 // every index from them.
 func (m *Models) restore(pools map[string]*row, position uint64) {
