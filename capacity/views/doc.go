@@ -21,7 +21,7 @@
 // copy of each pool: one Apply folds a commit once and updates each model's
 // index (availability's start-time order and deadlines, the reservation id
 // index, the board's cells). Sharing cut the read side's memory per pool
-// and per reservation to about a third (see the README). NewAvailability,
+// and per reservation to less than half (see the README). NewAvailability,
 // NewReservations and NewBoard each return a model over Models of its own,
 // for tests; a model's Apply feeds its whole Models, and a commit applied
 // through a second model of the same Models is a redelivery, ignored.
