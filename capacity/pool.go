@@ -397,3 +397,20 @@ func (p *Pool) Clone() *Pool {
 	}
 	return &c
 }
+
+// Recount recomputes the pool's derived totals and deadline index from its
+// reservations, for a pool assembled field by field (a read model's
+// checkpoint), as UnmarshalSnapshot does for a snapshot. It fails on a nil
+// reservation.
+func (p *Pool) Recount() error {
+	p.heldUnits, p.confirmedUnits, p.unstamped, p.memo = 0, 0, 0, lapseMemo{}
+	for _, r := range p.Reservations {
+		if r == nil {
+			return Errorf(EINVALID, "pool %s: null reservation", p.ID)
+		}
+		p.count(r, +1)
+	}
+	p.rebuildDeadlines()
+	p.rebuildFinished()
+	return nil
+}

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
@@ -20,22 +18,11 @@ const (
 )
 
 // Availability is the read model of pools and their figures, queryable by
-// region, kind and start time. It is safe for one writer and many readers.
+// region, kind and start time. It reads the pools of its Models. It is safe
+// for one writer and many readers.
 type Availability struct {
-	mu       sync.RWMutex
-	pools    map[string]*availRow
-	byStart  []*availRow // defined pools sorted by (StartsAt, ID)
-	position uint64
-}
-
-// availRow is one pool of the availability model.
-type availRow struct {
-	fold
-	start     int64      // StartsAt in unix nanoseconds, the index key with the id
-	indexed   bool       // whether the row is in byStart
-	deadlines []deadline // live holds sorted by (at, id)
-	gen       uint64     // bumped on every change, under the write lock
-	memo      atomic.Pointer[lapseMemo]
+	m       *Models
+	byStart []*row // defined pools sorted by (StartsAt, ID)
 }
 
 // deadline is a live hold in a pool's deadline index.
@@ -70,70 +57,31 @@ type AvailabilityPage struct {
 	Position uint64 // stream sequence the page reflects
 }
 
-// NewAvailability returns an empty availability model.
-func NewAvailability() *Availability {
-	return &Availability{pools: make(map[string]*availRow)}
-}
+// NewAvailability returns an empty availability model over models of its
+// own (see New for models that share their pools).
+func NewAvailability() *Availability { return New().Availability }
 
-// Apply applies the events of one commit, stored at stream sequence seq on
-// pool's subject. A seq at or below the last one applied to that pool is
-// ignored. Readers see the commit whole or not at all.
+// Apply applies the events of one commit to the models (Models.Apply).
 func (a *Availability) Apply(pool string, seq uint64, events ...capacity.Event) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.position = max(a.position, seq)
-	row := a.pools[pool]
-	if row == nil {
-		row = &availRow{}
-		a.pools[pool] = row
-	}
-	if !row.apply(seq, events, row.holdChanged) {
-		return
-	}
-	row.gen++
-	for _, e := range events {
-		if _, ok := e.(capacity.PoolDefined); ok {
-			a.reindex(row)
-			break
-		}
-	}
+	a.m.Apply(pool, seq, events...)
 }
 
-// holdChanged keeps the deadline index in step with one reservation.
-func (r *availRow) holdChanged(id string, before, after holdState) {
-	if before.held {
-		r.removeDeadline(deadline{at: before.expiresAt, id: id})
-	}
-	if after.held {
-		r.insertDeadline(deadline{at: after.expiresAt, id: id, quantity: after.quantity})
-	}
-}
-
-// Advance records that every event up to seq has been seen although seq
-// itself held nothing to apply (an undecodable message).
-func (a *Availability) Advance(seq uint64) {
-	a.mu.Lock()
-	a.position = max(a.position, seq)
-	a.mu.Unlock()
-}
+// Advance records that seq was seen with nothing to apply (Models.Advance).
+func (a *Availability) Advance(seq uint64) { a.m.Advance(seq) }
 
 // Position returns the highest stream sequence applied.
-func (a *Availability) Position() uint64 {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	return a.position
-}
+func (a *Availability) Position() uint64 { return a.m.Position() }
 
 // Pool returns one pool's view at now and the position it reflects; false
 // if the pool is not defined.
 func (a *Availability) Pool(id string, now time.Time) (capacity.PoolView, uint64, bool) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	row := a.pools[id]
+	a.m.mu.RLock()
+	defer a.m.mu.RUnlock()
+	row := a.m.pools[id]
 	if row == nil || !row.pool.Defined() {
-		return capacity.PoolView{}, a.position, false
+		return capacity.PoolView{}, a.m.position, false
 	}
-	return row.view(now.UnixNano()), a.position, true
+	return row.view(now.UnixNano()), a.m.position, true
 }
 
 // Query returns the pools q selects, with their figures at now: a hold past
@@ -151,13 +99,13 @@ func (a *Availability) Query(q AvailabilityQuery, now time.Time) (AvailabilityPa
 	}
 	nowNano := now.UnixNano()
 
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	page := AvailabilityPage{Position: a.position}
+	a.m.mu.RLock()
+	defer a.m.mu.RUnlock()
+	page := AvailabilityPage{Position: a.m.position}
 	var i int
 	switch {
 	case hasCursor:
-		i, _ = slices.BinarySearchFunc(a.byStart, afterStart, func(r *availRow, start int64) int {
+		i, _ = slices.BinarySearchFunc(a.byStart, afterStart, func(r *row, start int64) int {
 			return compareInt(r.start, start)
 		})
 		for i < len(a.byStart) && a.byStart[i].start == afterStart && a.byStart[i].pool.ID <= afterID {
@@ -196,14 +144,14 @@ func (a *Availability) Query(q AvailabilityQuery, now time.Time) (AvailabilityPa
 
 // searchStart returns the index of the first pool starting at or after start.
 func (a *Availability) searchStart(start int64) int {
-	i, _ := slices.BinarySearchFunc(a.byStart, start, func(r *availRow, start int64) int {
+	i, _ := slices.BinarySearchFunc(a.byStart, start, func(r *row, start int64) int {
 		return compareInt(r.start, start)
 	})
 	return i
 }
 
 // reindex puts a (re)defined pool at its place in byStart.
-func (a *Availability) reindex(row *availRow) {
+func (a *Availability) reindex(row *row) {
 	if row.indexed {
 		if i, ok := a.findRow(row.start, row.pool.ID); ok {
 			a.byStart = slices.Delete(a.byStart, i, i+1)
@@ -217,7 +165,7 @@ func (a *Availability) reindex(row *availRow) {
 
 // findRow finds the place of (start, id) in byStart.
 func (a *Availability) findRow(start int64, id string) (int, bool) {
-	return slices.BinarySearchFunc(a.byStart, start, func(r *availRow, start int64) int {
+	return slices.BinarySearchFunc(a.byStart, start, func(r *row, start int64) int {
 		if c := compareInt(r.start, start); c != 0 {
 			return c
 		}
@@ -226,7 +174,7 @@ func (a *Availability) findRow(start int64, id string) (int, bool) {
 }
 
 // view returns the row's pool as a client sees it at now (unix nanoseconds).
-func (r *availRow) view(now int64) capacity.PoolView {
+func (r *row) view(now int64) capacity.PoolView {
 	p := &r.pool
 	held := r.held - r.lapsedUnits(now)
 	available := p.Limit() - held - r.confirmed
@@ -240,7 +188,7 @@ func (r *availRow) view(now int64) capacity.PoolView {
 // lapsedUnits returns the units of live holds whose deadline is at or before
 // now. Safe under the read lock: the memo is published atomically and keyed
 // by the row's generation.
-func (r *availRow) lapsedUnits(now int64) int {
+func (r *row) lapsedUnits(now int64) int {
 	if m := r.memo.Load(); m != nil && m.gen == r.gen && now >= m.from && now < m.until {
 		return m.units
 	}
@@ -256,7 +204,7 @@ func (r *availRow) lapsedUnits(now int64) int {
 	return units
 }
 
-func (r *availRow) insertDeadline(d deadline) {
+func (r *row) insertDeadline(d deadline) {
 	n := len(r.deadlines)
 	if n == 0 || compareDeadline(r.deadlines[n-1], d) < 0 { // the common case: later than every other
 		r.deadlines = append(r.deadlines, d)
@@ -266,7 +214,7 @@ func (r *availRow) insertDeadline(d deadline) {
 	r.deadlines = slices.Insert(r.deadlines, i, d)
 }
 
-func (r *availRow) removeDeadline(d deadline) {
+func (r *row) removeDeadline(d deadline) {
 	if i, ok := slices.BinarySearchFunc(r.deadlines, d, compareDeadline); ok {
 		r.deadlines = slices.Delete(r.deadlines, i, i+1)
 	}
@@ -313,10 +261,10 @@ func decodeCursor(cursor string) (start int64, id string, ok bool, err error) {
 // request.
 func (a *Availability) LapsedPools(now time.Time) []string {
 	nowNano := now.UnixNano()
-	a.mu.RLock()
-	defer a.mu.RUnlock()
+	a.m.mu.RLock()
+	defer a.m.mu.RUnlock()
 	var ids []string
-	for id, row := range a.pools {
+	for id, row := range a.m.pools {
 		if len(row.deadlines) > 0 && row.deadlines[0].at < nowNano {
 			ids = append(ids, id)
 		}

@@ -1,7 +1,10 @@
 package views
 
 import (
+	"bytes"
 	"fmt"
+	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,4 +45,134 @@ func BenchmarkAvailabilityQuery(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "queries/s")
+}
+
+// BenchmarkMemoryPerPool measures what the three read models of one
+// process hold per pool: b.N pools, each defined then given two live holds
+// (one commit each), applied to the three models of one Models, as cmd/capacityd
+// feeds them. Heap in use after a GC,
+// against before.
+//
+//	go test -run x -bench MemoryPerPool -benchtime 20000x ./capacity/views/
+func BenchmarkMemoryPerPool(b *testing.B) {
+	before := heapInUse()
+	models := New()
+	var seq uint64
+	apply := func(pool string, events ...capacity.Event) {
+		seq++
+		models.Apply(pool, seq, events...)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		id := fmt.Sprintf("mem-%d", i)
+		start := epoch.Add(time.Duration(i%500) * time.Hour)
+		apply(id, capacity.PoolDefined{Pool: id, Region: "r1", Kind: "delivery", StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 10, DefinedAt: epoch})
+		for h := range 2 {
+			at := epoch.Add(time.Duration(i) * time.Millisecond)
+			apply(id, capacity.Held{ReservationID: fmt.Sprintf("%s-h%d", id, h), Quantity: 1, TTL: time.Hour, ExpiresAt: at.Add(time.Hour), At: at})
+		}
+	}
+	b.StopTimer()
+	loaded := heapInUse()
+	b.ReportMetric(float64(loaded-before)/float64(b.N), "B/pool")
+	runtime.KeepAlive(models)
+}
+
+// BenchmarkMemoryPerReservation measures what the read models hold per
+// reservation: 100 pools, b.N holds spread over them.
+//
+//	go test -run x -bench MemoryPerReservation -benchtime 200000x ./capacity/views/
+func BenchmarkMemoryPerReservation(b *testing.B) {
+	models := New()
+	var seq uint64
+	apply := func(pool string, events ...capacity.Event) {
+		seq++
+		models.Apply(pool, seq, events...)
+	}
+	const npools = 100
+	for i := range npools {
+		id := fmt.Sprintf("mem-%d", i)
+		apply(id, capacity.PoolDefined{Pool: id, Region: "r1", Kind: "delivery", StartsAt: epoch, EndsAt: epoch.Add(time.Hour), Capacity: 1 << 30, DefinedAt: epoch})
+	}
+	mid := heapInUse()
+	b.ResetTimer()
+	for i := range b.N {
+		at := epoch.Add(time.Duration(i) * time.Millisecond)
+		apply(fmt.Sprintf("mem-%d", i%npools), capacity.Held{ReservationID: fmt.Sprintf("order-%08d", i), Quantity: 1, TTL: time.Hour, ExpiresAt: at.Add(time.Hour), At: at})
+	}
+	b.StopTimer()
+	loaded := heapInUse()
+	b.ReportMetric(float64(loaded-mid)/float64(b.N), "B/reservation")
+	runtime.KeepAlive(models)
+}
+
+// heapInUse returns the heap in use after a GC.
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// BenchmarkCheckpoint writes and reads a checkpoint of 1,000 pools holding
+// 500,000 reservations in memory: the CPU cost of a checkpoint and of a
+// start from one, without the object store.
+//
+//	go test -run x -bench Checkpoint -benchtime 3x ./capacity/views/
+func BenchmarkCheckpoint(b *testing.B) {
+	const npools, nres = 1000, 500_000
+	m := New()
+	var seq uint64
+	for i := range npools {
+		id := fmt.Sprintf("pool-%05d", i)
+		seq++
+		m.Apply(id, seq, capacity.PoolDefined{Pool: id, Region: "eu", Kind: "delivery", StartsAt: epoch, EndsAt: epoch.Add(time.Hour), Capacity: 1 << 30, DefinedAt: epoch})
+	}
+	for i := range nres {
+		at := epoch.Add(time.Duration(i) * time.Millisecond)
+		seq++
+		pool := fmt.Sprintf("pool-%05d", i%npools)
+		m.Apply(pool, seq, capacity.Held{ReservationID: fmt.Sprintf("r%d", i), Quantity: 1, TTL: time.Hour, ExpiresAt: at.Add(time.Hour), At: at})
+		if i%2 == 1 {
+			seq++
+			m.Apply(pool, seq, capacity.Confirmed{ReservationID: fmt.Sprintf("r%d", i), At: at})
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := m.WriteCheckpoint(&buf); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("write", func(b *testing.B) {
+		cpu := cpuTime()
+		for b.Loop() {
+			buf.Reset()
+			if _, err := m.WriteCheckpoint(&buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/nres, "cpu-ns/reservation")
+		b.ReportMetric(float64(buf.Len())/nres, "B/reservation")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/nres, "ns/reservation")
+	})
+	b.Run("read", func(b *testing.B) {
+		cpu := cpuTime()
+		for b.Loop() {
+			if _, err := New().ReadCheckpoint(bytes.NewReader(buf.Bytes())); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/nres, "cpu-ns/reservation")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/nres, "ns/reservation")
+	})
+}
+
+// cpuTime returns the CPU time (user + system) the process has used,
+// garbage collection included.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -16,14 +16,9 @@ const DayLayout = "2006-01-02"
 // Board is the planner's read model: utilisation per region, kind, day and
 // slot, with a change feed. It is safe for one writer and many readers.
 type Board struct {
-	mu       sync.RWMutex
-	pools    map[string]*boardPool
-	cells    map[cellKey]*Cell
-	subs     map[*boardSub]struct{}
-	position uint64
-	// traceparent is that of the commit being applied, for the changes it
-	// publishes; guarded by mu.
-	traceparent string
+	m     *Models
+	cells map[cellKey]*Cell
+	subs  map[*boardSub]struct{}
 }
 
 // Cell is the utilisation of one slot: every pool of a region and kind that
@@ -64,14 +59,6 @@ type cellKey struct {
 	slot         int64 // unix nanoseconds
 }
 
-// boardPool is one pool of the board and what it adds to its cell.
-type boardPool struct {
-	fold
-	key     cellKey
-	counted bool  // whether contrib is added to the cell at key
-	contrib share // what the pool adds to its cell
-}
-
 // share is one pool's part of a cell.
 type share struct {
 	capacity, overbook, held, confirmed, closed, over int
@@ -82,54 +69,44 @@ type boardSub struct {
 	ch chan BoardChange
 }
 
-// NewBoard returns an empty board.
-func NewBoard() *Board {
-	return &Board{
-		pools: make(map[string]*boardPool),
-		cells: make(map[cellKey]*Cell),
-		subs:  make(map[*boardSub]struct{}),
-	}
-}
+// NewBoard returns an empty board over models of its own (see New for
+// models that share their pools).
+func NewBoard() *Board { return New().Board }
 
-// Apply applies the events of one commit, stored at stream sequence seq on
-// pool's subject, and publishes the change of the pool's cell, if any. A seq
-// at or below the last one applied to that pool is ignored.
+// Apply applies the events of one commit to the models (Models.Apply),
+// which publishes the change of the pool's cell, if any.
 func (b *Board) Apply(pool string, seq uint64, events ...capacity.Event) {
-	b.ApplyTraced(pool, seq, "", events...)
+	b.m.Apply(pool, seq, events...)
 }
 
 // ApplyTraced is Apply for a commit written under a trace: the changes it
 // publishes carry the commit's traceparent (projection.TracedModel).
 func (b *Board) ApplyTraced(pool string, seq uint64, traceparent string, events ...capacity.Event) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.traceparent = traceparent
-	defer func() { b.traceparent = "" }()
-	b.position = max(b.position, seq)
-	bp := b.pools[pool]
-	if bp == nil {
-		bp = &boardPool{}
-		b.pools[pool] = bp
-	}
-	if !bp.apply(seq, events, nil) || !bp.pool.Defined() {
+	b.m.ApplyTraced(pool, seq, traceparent, events...)
+}
+
+// update moves a pool's share of its cell after the commit at seq changed
+// it, and publishes the cell's change.
+func (b *Board) update(seq uint64, r *row) {
+	if !r.pool.Defined() {
 		return
 	}
-	p := &bp.pool
+	p := &r.pool
 	key := cellKey{region: p.Region, kind: p.Kind, slot: p.StartsAt.UnixNano()}
-	contrib := share{capacity: p.Capacity, overbook: p.Overbook, held: bp.held, confirmed: bp.confirmed}
+	contrib := share{capacity: p.Capacity, overbook: p.Overbook, held: r.held, confirmed: r.confirmed}
 	if p.Status == capacity.Closed {
 		contrib.closed = 1
 	}
-	if bp.held+bp.confirmed > p.Limit() {
+	if r.held+r.confirmed > p.Limit() {
 		contrib.over = 1
 	}
-	if bp.counted && key == bp.key && contrib == bp.contrib {
+	if r.counted && key == r.key && contrib == r.contrib {
 		return
 	}
-	if bp.counted {
-		b.add(seq, bp.key, bp.contrib, -1, key != bp.key)
+	if r.counted {
+		b.add(seq, r.key, r.contrib, -1, key != r.key)
 	}
-	bp.key, bp.contrib, bp.counted = key, contrib, true
+	r.key, r.contrib, r.counted = key, contrib, true
 	b.add(seq, key, contrib, +1, true)
 }
 
@@ -154,7 +131,7 @@ func (b *Board) add(seq uint64, key cellKey, s share, sign int, publish bool) {
 		delete(b.cells, key)
 	}
 	if publish {
-		b.publish(BoardChange{Seq: seq, Cell: value, Traceparent: b.traceparent})
+		b.publish(BoardChange{Seq: seq, Cell: value, Traceparent: b.m.traceparent})
 	}
 }
 
@@ -171,27 +148,18 @@ func (b *Board) publish(change BoardChange) {
 	}
 }
 
-// Advance records that every event up to seq has been seen although seq
-// itself held nothing to apply (an undecodable message).
-func (b *Board) Advance(seq uint64) {
-	b.mu.Lock()
-	b.position = max(b.position, seq)
-	b.mu.Unlock()
-}
+// Advance records that seq was seen with nothing to apply (Models.Advance).
+func (b *Board) Advance(seq uint64) { b.m.Advance(seq) }
 
 // Position returns the highest stream sequence applied.
-func (b *Board) Position() uint64 {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.position
-}
+func (b *Board) Position() uint64 { return b.m.Position() }
 
 // Cells returns the cells of a region on a day (DayLayout, UTC), of one kind
 // or of every kind if kind is "", sorted by slot then kind, with the
 // position they reflect. An empty region or day matches every one.
 func (b *Board) Cells(region, kind, day string) ([]Cell, uint64) {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
+	b.m.mu.RLock()
+	defer b.m.mu.RUnlock()
 	var cells []Cell
 	for key, c := range b.cells {
 		if (region != "" && key.region != region) || (kind != "" && key.kind != kind) || (day != "" && c.Day != day) {
@@ -202,7 +170,7 @@ func (b *Board) Cells(region, kind, day string) ([]Cell, uint64) {
 	slices.SortFunc(cells, func(x, y Cell) int {
 		return cmp.Or(x.Slot.Compare(y.Slot), cmp.Compare(x.Region, y.Region), cmp.Compare(x.Kind, y.Kind))
 	})
-	return cells, b.position
+	return cells, b.m.position
 }
 
 // Subscribe returns a channel of board changes, buffered to hold buffer of
@@ -214,14 +182,14 @@ func (b *Board) Cells(region, kind, day string) ([]Cell, uint64) {
 // below the position Cells returned.
 func (b *Board) Subscribe(ctx context.Context, buffer int) (<-chan BoardChange, func()) {
 	s := &boardSub{ch: make(chan BoardChange, max(buffer, 1))}
-	b.mu.Lock()
+	b.m.mu.Lock()
 	b.subs[s] = struct{}{}
-	b.mu.Unlock()
+	b.m.mu.Unlock()
 	var once sync.Once
 	cancel := func() {
 		once.Do(func() {
-			b.mu.Lock()
-			defer b.mu.Unlock()
+			b.m.mu.Lock()
+			defer b.m.mu.Unlock()
 			if _, ok := b.subs[s]; ok {
 				delete(b.subs, s)
 				close(s.ch)

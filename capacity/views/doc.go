@@ -14,15 +14,20 @@
 // sequence applied (or skipped with Advance). A query returns the position it
 // reflects, read under the same lock as its data.
 //
-// Each model keeps one capacity.Pool per pool and evolves it with the
-// domain's own Evolve, so a model's figures equal those of the write side by
-// construction rather than by a second implementation of the rules. Models
-// are independent (each holds its own pools): simpler to reason about and to
-// feed from separate runners, at the cost of memory when one process runs
-// all three.
+// Models keeps one capacity.Pool per pool and evolves it with the domain's
+// own Evolve, so the models' figures equal those of the write side by
+// construction rather than by a second implementation of the rules. The
+// three models (Availability, Reservations, Board) share that one folded
+// copy of each pool: one Apply folds a commit once and updates each model's
+// index (availability's start-time order and deadlines, the reservation id
+// index, the board's cells). Sharing cut the read side's memory per pool
+// and per reservation to less than half (see the README). NewAvailability,
+// NewReservations and NewBoard each return a model over Models of its own,
+// for tests; a model's Apply feeds its whole Models, and a commit applied
+// through a second model of the same Models is a redelivery, ignored.
 //
-// Concurrency: one writer (the runner) and many readers. A sync.RWMutex
-// guards each model. capacity.Pool.FiguresAt caches lapsed-hold units in the
+// Concurrency: one writer (the runner) and many readers. One sync.RWMutex
+// in Models guards the pools and every index. capacity.Pool.FiguresAt caches lapsed-hold units in the
 // pool and so writes on read; readers here never call it. Availability keeps
 // instead its own index of live holds sorted by deadline and a per-pool memo
 // published through an atomic pointer, so a query at time now counts a hold

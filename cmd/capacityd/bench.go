@@ -38,6 +38,9 @@ type benchOptions struct {
 	Region     string
 	Ceilings   bool
 	CPUProfile string
+	// OpenLoop lists the fractions of each scenario's closed-loop maximum
+	// at which it is then offered load open loop, for --duration/2 each.
+	OpenLoop []float64
 }
 
 // newBenchOptions returns the defaults of `capacityd bench`.
@@ -52,6 +55,7 @@ func newBenchOptions() benchOptions {
 		PoolBatch: "auto",
 		Region:    "local",
 		Ceilings:  true,
+		OpenLoop:  []float64{0.5, 0.8},
 	}
 }
 
@@ -92,6 +96,20 @@ func parseBenchOptions(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.StringVar(&o.URL, "url", o.URL, "bench the service running at this URL instead of embedded ones")
 	fs.StringVar(&o.Region, "region", o.Region, "region of the pools the bench defines")
 	fs.BoolVar(&o.Ceilings, "ceilings", o.Ceilings, "measure the HTTP and storage ceilings")
+	fs.Func("open-loop", "after each scenario's closed-loop maximum, offer it load at these fractions of that maximum, open loop (latency from intended send times), for --duration/2 each; \"off\" for none (default 0.5,0.8)", func(v string) error {
+		o.OpenLoop = nil
+		if v == "off" || v == "" {
+			return nil
+		}
+		for _, f := range strings.Split(v, ",") {
+			x, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || x <= 0 || x > 2 {
+				return fmt.Errorf("open-loop fraction %q: want a number in (0, 2]", f)
+			}
+			o.OpenLoop = append(o.OpenLoop, x)
+		}
+		return nil
+	})
 	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write a CPU profile of the whole run (load generator and embedded service) to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, errUsage{err}
@@ -460,6 +478,19 @@ func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioR
 	}
 	sr.Figure = loadgen.FigureOf(res, sr.Sync)
 	sr.Appends = watch.Result()
+	for _, fraction := range b.opts.OpenLoop {
+		offered := fraction * sr.OpsPerSec
+		if offered < 1 {
+			continue
+		}
+		b.status("%s: open loop at %.0f%% of max, %.0f/s", name, fraction*100, offered)
+		open := loadgen.RunOpen(ctx, loadgen.OpenConfig{Name: fmt.Sprintf("%s %.0f%%", name, fraction*100), Rate: offered,
+			Workers: b.opts.Clients, Duration: max(b.opts.Duration/2, 500*time.Millisecond), Progress: b.progress}, wl.Op)
+		if err := ctx.Err(); err != nil {
+			return sr, err
+		}
+		sr.OpenLoop = append(sr.OpenLoop, loadgen.OpenFigureOf(open, fraction))
+	}
 	b.status("%s: checking %d pools", name, sr.Pools)
 	check := wl.Verify(ctx)
 	if err := ctx.Err(); err != nil {

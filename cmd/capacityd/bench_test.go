@@ -89,6 +89,14 @@ func TestBenchSmoke(t *testing.T) {
 		if a := s.Appends; a == nil || a.Appends == 0 || a.CommandsPerAppend < 1 {
 			t.Errorf("%s: no appends read from /metrics: %+v", s.Name, a)
 		}
+		if len(s.OpenLoop) != 2 || s.OpenLoop[0].Fraction != 0.5 || s.OpenLoop[1].Fraction != 0.8 {
+			t.Errorf("%s: open loop = %+v, want at 50%% and 80%% of max", s.Name, s.OpenLoop)
+		}
+		for _, o := range s.OpenLoop {
+			if o.Sent == 0 || o.OKPerSec <= 0 || o.LatencyMS.P50 <= 0 || o.LatencyMS.P999 < o.LatencyMS.P99 || o.LatencyMS.P99 < o.LatencyMS.P50 {
+				t.Errorf("%s: open loop at %v: %+v", s.Name, o.Fraction, o)
+			}
+		}
 		c := s.Correctness
 		if c == nil {
 			t.Errorf("%s: no correctness check", s.Name)

@@ -43,6 +43,12 @@ type Config struct {
 	// SweepEvery is how often the service looks for lapsed holds in pools
 	// no loaded entity is sweeping (no flag: tests shorten it).
 	SweepEvery time.Duration
+	// CheckpointEvery and CheckpointInterval: the read models save a
+	// checkpoint every N events or T, whichever comes first once
+	// something is new, and at shutdown. CheckpointEvery 0: no checkpoints,
+	// the read models rebuild from the whole stream at every start.
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
 	// ClockFile is the test-only clock offset file ($CAPACITY_CLOCK_FILE,
 	// no flag; see clock.go).
 	ClockFile string
@@ -65,6 +71,9 @@ func DefaultConfig() Config {
 		PoolBatch:     "auto",
 		Shutdown:      10 * time.Second,
 		SweepEvery:    5 * time.Second,
+
+		CheckpointEvery:    100_000,
+		CheckpointInterval: time.Minute,
 	}
 }
 
@@ -115,6 +124,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.SnapshotEvery, flagEnv{"snapshot-every", "CAPACITY_SNAPSHOT_EVERY", "write a pool snapshot every N events"}},
 		{&cfg.MaxBatch, flagEnv{"max-batch", "CAPACITY_MAX_BATCH", "most commands one pool group-commits in one append"}},
 		{&cfg.RateLimit, flagEnv{"rate-limit", "CAPACITY_RATE_LIMIT", "at most N write requests per second per customer token (429 beyond); 0: no limit"}},
+		{&cfg.CheckpointEvery, flagEnv{"checkpoint-every", "CAPACITY_CHECKPOINT_EVERY", "checkpoint the read models every N events (0: never, rebuild from the stream at start)"}},
 	}
 	var envErr error
 	for _, i := range ints {
@@ -134,6 +144,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}{
 		{&cfg.SyncInterval, flagEnv{"sync-interval", "CAPACITY_SYNC_INTERVAL", "fsync interval with --sync interval"}},
 		{&cfg.Shutdown, flagEnv{"shutdown-timeout", "CAPACITY_SHUTDOWN_TIMEOUT", "how long SIGTERM waits for in-flight requests"}},
+		{&cfg.CheckpointInterval, flagEnv{"checkpoint-interval", "CAPACITY_CHECKPOINT_INTERVAL", "checkpoint the read models at least this often while the stream moves"}},
 	}
 	for _, d := range durs {
 		def := *d.p
@@ -203,6 +214,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--rate-limit limits per token: it needs --tokens")
 	case c.Shutdown <= 0:
 		return fmt.Errorf("--shutdown-timeout must be positive")
+	case c.CheckpointEvery < 0:
+		return fmt.Errorf("--checkpoint-every must be 0 or more")
+	case c.CheckpointInterval <= 0:
+		return fmt.Errorf("--checkpoint-interval must be positive")
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 // readModels are the in-memory read models of this instance and the
 // projection that feeds them from the event stream.
 type readModels struct {
+	models       *views.Models
 	availability *views.Availability
 	reservations *views.Reservations
 	board        *views.Board
@@ -28,16 +29,20 @@ type readModels struct {
 // startReadModels creates the models and runs their projection until the
 // returned stop function is called.
 func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
+	models := views.New() // one copy of each pool, shared by the three models
 	rm := &readModels{
-		availability: views.NewAvailability(),
-		reservations: views.NewReservations(),
-		board:        views.NewBoard(),
+		models:       models,
+		availability: models.Availability,
+		reservations: models.Reservations,
+		board:        models.Board,
 		now:          a.now,
 	}
 	durable := projection.DurableName("views", a.cfg.Region, a.instance())
-	runner, err := projection.New(a.js, a.store.StreamName(), durable,
-		projection.Apply(rm.availability, rm.reservations, rm.board),
-		projection.WithLogger(a.log.With().Str("component", "projection").Str("durable", durable).Logger()))
+	opts := []projection.Option{projection.WithLogger(a.log.With().Str("component", "projection").Str("durable", durable).Logger())}
+	if a.views != nil {
+		opts = append(opts, projection.WithCheckpoints(a.views, models, a.cfg.CheckpointEvery, a.cfg.CheckpointInterval))
+	}
+	runner, err := projection.New(a.js, a.store.StreamName(), durable, projection.Apply(models), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -113,11 +118,18 @@ func (rm *readModels) LookupReservation(ctx context.Context, id string, minPosit
 	return matches, position, nil
 }
 
+// readyWait bounds how long /readyz waits for the read models to catch up
+// before it answers that they have not.
+const readyWait = time.Second
+
 // ready reports, for /readyz, whether the read models' projection is
-// running (its consumer created and being consumed). It does not wait for
-// them to catch up with the stream: a client that must read its own write
-// passes min_position, and the lag is shown under read_models and on
-// /metrics.
+// running and has caught up with the stream as it was when the instance
+// started (from its checkpoint, or from sequence 1): until then queries
+// would answer from a past state. It waits up to readyWait for that, so a
+// probe just before the end of the catch-up does not fail. Later lag
+// (traffic) does not make the instance unready: a client that must read
+// its own write passes min_position, and the lag is shown under
+// read_models and on /metrics.
 func (rm *readModels) ready(ctx context.Context) error {
 	st, err := rm.runner.Status(ctx)
 	if err != nil {
@@ -125,6 +137,24 @@ func (rm *readModels) ready(ctx context.Context) error {
 	}
 	if !st.Running {
 		return fmt.Errorf("read models: projection %s not running", st.Durable)
+	}
+	if target, started := rm.runner.ReadyAt(); started && !rm.runner.CaughtUp() {
+		wctx, cancel := context.WithTimeout(ctx, readyWait)
+		defer cancel()
+		if rm.runner.WaitFor(wctx, target) == nil {
+			return nil
+		}
+	}
+	if _, started := rm.runner.ReadyAt(); !started {
+		return fmt.Errorf("read models: projection %s starting (loading its checkpoint)", st.Durable)
+	}
+	if !rm.runner.CaughtUp() {
+		st = rm.runner.Counters()
+		from := "a rebuild from sequence 1"
+		if cs := st.Checkpoint; cs != nil && cs.LoadedSeq > 0 {
+			from = fmt.Sprintf("checkpoint at %d", cs.LoadedSeq)
+		}
+		return fmt.Errorf("read models catching up: at %d of %d (the stream's last sequence at start), after %s", st.Position, st.ReadyAt, from)
 	}
 	return nil
 }

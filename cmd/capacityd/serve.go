@@ -16,6 +16,7 @@ import (
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
+	"github.com/capacityd/capacityd/streams/projection"
 	"github.com/capacityd/capacityd/web"
 	"github.com/capacityd/capacityd/web/natsapi"
 	"github.com/nats-io/nats.go"
@@ -51,6 +52,7 @@ type app struct {
 	js    jetstream.JetStream
 	store *streams.Store
 	snaps *kv.Snapshots
+	views *projection.Checkpoints // nil with --checkpoint-every 0
 	pools *pools.Service
 	reg   *prometheus.Registry
 	stops []func() // read models and other workers, stopped in reverse order
@@ -238,6 +240,11 @@ func (a *app) tryOpenStores(ctx context.Context) error {
 	}
 	if a.snaps, err = kv.New(ctx, a.js, kv.DefaultBucket, kv.WithReplicas(a.cfg.Replicas)); err != nil {
 		return fmt.Errorf("snapshot bucket: %w", err)
+	}
+	if a.cfg.CheckpointEvery > 0 {
+		if a.views, err = projection.NewCheckpoints(ctx, a.js, projection.DefaultCheckpointBucket, a.cfg.Replicas); err != nil {
+			return fmt.Errorf("read-model checkpoint bucket: %w", err)
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package projection_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"syscall"
 	"testing"
@@ -70,7 +71,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		{"availability", func() []projection.Model { return []projection.Model{views.NewAvailability()} }},
 		{"none", func() []projection.Model { return nil }},
 		{"all", func() []projection.Model {
-			return []projection.Model{views.NewAvailability(), views.NewReservations(), views.NewBoard()}
+			return []projection.Model{views.New()}
 		}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
@@ -191,4 +192,129 @@ func publishCommit(b *testing.B, e *env, pool string, events []capacity.Event) {
 	if _, err := e.js.PublishMsgAsync(m); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// BenchmarkTimeToReady measures how long fresh read models (a new process)
+// take to reach the stream's last sequence: rebuilt from sequence 1, resumed
+// from a checkpoint at the end of the stream (a graceful restart), and
+// resumed from a checkpoint with a tail after it (a crash, the tail at most
+// --checkpoint-every events). The stream holds group commits of 32 events
+// over 1,000 pools, half of them holds and half confirms of earlier holds.
+//
+//	go test -run x -bench TimeToReady -benchtime 1x -timeout 30m ./streams/projection/
+//
+// CAPACITY_BENCH_EVENTS sets the events (default 1,000,000), CAPACITY_BENCH_TAIL
+// the tail (default 100,000).
+func BenchmarkTimeToReady(b *testing.B) {
+	events, tail := envInt(b, "CAPACITY_BENCH_EVENTS", 1_000_000), envInt(b, "CAPACITY_BENCH_TAIL", 100_000)
+	const perCommit, npools = 32, 1000
+	e := newEnvBench(b)
+	ctx := context.Background()
+	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	commit := 0
+	publish := func(n int) uint64 {
+		for written := 0; written < n; commit++ {
+			pool := fmt.Sprintf("pool-%05d", commit%npools)
+			round := commit / npools
+			var batch []capacity.Event
+			if round == 0 {
+				start := epoch.Add(time.Duration(commit%200) * time.Hour)
+				batch = append(batch, capacity.PoolDefined{Pool: pool, Region: region, Kind: "delivery",
+					StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 1_000_000_000, DefinedAt: epoch})
+			}
+			at := epoch.Add(time.Duration(commit) * time.Millisecond)
+			for j := range perCommit / 2 {
+				batch = append(batch, capacity.Held{ReservationID: fmt.Sprintf("r%d-%d", round, j), Quantity: 1,
+					TTL: 24 * time.Hour, ExpiresAt: at.Add(24 * time.Hour), At: at})
+				if round > 0 {
+					batch = append(batch, capacity.Confirmed{ReservationID: fmt.Sprintf("r%d-%d", round-1, j), At: at})
+				}
+			}
+			publishCommit(b, e, pool, batch)
+			written += len(batch)
+		}
+		select {
+		case <-e.js.PublishAsyncComplete():
+		case <-time.After(5 * time.Minute):
+			b.Fatal("async publishes not acknowledged")
+		}
+		last, err := e.store.StreamLastSeq(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return last
+	}
+	// ready runs fresh models until they reach last, and returns how long
+	// that took, the runner's status, and a function that stops it.
+	ready := func(name string, last uint64) (time.Duration, projection.Status, func() time.Duration) {
+		m := views.New()
+		r, err := projection.New(e.js, e.store.StreamName(), name, projection.Apply(m),
+			projection.WithCheckpoints(cp, m, 1<<62, time.Hour))
+		if err != nil {
+			b.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- r.Run(runCtx) }()
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer wcancel()
+		if err := r.WaitFor(wctx, last); err != nil {
+			b.Fatalf("%s: %v", name, err)
+		}
+		took := time.Since(start)
+		st := r.Counters()
+		b.Logf("%s: ready in %v, start seq %d, applied %d events, checkpoint %+v", name, took, st.StartSeq, st.Applied, *st.Checkpoint)
+		return took, st, func() time.Duration {
+			stopped := time.Now()
+			cancel()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(stopped)
+		}
+	}
+	for b.Loop() {
+		last := publish(events)
+		b.Logf("stream: %d events in %d messages", events, last)
+		rebuild, _, stop := ready("rebuild", last)
+		save := stop() // the final checkpoint
+		info, err := cp.Info(ctx, e.store.StreamName())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("checkpoint: %d bytes, saved at stop in %v", info.Size, save)
+		resume, st, stop := ready("resume", last)
+		stop()
+		if st.Checkpoint.LoadedSeq != last || st.Applied != 0 {
+			b.Fatalf("resume: %+v, want the checkpoint at %d and nothing applied", st, last)
+		}
+		last = publish(tail)
+		withTail, st, stop := ready("resume-tail", last)
+		if st.Applied < uint64(tail) || st.Applied > uint64(tail)+perCommit {
+			b.Fatalf("resume with a tail applied %d events, want %d", st.Applied, tail)
+		}
+		stop()
+		b.ReportMetric(rebuild.Seconds(), "rebuild-s")
+		b.ReportMetric(resume.Seconds(), "resume-s")
+		b.ReportMetric(withTail.Seconds(), "resume-tail-s")
+		b.ReportMetric(float64(info.Size)/1e6, "checkpoint-MB")
+		b.ReportMetric(save.Seconds(), "save-s")
+	}
+}
+
+// envInt reads a positive integer from the environment, def if unset.
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("$%s = %q: want a positive integer", name, v)
+	}
+	return n
 }

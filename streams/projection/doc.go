@@ -12,18 +12,31 @@
 // its sequence), hands it to the handler in stream order from a single
 // goroutine, and acknowledges it.
 //
-// Rebuild on start. The models live in memory, so a new process starts
-// empty, while a durable left over from the previous process has its ack
-// floor far ahead: resuming it would silently skip everything before. Run
-// therefore deletes the durable and creates it again each time it starts
-// (and each time it re-establishes the consumer after an error or after an
-// operator deleted it), delivering from the runner's own position + 1: from
-// sequence 1 (DeliverAll) for a fresh runner, from where it stopped for a
-// runner run again in the same process, whose models still hold everything
-// before. The durable exists so operators can watch progress with
+// Start. The models live in memory, so a new process starts empty, while a
+// durable left over from the previous process has its ack floor somewhere
+// unrelated to what the models hold: resuming it could silently skip
+// events. Run therefore deletes the durable and creates it again each time
+// it starts (and each time it re-establishes the consumer after an error or
+// after an operator deleted it), delivering from the runner's own position
+// + 1. That position is 0 for a fresh runner without checkpoints (deliver
+// from sequence 1), where it stopped for a runner run again in the same
+// process, and, with WithCheckpoints, the sequence of the checkpoint it
+// loaded (checkpoint.go: an object per stream in an object store bucket,
+// checked against the stream before it is trusted; any doubt rebuilds from
+// 1). The durable exists so operators can watch progress with
 // `nats consumer info`, and so the server, not the client, tracks what is
 // outstanding. Durable names must be unique per process (see DurableName):
 // two processes sharing a durable would split the stream between them.
+//
+// Caught up. At its first session the runner reads the stream's last
+// sequence; the models are caught up (CaughtUp, Status.CaughtUp) once the
+// position reaches it. capacityd's /readyz waits for that.
+//
+// Checkpoints are written from the runner's goroutine between two events
+// (State.WriteCheckpoint encodes under the models' read lock, so queries
+// go on) every N events or T once something is new, stored by one
+// background save at a time, and once more, synchronously, when Run
+// returns.
 //
 // Acks. The consumer uses AckAll: acknowledging sequence N acknowledges
 // everything before it, so the runner acks once per half batch and whenever

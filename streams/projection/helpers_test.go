@@ -50,6 +50,7 @@ func (e *env) service(t *testing.T) *pools.Service {
 
 // models is one set of read models with the runner feeding them.
 type models struct {
+	models       *views.Models
 	availability *views.Availability
 	reservations *views.Reservations
 	board        *views.Board
@@ -63,7 +64,7 @@ type models struct {
 func (e *env) startModels(t *testing.T, durable string, opts ...projection.Option) *models {
 	t.Helper()
 	m := newModels()
-	r, err := projection.New(e.js, e.store.StreamName(), durable, projection.Apply(m.availability, m.reservations, m.board), opts...)
+	r, err := projection.New(e.js, e.store.StreamName(), durable, projection.Apply(m.models), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,8 @@ func (e *env) startModels(t *testing.T, durable string, opts ...projection.Optio
 
 // newModels returns fresh models without a runner.
 func newModels() *models {
-	return &models{availability: views.NewAvailability(), reservations: views.NewReservations(), board: views.NewBoard()}
+	v := views.New()
+	return &models{models: v, availability: v.Availability, reservations: v.Reservations, board: v.Board}
 }
 
 // start runs the runner (again) until stop.

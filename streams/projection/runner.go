@@ -11,6 +11,7 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/streams"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -88,6 +89,24 @@ type Runner struct {
 	wake     chan struct{} // closed when the position moves and someone waits; nil if nobody does
 
 	applied, poison, redelivered, retries, restarts atomic.Uint64
+
+	// Start: where the first delivery began and the stream's last sequence
+	// then, which the models must reach to be caught up.
+	startSeq, target atomic.Uint64
+	started          atomic.Bool // startSeq and target are set
+	loaded           atomic.Uint64
+	fallback         atomic.Pointer[string] // why no checkpoint was loaded
+
+	// Checkpoints. The fields without atomics belong to the goroutine of Run.
+	created             time.Time // the stream's creation time
+	lastMsg             lastMsg
+	savedSeq, sinceSave uint64
+	savedAt, retryAt    time.Time
+	saving              chan struct{} // holds a token while no save is in flight
+	wg                  sync.WaitGroup
+	cpSaved, cpFailures atomic.Uint64
+	runStart            time.Time // when Run first began
+	caughtUpLogged      bool
 }
 
 // New returns a Runner feeding handler from the durable consumer named
@@ -106,7 +125,9 @@ func New(js jetstream.JetStream, stream, durable string, handler Handler, opts .
 		}
 	}
 	o.batch = max(1, min(o.batch, o.maxAckPending/2))
-	return &Runner{js: js, stream: stream, durable: durable, handler: handler, opts: o}, nil
+	r := &Runner{js: js, stream: stream, durable: durable, handler: handler, opts: o, saving: make(chan struct{}, 1)}
+	r.saving <- struct{}{}
+	return r, nil
 }
 
 // DurableName returns the conventional durable name of a projection of a
@@ -139,6 +160,29 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer r.running.Store(false)
 	log := r.opts.logger
+	if r.runStart.IsZero() {
+		r.runStart = time.Now()
+	}
+	if r.opts.checkpoints != nil && !r.started.Load() && r.position.Load() == 0 {
+		start := time.Now()
+		pos, why := r.loadCheckpoint(ctx)
+		if pos > 0 {
+			r.loaded.Store(pos)
+			r.savedSeq, r.savedAt = pos, time.Now()
+			r.advance(pos)
+			log.Info().Str("durable", r.durable).Uint64("seq", pos).Dur("took", time.Since(start)).Msg("projection: resuming from checkpoint")
+		} else {
+			r.fallback.Store(&why)
+			log.Info().Str("durable", r.durable).Str("reason", why).Msg("projection: rebuilding from the stream")
+		}
+	}
+	defer func() {
+		// At shutdown: one last checkpoint, so the next start reads no tail.
+		final, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.checkpointTimeout)
+		defer cancel()
+		r.checkpoint(final, true)
+		r.wg.Wait()
+	}()
 	backoff := 50 * time.Millisecond
 	for first := true; ; first = false {
 		before := r.position.Load()
@@ -169,6 +213,27 @@ var errSetup = errors.New("projection: create consumer")
 
 // session creates the consumer and consumes until ctx ends or an error.
 func (r *Runner) session(ctx context.Context, first bool) error {
+	if !r.started.Load() {
+		// The stream's last sequence as of start: the models are caught up,
+		// and the instance ready, once they reach it.
+		ictx, cancel := context.WithTimeout(ctx, r.opts.timeout)
+		stream, err := r.js.Stream(ictx, r.stream)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%w %s on %s: %w", errSetup, r.durable, r.stream, err)
+		}
+		info := stream.CachedInfo()
+		if r.created.IsZero() {
+			r.created = info.Created
+		}
+		r.startSeq.Store(r.position.Load() + 1)
+		r.target.Store(info.State.LastSeq)
+		r.started.Store(true)
+		if r.savedAt.IsZero() {
+			r.savedAt = time.Now()
+		}
+		r.noteCaughtUp()
+	}
 	cons, err := r.recreate(ctx)
 	if err != nil {
 		return fmt.Errorf("%w %s on %s: %w", errSetup, r.durable, r.stream, err)
@@ -188,7 +253,13 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 		}
 	}()
 	for {
-		m, err := it.Next(jetstream.NextContext(ctx))
+		m, err := r.next(ctx, it)
+		if errors.Is(err, errCheckpointDue) {
+			if r.checkpointDue() {
+				r.checkpoint(ctx, false)
+			}
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("projection: next message: %w", err)
 		}
@@ -201,10 +272,14 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 			r.redelivered.Add(1)
 		}
 		if seq > r.position.Load() {
-			if err := r.handle(ctx, m, r.decode(m, meta)); err != nil {
+			ev := r.decode(m, meta)
+			if err := r.handle(ctx, m, ev); err != nil {
 				return err
 			}
+			r.lastMsg = lastMsg{seq: seq, subject: m.Subject(), id: m.Headers().Get(nats.MsgIdHdr)}
+			r.sinceSave += uint64(max(1, len(ev.Events)))
 			r.advance(seq)
+			r.noteCaughtUp()
 		}
 		if last == nil || seq >= lastSeq {
 			last, lastSeq = m, seq
@@ -214,7 +289,40 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 			_ = last.Ack() // a lost ack only means a redelivery, which is skipped
 			last, lastSeq, unacked = nil, 0, 0
 		}
+		if r.checkpointDue() {
+			r.checkpoint(ctx, false)
+		}
 	}
+}
+
+// noteCaughtUp logs, once, when the models first reach the stream's last
+// sequence as of start.
+func (r *Runner) noteCaughtUp() {
+	if r.caughtUpLogged || !r.CaughtUp() {
+		return
+	}
+	r.caughtUpLogged = true
+	r.opts.logger.Info().Str("durable", r.durable).Uint64("position", r.position.Load()).Uint64("start_seq", r.startSeq.Load()).
+		Uint64("applied", r.applied.Load()).Dur("took", time.Since(r.runStart)).Msg("projection: caught up with the stream as of start")
+}
+
+// errCheckpointDue is next's way to say a checkpoint is due while no
+// message arrives.
+var errCheckpointDue = errors.New("projection: checkpoint due")
+
+// next returns the next message; when the models hold events not yet in a
+// checkpoint, it waits at most until the checkpoint interval has passed.
+func (r *Runner) next(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
+	if r.opts.checkpoints == nil || r.position.Load() == r.savedSeq {
+		return it.Next(jetstream.NextContext(ctx))
+	}
+	wait, cancel := context.WithDeadline(ctx, r.checkpointDeadline())
+	defer cancel()
+	m, err := it.Next(jetstream.NextContext(wait))
+	if err != nil && ctx.Err() == nil && wait.Err() != nil {
+		return nil, errCheckpointDue
+	}
+	return m, err
 }
 
 // recreate deletes the durable if it exists and creates it again, to
@@ -228,7 +336,7 @@ func (r *Runner) recreate(ctx context.Context) (jetstream.Consumer, error) {
 	}
 	cfg := jetstream.ConsumerConfig{
 		Durable:           r.durable,
-		Description:       "capacityd read model (in memory, rebuilt on start)",
+		Description:       "capacityd read model (in memory; rebuilt on start from its checkpoint and the stream after it)",
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckAllPolicy,
 		AckWait:           r.opts.ackWait,

@@ -18,6 +18,12 @@ type options struct {
 	inactiveThreshold time.Duration
 	timeout           time.Duration
 	logger            zerolog.Logger
+
+	checkpoints        *Checkpoints
+	state              State
+	checkpointEvery    uint64
+	checkpointInterval time.Duration
+	checkpointTimeout  time.Duration
 }
 
 func defaultOptions() options {
@@ -28,6 +34,23 @@ func defaultOptions() options {
 		inactiveThreshold: time.Hour,
 		timeout:           5 * time.Second,
 		logger:            zerolog.Nop(),
+		checkpointTimeout: 30 * time.Second,
+	}
+}
+
+// WithCheckpoints makes the Runner save state as a checkpoint in cp every
+// `every` events (a group commit counts its events, a poison message one)
+// or `interval`, whichever comes first once something new
+// has been applied, and when Run returns; and load it when it first runs,
+// so that it resumes from the checkpoint's sequence + 1 instead of 1. The
+// state must be what the Runner's handler feeds.
+func WithCheckpoints(cp *Checkpoints, state State, every int, interval time.Duration) Option {
+	return func(o *options) error {
+		if cp == nil || state == nil || every < 1 || interval <= 0 {
+			return fmt.Errorf("projection: checkpoints every %d events or %v, want a bucket, a state, >= 1 and > 0", every, interval)
+		}
+		o.checkpoints, o.state, o.checkpointEvery, o.checkpointInterval = cp, state, uint64(every), interval
+		return nil
 	}
 }
 

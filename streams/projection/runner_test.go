@@ -148,7 +148,7 @@ func TestRedeliveryDoesNotDoubleCount(t *testing.T) {
 	// The handler fails once at seq 10 (retried in place) and blocks at
 	// seq 20 until the server has redelivered unacked messages (AckWait).
 	m := newModels()
-	apply := projection.Apply(m.availability, m.reservations, m.board)
+	apply := projection.Apply(m.models)
 	failing, failed := errOnce(apply, 10)
 	unblock := make(chan struct{})
 	var blockOnce sync.Once

@@ -21,6 +21,36 @@ type Status struct {
 	Redelivered   uint64 `json:"redelivered"`     // messages delivered more than once
 	Retries       uint64 `json:"retries"`         // handler failures retried
 	Restarts      uint64 `json:"restarts"`        // times the consumer was recreated after an error
+
+	// StartSeq is the first sequence delivered at start: 1 for a rebuild,
+	// a loaded checkpoint's sequence + 1 otherwise. ReadyAt is the
+	// stream's last sequence at start: the models are CaughtUp once their
+	// position reaches it (both 0 until the runner has started).
+	StartSeq   uint64            `json:"start_seq"`
+	ReadyAt    uint64            `json:"ready_at"`
+	CaughtUp   bool              `json:"caught_up"`
+	Checkpoint *CheckpointStatus `json:"checkpoint,omitempty"` // nil without checkpoints
+}
+
+// CheckpointStatus is what a Runner did with checkpoints.
+type CheckpointStatus struct {
+	Bucket    string `json:"bucket"`
+	LoadedSeq uint64 `json:"loaded_seq"`         // the checkpoint loaded at start, 0 if none
+	Fallback  string `json:"fallback,omitempty"` // why none was loaded: the models rebuilt from sequence 1
+	SavedSeq  uint64 `json:"saved_seq"`          // the last checkpoint this runner stored
+	Failures  uint64 `json:"failures"`           // checkpoints not encoded or not stored
+}
+
+// CaughtUp reports whether the models have reached the stream's last
+// sequence as of the runner's start.
+func (r *Runner) CaughtUp() bool {
+	return r.started.Load() && r.position.Load() >= r.target.Load()
+}
+
+// ReadyAt returns the stream's last sequence as of the runner's start and
+// whether the runner has started (and so knows it).
+func (r *Runner) ReadyAt() (uint64, bool) {
+	return r.target.Load(), r.started.Load()
 }
 
 // Status returns the Runner's progress: the stream's last sequence, the
@@ -48,6 +78,7 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 		}
 	}
 	st.Position = r.Position()
+	st.CaughtUp = r.CaughtUp()
 	if st.LastSeq > st.Position {
 		st.Lag = st.LastSeq - st.Position
 	}
@@ -63,11 +94,25 @@ func (r *Runner) Lag(ctx context.Context) (uint64, error) {
 	return st.Lag, err
 }
 
+// Counters returns the Status fields the Runner knows without asking the
+// server (LastSeq, Lag and the consumer's fields are zero).
+func (r *Runner) Counters() Status { return r.counters() }
+
 // counters returns the Status fields the Runner knows without asking the server.
 func (r *Runner) counters() Status {
-	return Status{
+	st := Status{
 		Stream: r.stream, Durable: r.durable, Running: r.running.Load(), Position: r.Position(),
 		Applied: r.applied.Load(), Poison: r.poison.Load(), Redelivered: r.redelivered.Load(),
 		Retries: r.retries.Load(), Restarts: r.restarts.Load(),
+		StartSeq: r.startSeq.Load(), ReadyAt: r.target.Load(), CaughtUp: r.CaughtUp(),
 	}
+	if r.opts.checkpoints != nil {
+		cs := &CheckpointStatus{Bucket: r.opts.checkpoints.Bucket(), LoadedSeq: r.loaded.Load(),
+			SavedSeq: r.cpSaved.Load(), Failures: r.cpFailures.Load()}
+		if why := r.fallback.Load(); why != nil {
+			cs.Fallback = *why
+		}
+		st.Checkpoint = cs
+	}
+	return st
 }

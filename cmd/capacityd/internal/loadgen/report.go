@@ -112,6 +112,10 @@ type ScenarioReport struct {
 	// Appends is what the service's /metrics say its event store appends
 	// did in the window: group commit at work.
 	Appends *Appends `json:"appends,omitempty"`
+	// OpenLoop is latency at fixed offered rates below the closed-loop
+	// maximum (Figure), measured from intended send times: the figures an
+	// SLO is written against.
+	OpenLoop []OpenFigure `json:"open_loop,omitempty"`
 }
 
 // Report is everything one bench run measured.
@@ -203,6 +207,9 @@ func WriteTable(w io.Writer, r *Report) error {
 		if a := s.Appends; a != nil {
 			lines = append(lines, fmt.Sprintf("store: %d appends (%s/s), %.1f commands and %.1f events per append, %.2fms per append",
 				a.Appends, rate(a.PerSec), a.CommandsPerAppend, a.EventsPerAppend, a.MeanAppendMS))
+		}
+		for _, o := range s.OpenLoop {
+			lines = append(lines, o.String())
 		}
 		if c := s.Correctness; c != nil {
 			lines = append(lines, fmt.Sprintf("check: %d pools, held %d (want %d), confirmed %d (want %d), released %d, unanswered %d, over capacity %d",

@@ -1,0 +1,278 @@
+package projection
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultCheckpointBucket is the object store bucket of read-model
+// checkpoints when the deployment does not choose one.
+const DefaultCheckpointBucket = "capacity_views"
+
+// State is the folded state of the models a Runner feeds, which it can save
+// as a checkpoint and restore from one (*views.Models is a State).
+type State interface {
+	// WriteCheckpoint writes the state to w and returns the stream sequence
+	// it reflects. The Runner calls it from its own goroutine, between
+	// events.
+	WriteCheckpoint(w io.Writer) (uint64, error)
+	// ReadCheckpoint replaces the state with the one read from r, to its
+	// end, and returns the stream sequence it reflects; on error the state
+	// is unchanged.
+	ReadCheckpoint(r io.Reader) (uint64, error)
+	// Reset empties the state.
+	Reset()
+}
+
+// Checkpoints keeps read-model checkpoints in a JetStream object store
+// bucket, one object per event stream. An object store, not a KV bucket:
+// a checkpoint grows with the pools and reservations the models hold, far
+// past a message's max payload (1 MiB on a stock server), and the object
+// store chunks it and checks a SHA-256 digest on every read.
+type Checkpoints struct {
+	obs    jetstream.ObjectStore
+	bucket string
+}
+
+// Checkpoint metadata keys, stored with the object.
+const (
+	metaSeq         = "seq"            // stream sequence the checkpoint reflects
+	metaCreated     = "stream_created" // the stream's creation time, RFC 3339
+	metaLastSeq     = "last_msg_seq"   // the last message folded in: its sequence,
+	metaLastSubject = "last_msg_subject"
+	metaLastID      = "last_msg_id" // and Nats-Msg-Id
+)
+
+// NewCheckpoints creates the bucket if needed (file storage, the given
+// replicas) and returns Checkpoints on it.
+func NewCheckpoints(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*Checkpoints, error) {
+	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      bucket,
+		Description: "capacityd read-model checkpoints: the folded pools at a stream sequence, one object per event stream",
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("projection: checkpoint bucket %s: %w", bucket, err)
+	}
+	return &Checkpoints{obs: obs, bucket: bucket}, nil
+}
+
+// Bucket returns the bucket's name.
+func (c *Checkpoints) Bucket() string { return c.bucket }
+
+// Info returns the stored checkpoint's object info (its size, its metadata);
+// jetstream.ErrObjectNotFound if there is none.
+func (c *Checkpoints) Info(ctx context.Context, stream string) (*jetstream.ObjectInfo, error) {
+	return c.obs.GetInfo(ctx, stream)
+}
+
+// checkpointMeta is what a checkpoint's object says about it.
+type checkpointMeta struct {
+	seq         uint64
+	created     time.Time
+	lastSeq     uint64
+	lastSubject string
+	lastID      string
+}
+
+func (m checkpointMeta) encode() map[string]string {
+	return map[string]string{
+		metaSeq:         strconv.FormatUint(m.seq, 10),
+		metaCreated:     m.created.UTC().Format(time.RFC3339Nano),
+		metaLastSeq:     strconv.FormatUint(m.lastSeq, 10),
+		metaLastSubject: m.lastSubject,
+		metaLastID:      m.lastID,
+	}
+}
+
+func decodeMeta(md map[string]string) (checkpointMeta, error) {
+	var m checkpointMeta
+	var err1, err2, err3 error
+	m.seq, err1 = strconv.ParseUint(md[metaSeq], 10, 64)
+	m.created, err2 = time.Parse(time.RFC3339Nano, md[metaCreated])
+	m.lastSeq, err3 = strconv.ParseUint(md[metaLastSeq], 10, 64)
+	m.lastSubject, m.lastID = md[metaLastSubject], md[metaLastID]
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return m, fmt.Errorf("metadata %v: %w", md, err)
+	}
+	return m, nil
+}
+
+// stored returns the metadata of the stream's checkpoint;
+// jetstream.ErrObjectNotFound if there is none.
+func (c *Checkpoints) stored(ctx context.Context, stream string) (checkpointMeta, error) {
+	info, err := c.obs.GetInfo(ctx, stream)
+	if err != nil {
+		return checkpointMeta{}, err
+	}
+	return decodeMeta(info.Metadata)
+}
+
+// save stores data as the stream's checkpoint unless the stored one is of
+// the same stream and at meta.seq or later: never backwards (instances of
+// a region share the object, and any of them may be ahead).
+func (c *Checkpoints) save(ctx context.Context, stream string, meta checkpointMeta, data []byte) (bool, error) {
+	if old, err := c.stored(ctx, stream); err == nil && old.created.Equal(meta.created) && old.seq >= meta.seq {
+		return false, nil
+	}
+	_, err := c.obs.Put(ctx, jetstream.ObjectMeta{
+		Name:        stream,
+		Description: "read models of " + stream + " at sequence " + strconv.FormatUint(meta.seq, 10),
+		Metadata:    meta.encode(),
+	}, bytes.NewReader(data))
+	if err != nil {
+		return false, fmt.Errorf("projection: save checkpoint of %s at %d: %w", stream, meta.seq, err)
+	}
+	return true, nil
+}
+
+// loadCheckpoint restores the state from the stream's checkpoint, if there
+// is one the stream vouches for, and returns the sequence it reflects. Any
+// doubt (no checkpoint, unreadable metadata, another stream of the same
+// name, a checkpoint ahead of the stream or whose last message is not the
+// stream's, a corrupt or unknown body) returns 0 and why: the caller
+// rebuilds from sequence 1. A checkpoint is never trusted over the stream.
+func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, string) {
+	cp, state := r.opts.checkpoints, r.opts.state
+	ctx, cancel := context.WithTimeout(ctx, r.opts.checkpointTimeout)
+	defer cancel()
+	meta, err := cp.stored(ctx, r.stream)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return 0, "no checkpoint"
+	}
+	if err != nil {
+		return 0, fmt.Sprintf("checkpoint unreadable: %v", err)
+	}
+	stream, err := r.js.Stream(ctx, r.stream)
+	if err != nil {
+		return 0, fmt.Sprintf("stream %s: %v", r.stream, err)
+	}
+	info := stream.CachedInfo()
+	switch {
+	case !info.Created.Equal(meta.created):
+		return 0, fmt.Sprintf("checkpoint of another stream %s (created %v, this one %v)", r.stream, meta.created, info.Created)
+	case meta.seq > info.State.LastSeq:
+		return 0, fmt.Sprintf("checkpoint at %d ahead of the stream's last sequence %d", meta.seq, info.State.LastSeq)
+	case meta.lastSeq > meta.seq:
+		return 0, fmt.Sprintf("checkpoint's last message %d after its position %d", meta.lastSeq, meta.seq)
+	}
+	if meta.lastSeq > 0 {
+		msg, err := stream.GetMsg(ctx, meta.lastSeq)
+		if err != nil {
+			return 0, fmt.Sprintf("checkpoint's last message %d: %v", meta.lastSeq, err)
+		}
+		if msg.Subject != meta.lastSubject || msg.Header.Get(nats.MsgIdHdr) != meta.lastID {
+			return 0, fmt.Sprintf("checkpoint's last message %d is %s %q in the checkpoint, %s %q in the stream",
+				meta.lastSeq, meta.lastSubject, meta.lastID, msg.Subject, msg.Header.Get(nats.MsgIdHdr))
+		}
+	}
+	obj, err := cp.obs.Get(ctx, r.stream)
+	if err != nil {
+		return 0, fmt.Sprintf("checkpoint body: %v", err)
+	}
+	defer obj.Close()
+	pos, err := state.ReadCheckpoint(obj)
+	if err != nil {
+		return 0, fmt.Sprintf("checkpoint body: %v", err)
+	}
+	if pos != meta.seq {
+		state.Reset()
+		return 0, fmt.Sprintf("checkpoint body at %d, its metadata at %d", pos, meta.seq)
+	}
+	r.lastMsg = lastMsg{seq: meta.lastSeq, subject: meta.lastSubject, id: meta.lastID}
+	r.created = info.Created
+	return pos, ""
+}
+
+// lastMsg identifies the last message folded into the state.
+type lastMsg struct {
+	seq     uint64
+	subject string
+	id      string
+}
+
+// checkpoint encodes the state now, on the runner's goroutine, and stores
+// it: in the background, or before returning if wait. At most one save is
+// in flight; while one is, a background checkpoint is skipped.
+func (r *Runner) checkpoint(ctx context.Context, wait bool) {
+	if r.opts.checkpoints == nil || r.position.Load() == r.savedSeq {
+		return
+	}
+	select {
+	case <-r.saving: // free
+	default:
+		if !wait {
+			r.retryAt = time.Now().Add(100 * time.Millisecond)
+			return
+		}
+		select {
+		case <-r.saving:
+		case <-ctx.Done():
+			return
+		}
+	}
+	var buf bytes.Buffer
+	start := time.Now()
+	pos, err := r.opts.state.WriteCheckpoint(&buf)
+	if err != nil {
+		r.saving <- struct{}{}
+		r.retryAt = time.Now().Add(r.opts.checkpointInterval)
+		r.cpFailures.Add(1)
+		r.opts.logger.Error().Err(err).Str("durable", r.durable).Msg("projection: encode checkpoint")
+		return
+	}
+	encoded := time.Since(start)
+	meta := checkpointMeta{seq: pos, created: r.created, lastSeq: r.lastMsg.seq, lastSubject: r.lastMsg.subject, lastID: r.lastMsg.id}
+	r.savedSeq, r.sinceSave, r.savedAt = pos, 0, time.Now()
+	save := func() {
+		defer func() { r.saving <- struct{}{} }()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.checkpointTimeout)
+		defer cancel()
+		stored, err := r.opts.checkpoints.save(sctx, r.stream, meta, buf.Bytes())
+		if err != nil {
+			r.cpFailures.Add(1)
+			r.opts.logger.Warn().Err(err).Str("durable", r.durable).Msg("projection: checkpoint not saved")
+			return
+		}
+		if stored {
+			r.cpSaved.Store(pos)
+			r.opts.logger.Info().Str("durable", r.durable).Uint64("seq", pos).Int("bytes", buf.Len()).
+				Dur("encode", encoded).Dur("total", time.Since(start)).Msg("projection: checkpoint saved")
+		}
+	}
+	if wait {
+		save()
+		return
+	}
+	r.wg.Go(save)
+}
+
+// checkpointDue reports whether enough has been applied since the last
+// checkpoint, in events or in time, to write another.
+func (r *Runner) checkpointDue() bool {
+	if r.opts.checkpoints == nil || r.position.Load() == r.savedSeq {
+		return false
+	}
+	if time.Now().Before(r.retryAt) {
+		return false
+	}
+	return r.sinceSave >= r.opts.checkpointEvery || time.Since(r.savedAt) >= r.opts.checkpointInterval
+}
+
+// checkpointDeadline is when the next time-based checkpoint is due.
+func (r *Runner) checkpointDeadline() time.Time {
+	due := r.savedAt.Add(r.opts.checkpointInterval)
+	if due.Before(r.retryAt) {
+		return r.retryAt
+	}
+	return due
+}

@@ -1,0 +1,172 @@
+package projection_test
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/capacityd/capacityd/streams/projection"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// startCheckpointed starts fresh models, as a new process would, whose
+// runner loads and saves checkpoints in cp, every `every` events.
+func (e *env) startCheckpointed(t *testing.T, cp *projection.Checkpoints, durable string, every int) *models {
+	t.Helper()
+	m := newModels()
+	r, err := projection.New(e.js, e.store.StreamName(), durable, projection.Apply(m.models),
+		projection.WithCheckpoints(cp, m.models, every, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.runner = r
+	m.start(t)
+	return m
+}
+
+func TestCheckpointResume(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// traffic runs commands through a write side closed afterwards, so
+	// that no expiry writes while the models are compared with the stream.
+	traffic := func(seed uint64, n int) int {
+		svc := e.service(t)
+		defer svc.Close()
+		return e.traffic(t, svc, seed, 50, n)
+	}
+	traffic(31, 3000)
+
+	// The first process rebuilds from sequence 1, checkpoints every 100
+	// events while it catches up, and once more when it stops.
+	a := e.startCheckpointed(t, cp, "a", 100)
+	e.check(t, a)
+	traffic(32, 500)
+	e.check(t, a)
+	st, _ := a.runner.Status(ctx)
+	if st.StartSeq != 1 || st.Checkpoint.LoadedSeq != 0 || st.Checkpoint.Fallback == "" {
+		t.Fatalf("first start: status %+v, checkpoint %+v: want a rebuild from 1", st, st.Checkpoint)
+	}
+	a.stop(t)
+	saved, _ := a.runner.Status(ctx)
+	if saved.Checkpoint.SavedSeq != saved.Position || saved.Checkpoint.Failures != 0 {
+		t.Fatalf("after stop: checkpoint %+v, want saved at the position %d", saved.Checkpoint, saved.Position)
+	}
+
+	// More history, then a new process: it loads the checkpoint and reads
+	// only the tail after it.
+	tail := traffic(33, 400)
+	b := e.startCheckpointed(t, cp, "b", 100)
+	e.check(t, b)
+	st, _ = b.runner.Status(ctx)
+	if st.Checkpoint.LoadedSeq != saved.Position || st.StartSeq != saved.Position+1 || st.Checkpoint.Fallback != "" {
+		t.Fatalf("restart: status %+v, checkpoint %+v: want a resume after %d", st, st.Checkpoint, saved.Position)
+	}
+	var tailEvents uint64
+	for _, err := range e.events.Log(ctx, saved.Position+1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		tailEvents++
+	}
+	if st.Applied != tailEvents || tail == 0 {
+		t.Fatalf("restart applied %d events, the tail after the checkpoint holds %d (%d commands accepted)", st.Applied, tailEvents, tail)
+	}
+	cons, err := e.js.Consumer(ctx, e.store.StreamName(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := cons.CachedInfo().Config; cfg.OptStartSeq != saved.Position+1 {
+		t.Fatalf("consumer starts at %d (%v), want %d", cfg.OptStartSeq, cfg.DeliverPolicy, saved.Position+1)
+	}
+	if !st.CaughtUp || st.ReadyAt < saved.Position {
+		t.Fatalf("status %+v: want caught up", st)
+	}
+}
+
+func TestCheckpointFallback(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := e.js.ObjectStore(ctx, projection.DefaultCheckpointBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := e.service(t)
+	e.traffic(t, svc, 41, 30, 1500)
+	svc.Close()
+	a := e.startCheckpointed(t, cp, "a", 1_000_000)
+	e.check(t, a)
+	a.stop(t)
+	name := e.store.StreamName()
+	info, err := obs.GetInfo(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := obs.GetBytes(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodMeta := info.Metadata
+	svc = e.service(t)
+	e.traffic(t, svc, 42, 30, 300) // the stream moves on past the checkpoint
+	svc.Close()
+
+	with := func(key, value string) map[string]string {
+		md := make(map[string]string)
+		for k, v := range goodMeta {
+			md[k] = v
+		}
+		md[key] = value
+		return md
+	}
+	flip := func(i int) []byte {
+		b := bytes.Clone(good)
+		b[i] ^= 0x40
+		return b
+	}
+	last, err := e.store.StreamLastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		name string
+		meta map[string]string // nil: no checkpoint at all
+		body []byte
+	}{
+		{"missing", nil, nil},
+		{"corrupt body", goodMeta, flip(len(good) / 2)},
+		{"truncated body", goodMeta, good[:len(good)/2]},
+		{"unknown version", goodMeta, flip(8)},
+		{"ahead of the stream", with("seq", strconv.FormatUint(last+50, 10)), good},
+		{"another stream", with("stream_created", "2001-01-01T00:00:00Z"), good},
+		{"last message not the stream's", with("last_msg_id", "someone-else"), good},
+		{"garbled metadata", with("seq", "x"), good},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.meta == nil {
+				if err := obs.Delete(ctx, name); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: name, Metadata: tc.meta}, bytes.NewReader(tc.body)); err != nil {
+				t.Fatal(err)
+			}
+			m := e.startCheckpointed(t, cp, "f"+strconv.Itoa(i), 1_000_000)
+			e.check(t, m) // equal to a fresh fold of the stream
+			st, _ := m.runner.Status(ctx)
+			if st.StartSeq != 1 || st.Checkpoint.LoadedSeq != 0 || st.Checkpoint.Fallback == "" {
+				t.Fatalf("status %+v, checkpoint %+v: want a rebuild from 1", st, st.Checkpoint)
+			}
+			t.Logf("fallback: %s", st.Checkpoint.Fallback)
+			m.stop(t) // saves a good checkpoint again, which the next case replaces
+		})
+	}
+}
