@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -144,4 +145,15 @@ func (m *Mirror) Status(ctx context.Context) (MirrorStatus, error) {
 		}
 	}
 	return st, nil
+}
+
+// DomainReachable reports whether the JetStream of domain answers an
+// account-info request over nc before ctx ends.
+func DomainReachable(ctx context.Context, nc *nats.Conn, domain string) bool {
+	js, err := jetstream.NewWithDomain(nc, domain)
+	if err != nil {
+		return false
+	}
+	_, err = js.AccountInfo(ctx)
+	return err == nil
 }

@@ -35,6 +35,7 @@ func routes(cfg Config) *chi.Mux {
 	r.Post("/v1/bookings/{id}/confirm", handleConfirmBooking(cfg.Pools, cfg.Reservations, cfg.Now))
 	r.Post("/v1/bookings/{id}/release", handleReleaseBooking(cfg.Pools, cfg.Reservations, cfg.Now))
 	r.Post("/v1/bookings/{id}/extend", handleExtendBooking(cfg.Pools, cfg.Reservations, cfg.Now))
+	r.Get("/v1/regions", handleRegions(cfg.Regions))
 	r.Get("/v1/board/stream", handleBoardStream(cfg.UI))
 	if cfg.UI != nil {
 		cfg.UI.Routes(r) // the planner's pages: / and /ui/... (web/ui)

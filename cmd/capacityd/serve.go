@@ -42,9 +42,11 @@ type app struct {
 	js    jetstream.JetStream
 	store *streams.Store
 	snaps *kv.Snapshots
-	pools *pools.Service
-	reg   *prometheus.Registry
-	stops []func() // read models and other workers, stopped in reverse order
+	// mirrors are this domain's copies of the peer regions (--peer-regions).
+	mirrors []regionMirror
+	pools   *pools.Service
+	reg     *prometheus.Registry
+	stops   []func() // read models and other workers, stopped in reverse order
 
 	readModels *readModels
 
@@ -185,7 +187,7 @@ func (a *app) tryOpenStores(ctx context.Context) error {
 	if a.snaps, err = kv.New(ctx, a.js, kv.DefaultBucket, kv.WithReplicas(a.cfg.Replicas)); err != nil {
 		return fmt.Errorf("snapshot bucket: %w", err)
 	}
-	return nil
+	return a.openMirrors(ctx)
 }
 
 // close stops everything start started, innermost first.

@@ -19,6 +19,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	metrics := pools.NewMetrics(a.reg)
 	events := streams.NewPoolEvents(a.store)
 	a.pools = pools.New(events, kv.NewPoolSnapshots(a.snaps, a.cfg.Region), pools.Options{
+		Region:           a.cfg.Region,
 		MaxBatch:         a.cfg.MaxBatch,
 		BatchAcrossPools: a.cfg.BatchAcrossPools(),
 		SnapshotEvery:    a.cfg.SnapshotEvery,
@@ -56,10 +57,10 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		Now:          a.now,
 		Logger:       a.log,
 		Registry:     a.reg,
+		Regions:      a,
 		Ready:        a.ready,
 		ReadyDetail: func(ctx context.Context) any {
-			st, _ := rm.runner.Status(ctx)
-			return st
+			return rm.readyDetail(ctx)
 		},
 	})
 	return handler, nil
