@@ -28,8 +28,9 @@ import (
 //     conflict, and the sweeper's Expire leaves it to ExpireBooking.
 //   - Release gives back a held or confirmed reservation's units; releasing
 //     twice, or releasing a lapsed hold, changes nothing.
-//   - Planners may cut capacity below what is booked: bookings are honoured,
-//     new holds refused until it fits again, the pool reads as over capacity.
+//   - Planners may cut capacity (or the overbooking allowance) below what is
+//     booked: bookings are honoured, new holds refused until it fits again,
+//     the pool reads as over capacity.
 //   - Time never runs backwards for a pool: a decision is taken at the later
 //     of the writer's clock and the pool's latest recorded event, so a lapse
 //     one writer relied on (its units given to another hold) is a lapse for
@@ -65,10 +66,12 @@ type DefinePool struct {
 	Overbook int
 }
 
-// ChangePool reshapes a pool: a new capacity, a new status, or both at once.
-// IfVersion, when set, must equal the pool's version.
+// ChangePool reshapes a pool: a new capacity, a new overbooking allowance,
+// a new status, or several at once. IfVersion, when set, must equal the
+// pool's version.
 type ChangePool struct {
 	Capacity  *int
+	Overbook  *int
 	Status    Status
 	IfVersion *uint64
 }
@@ -150,11 +153,14 @@ func (c DefinePool) Validate() error {
 
 // Validate implements Command.
 func (c ChangePool) Validate() error {
-	if c.Capacity == nil && c.Status == "" {
-		return Errorf(EINVALID, "nothing to change: give capacity and/or status")
+	if c.Capacity == nil && c.Overbook == nil && c.Status == "" {
+		return Errorf(EINVALID, "nothing to change: give capacity, overbook and/or status")
 	}
 	if c.Capacity != nil && (*c.Capacity < 0 || *c.Capacity > MaxCapacity) {
 		return Errorf(EINVALID, "capacity must be between 0 and %d", MaxCapacity)
+	}
+	if c.Overbook != nil && (*c.Overbook < 0 || *c.Overbook > MaxCapacity) {
+		return Errorf(EINVALID, "overbook must be between 0 and %d", MaxCapacity)
 	}
 	if c.Status != "" && c.Status != Open && c.Status != Closed {
 		return Errorf(EINVALID, "status must be %q or %q", Open, Closed)
@@ -292,6 +298,9 @@ func decideChange(p *Pool, c ChangePool, now time.Time) ([]Event, error) {
 	var events []Event
 	if c.Capacity != nil && *c.Capacity != p.Capacity {
 		events = append(events, CapacityChanged{From: p.Capacity, To: *c.Capacity, At: now})
+	}
+	if c.Overbook != nil && *c.Overbook != p.Overbook {
+		events = append(events, OverbookChanged{From: p.Overbook, To: *c.Overbook, At: now})
 	}
 	switch {
 	case c.Status == Closed && p.Status == Open:

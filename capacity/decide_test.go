@@ -112,6 +112,18 @@ func TestDecide(t *testing.T) {
 		{name: "change invalid: negative capacity", given: []step{defined}, cmd: capacity.ChangePool{Capacity: ptr(-1)}, code: capacity.EINVALID},
 		{name: "change invalid: capacity too big", given: []step{defined}, cmd: capacity.ChangePool{Capacity: ptr(capacity.MaxCapacity + 1)}, code: capacity.EINVALID},
 		{name: "change undefined pool", cmd: capacity.ChangePool{Capacity: ptr(3)}, code: capacity.ENOTFOUND},
+		{name: "change overbook", given: []step{defined}, cmd: capacity.ChangePool{Overbook: ptr(4)},
+			want: []capacity.Event{capacity.OverbookChanged{From: 0, To: 4, At: t0}}},
+		{name: "change overbook to the same", given: []step{defined}, cmd: capacity.ChangePool{Overbook: ptr(0)}},
+		{name: "change capacity, overbook and status at once", given: []step{defined}, cmd: capacity.ChangePool{Capacity: ptr(8), Overbook: ptr(2), Status: capacity.Closed},
+			want: []capacity.Event{capacity.CapacityChanged{From: 10, To: 8, At: t0}, capacity.OverbookChanged{From: 0, To: 2, At: t0}, capacity.PoolClosed{At: t0}}},
+		{name: "change invalid: negative overbook", given: []step{defined}, cmd: capacity.ChangePool{Overbook: ptr(-1)}, code: capacity.EINVALID},
+		{name: "change invalid: overbook too big", given: []step{defined}, cmd: capacity.ChangePool{Overbook: ptr(capacity.MaxCapacity + 1)}, code: capacity.EINVALID},
+		{name: "hold fits the raised overbook", given: []step{defined, now(hold("r1", 10, time.Hour)), now(capacity.ChangePool{Overbook: ptr(2)})}, cmd: hold("r2", 2, time.Hour),
+			want: []capacity.Event{heldAt(0, "r2", 2, time.Hour)}},
+		{name: "hold refused past the cut overbook", given: []step{defined, now(capacity.ChangePool{Overbook: ptr(2)}), now(hold("r1", 11, time.Hour)), now(capacity.ChangePool{Overbook: ptr(1)})}, cmd: hold("r2", 1, time.Hour),
+			code: capacity.EINSUFFICIENT},
+		{name: "define identical repeat after overbook change", given: []step{defined, now(capacity.ChangePool{Overbook: ptr(3)})}, cmd: def},
 
 		// Hold
 		{name: "hold fits", given: []step{defined}, cmd: hold("r1", 3, 5*time.Minute), after: time.Second,

@@ -2,6 +2,7 @@ package capacity
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -19,12 +20,17 @@ const (
 	ReleasedType        = "capacity.reservation.released"
 	ExpiredType         = "capacity.reservation.expired"
 	ExtendedType        = "capacity.reservation.extended"
+	OverbookChangedType = "capacity.pool.overbook_changed"
 )
 
 // SchemaVersion is the version of the JSON shape every event is written with.
 // Decode accepts versions up to it and refuses newer ones, so an old binary
 // never misreads a history written by a newer one.
-const SchemaVersion = 1
+//
+// Version 2 writes a Held event's ttl as a Go duration string ("10m0s", the
+// API's form) where version 1 wrote nanoseconds; both forms decode in
+// either version, so old histories replay exactly as before.
+const SchemaVersion = 2
 
 // Event is something that happened to a pool. Events are facts: past tense,
 // never validated again when replayed.
@@ -52,6 +58,14 @@ type CapacityChanged struct {
 	At   time.Time `json:"at"`
 }
 
+// OverbookChanged records a planner's change of a pool's overbooking
+// allowance (units it may sell above its capacity).
+type OverbookChanged struct {
+	From int       `json:"from"`
+	To   int       `json:"to"`
+	At   time.Time `json:"at"`
+}
+
 // PoolClosed records that a pool stopped taking new holds.
 type PoolClosed struct {
 	At time.Time `json:"at"`
@@ -63,11 +77,12 @@ type PoolReopened struct {
 }
 
 // Held records a hold of Quantity units until ExpiresAt. TTL is kept so a retried
-// hold can be recognised as the same request. A hold that is one pool's part
-// of a booking names it (Booking, equal to ReservationID) and carries the
-// booking's whole item list, so any one pool's history says which other
-// pools the booking holds; both are absent (omitted) for a plain hold, which
-// keeps the JSON of plain holds as it always was.
+// hold can be recognised as the same request; it is written as a Go
+// duration string, the API's form, and read in that form or as nanoseconds
+// (SchemaVersion 1). A hold that is one pool's part of a booking names it
+// (Booking, equal to ReservationID) and carries the booking's whole item
+// list, so any one pool's history says which other pools the booking holds;
+// both are absent (omitted) for a plain hold.
 type Held struct {
 	ReservationID string        `json:"reservation_id"`
 	Quantity      int           `json:"quantity"`
@@ -76,6 +91,61 @@ type Held struct {
 	At            time.Time     `json:"at"`
 	Booking       string        `json:"booking,omitempty"`
 	Items         []BookingItem `json:"items,omitempty"`
+}
+
+// heldJSON is Held as JSON, its TTL as written (string or number).
+type heldJSON struct {
+	ReservationID string          `json:"reservation_id"`
+	Quantity      int             `json:"quantity"`
+	TTL           json.RawMessage `json:"ttl"`
+	ExpiresAt     time.Time       `json:"expires_at"`
+	At            time.Time       `json:"at"`
+	Booking       string          `json:"booking,omitempty"`
+	Items         []BookingItem   `json:"items,omitempty"`
+}
+
+// MarshalJSON writes the TTL as a Go duration string.
+func (h Held) MarshalJSON() ([]byte, error) {
+	ttl, _ := json.Marshal(h.TTL.String())
+	return json.Marshal(heldJSON{ReservationID: h.ReservationID, Quantity: h.Quantity, TTL: ttl, ExpiresAt: h.ExpiresAt, At: h.At, Booking: h.Booking, Items: h.Items})
+}
+
+// UnmarshalJSON reads the TTL as a duration string or as nanoseconds.
+func (h *Held) UnmarshalJSON(data []byte) error {
+	var v heldJSON
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	ttl, err := parseTTL(v.TTL)
+	if err != nil {
+		return err
+	}
+	*h = Held{ReservationID: v.ReservationID, Quantity: v.Quantity, TTL: ttl, ExpiresAt: v.ExpiresAt, At: v.At, Booking: v.Booking, Items: v.Items}
+	return nil
+}
+
+// parseTTL reads a stored TTL: a Go duration string, or an integer of
+// nanoseconds (SchemaVersion 1). Absent or null is 0, as before.
+func parseTTL(raw json.RawMessage) (time.Duration, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, err
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("ttl %q: %v", s, err)
+		}
+		return d, nil
+	}
+	var n int64
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return 0, fmt.Errorf("ttl: %v", err)
+	}
+	return time.Duration(n), nil
 }
 
 // Confirmed records that a held reservation became a booking. Quantity, when
@@ -120,6 +190,9 @@ func (PoolDefined) EventType() string { return PoolDefinedType }
 
 // EventType implements Event.
 func (CapacityChanged) EventType() string { return CapacityChangedType }
+
+// EventType implements Event.
+func (OverbookChanged) EventType() string { return OverbookChangedType }
 
 // EventType implements Event.
 func (PoolClosed) EventType() string { return PoolClosedType }
@@ -168,9 +241,9 @@ func appendHeld(buf []byte, h Held) ([]byte, bool) {
 	buf = append(buf, h.ReservationID...)
 	buf = append(buf, `","quantity":`...)
 	buf = strconv.AppendInt(buf, int64(h.Quantity), 10)
-	buf = append(buf, `,"ttl":`...)
-	buf = strconv.AppendInt(buf, int64(h.TTL), 10)
-	buf = append(buf, `,"expires_at":"`...)
+	buf = append(buf, `,"ttl":"`...)
+	buf = append(buf, h.TTL.String()...)
+	buf = append(buf, `","expires_at":"`...)
 	buf = h.ExpiresAt.AppendFormat(buf, time.RFC3339Nano)
 	buf = append(buf, `","at":"`...)
 	buf = h.At.AppendFormat(buf, time.RFC3339Nano)
@@ -201,6 +274,8 @@ func Decode(eventType string, version int, data []byte) (Event, error) {
 		decode = decodeAs[PoolDefined]
 	case CapacityChangedType:
 		decode = decodeAs[CapacityChanged]
+	case OverbookChangedType:
+		decode = decodeAs[OverbookChanged]
 	case PoolClosedType:
 		decode = decodeAs[PoolClosed]
 	case PoolReopenedType:
@@ -234,6 +309,8 @@ func EventTime(e Event) time.Time {
 	case PoolDefined:
 		return e.DefinedAt
 	case CapacityChanged:
+		return e.At
+	case OverbookChanged:
 		return e.At
 	case PoolClosed:
 		return e.At
@@ -418,10 +495,9 @@ func decodeHeldFast(data []byte) (Held, bool) {
 	if rest, ok = cutPrefix(rest, `,"ttl":`); !ok {
 		return h, false
 	}
-	if n, rest, ok = cutInt(rest); !ok {
+	if h.TTL, rest, ok = cutTTL(rest); !ok {
 		return h, false
 	}
-	h.TTL = time.Duration(n)
 	if rest, ok = cutPrefix(rest, `,"expires_at":`); !ok {
 		return h, false
 	}
@@ -435,6 +511,27 @@ func decodeHeldFast(data []byte) (Held, bool) {
 		return h, false
 	}
 	return h, string(rest) == `}`
+}
+
+// cutTTL reads a TTL as appendHeld writes it (a quoted Go duration of
+// plain characters) or as SchemaVersion 1 did (nanoseconds).
+func cutTTL(b []byte) (time.Duration, []byte, bool) {
+	if len(b) == 0 || b[0] != '"' {
+		n, rest, ok := cutInt(b)
+		return time.Duration(n), rest, ok
+	}
+	end := 1
+	for end < len(b) && end < 40 && b[end] != '"' && b[end] != '\\' {
+		end++
+	}
+	if end >= len(b) || b[end] != '"' {
+		return 0, b, false
+	}
+	d, err := time.ParseDuration(string(b[1:end]))
+	if err != nil {
+		return 0, b, false
+	}
+	return d, b[end+1:], true
 }
 
 func isIDByte(c byte) bool {

@@ -23,6 +23,45 @@ func sampleEvents() []capacity.Event {
 		capacity.Confirmed{ReservationID: "r1", At: t0.Add(5)},
 		capacity.Released{ReservationID: "r1", At: t0.Add(6)},
 		capacity.Expired{ReservationID: "r1", At: t0.Add(7)},
+		capacity.OverbookChanged{From: 2, To: 5, At: t0.Add(8)},
+	}
+}
+
+// A Held event is written with its ttl as a Go duration string (the API's
+// form), and one written by SchemaVersion 1, with nanoseconds, still
+// decodes to the same event, on the fast path and the slow one alike.
+func TestHeldTTLForms(t *testing.T) {
+	want := capacity.Held{ReservationID: "r1", Quantity: 2, TTL: 10 * time.Minute, ExpiresAt: t0.Add(10 * time.Minute), At: t0}
+	data, err := capacity.Encode(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(data); !strings.Contains(got, `"ttl":"10m0s"`) {
+		t.Fatalf("encoded = %s, want ttl \"10m0s\"", got)
+	}
+	old := `{"reservation_id":"r1","quantity":2,"ttl":600000000000,"expires_at":"2030-05-01T08:10:00Z","at":"2030-05-01T08:00:00Z"}`
+	spaced := `{"quantity":2, "reservation_id":"r1","ttl":600000000000,"expires_at":"2030-05-01T08:10:00Z","at":"2030-05-01T08:00:00Z"}`
+	spacedNew := `{"quantity":2, "reservation_id":"r1","ttl":"10m","expires_at":"2030-05-01T08:10:00Z","at":"2030-05-01T08:00:00Z"}`
+	for _, tc := range []struct {
+		name    string
+		version int
+		body    string
+	}{
+		{"current", capacity.SchemaVersion, string(data)},
+		{"version 1 nanoseconds", 1, old},
+		{"version 1 nanoseconds, slow path", 1, spaced},
+		{"duration string, slow path", capacity.SchemaVersion, spacedNew},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := capacity.Decode(capacity.HeldType, tc.version, []byte(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			requireEqual(t, "decoded", e, capacity.Event(want))
+		})
+	}
+	if _, err := capacity.Decode(capacity.HeldType, capacity.SchemaVersion, []byte(`{"reservation_id":"r1","quantity":2,"ttl":"soon","expires_at":"2030-05-01T08:10:00Z","at":"2030-05-01T08:00:00Z"}`)); capacity.ErrorCode(err) != capacity.EINVALID {
+		t.Fatalf("ttl \"soon\": err = %v, want EINVALID", err)
 	}
 }
 

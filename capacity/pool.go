@@ -268,6 +268,8 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		}
 	case CapacityChanged:
 		p.Capacity = e.To
+	case OverbookChanged:
+		p.Overbook = e.To
 	case PoolClosed:
 		p.Status = Closed
 	case PoolReopened:

@@ -45,6 +45,9 @@ func commandFor(p *capacity.Pool, def capacity.DefinePool) *rapid.Generator[capa
 			if rapid.Bool().Draw(t, "change-capacity") {
 				c.Capacity = ptr(rapid.IntRange(0, 25).Draw(t, "capacity"))
 			}
+			if rapid.IntRange(0, 3).Draw(t, "change-overbook") == 0 {
+				c.Overbook = ptr(rapid.IntRange(0, 4).Draw(t, "overbook"))
+			}
 			c.Status = rapid.SampledFrom([]capacity.Status{"", capacity.Open, capacity.Closed}).Draw(t, "status")
 			switch rapid.IntRange(0, 3).Draw(t, "if-version") {
 			case 1:
@@ -105,7 +108,7 @@ type run struct {
 	live    *capacity.Pool
 	history []capacity.Event
 	holds   map[string]capacity.Hold // accepted holds by id
-	cut     bool                     // capacity was cut at some point
+	cut     bool                     // capacity or overbook was cut at some point
 }
 
 func TestPoolProperties(t *testing.T) {
@@ -196,6 +199,9 @@ func (r *run) batch(at time.Time, def capacity.DefinePool) {
 				t.Fatalf("decoded %#v, want %#v", back, e)
 			}
 			if c, ok := e.(capacity.CapacityChanged); ok && c.To < c.From {
+				r.cut = true
+			}
+			if c, ok := e.(capacity.OverbookChanged); ok && c.To < c.From {
 				r.cut = true
 			}
 			if stampLater {

@@ -52,6 +52,9 @@ type Commit struct {
 	Pool        string
 	ExpectedSeq uint64
 	Events      []Event
+	// Header holds extra message headers the store keeps with the commit,
+	// such as a W3C traceparent; nil for none.
+	Header map[string]string
 }
 
 // StaleError is EventStore.AppendAll's refusal when pools' histories moved

@@ -130,6 +130,31 @@ func streamLeader(ctx context.Context, js jetstream.JetStream, stream string) (s
 	return info.Cluster.Leader, nil
 }
 
+// waitStreamLeader waits (up to 30 s) for the stream to have a leader and
+// returns its server name.
+func waitStreamLeader(t testing.TB, js jetstream.JetStream, stream string) string {
+	t.Helper()
+	var leader string
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var err error
+		leader, err = streamLeader(ctx, js, stream)
+		return err
+	})
+	return leader
+}
+
+// waitStreamHealthy waits (up to 60 s) until streamHealthy holds.
+func waitStreamHealthy(t testing.TB, js jetstream.JetStream, stream string, replicas int) {
+	t.Helper()
+	natstest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return streamHealthy(ctx, js, stream, replicas)
+	})
+}
+
 // streamHealthy is nil once the stream has a leader and every replica is
 // current.
 func streamHealthy(ctx context.Context, js jetstream.JetStream, stream string, replicas int) error {
@@ -175,14 +200,7 @@ func TestFaultClusterLeaderKill(t *testing.T) {
 		if i == 0 {
 			t.Logf("rate before the first kill: %.0f ok ops/s", requireRate(t, tr, ok0, since, minRate))
 		}
-		var leader string
-		natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			var err error
-			leader, err = streamLeader(ctx, js, "CAPACITY_LOCAL")
-			return err
-		})
+		leader := waitStreamLeader(t, js, "CAPACITY_LOCAL")
 		node := cl.Node(leader)
 		if node == nil {
 			t.Fatalf("stream leader %q is not one of ours", leader)
@@ -194,11 +212,7 @@ func TestFaultClusterLeaderKill(t *testing.T) {
 		go func() { recovery <- recoveryAfter(tr, killedAt, time.Minute) }()
 		run(jitter(time.Second)) // through the election
 		node.Start(t)
-		natstest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			return streamHealthy(ctx, js, "CAPACITY_LOCAL", 3)
-		})
+		waitStreamHealthy(t, js, "CAPACITY_LOCAL", 3)
 		recoveries = append(recoveries, (<-recovery).Round(100*time.Millisecond).String())
 	}
 	run(time.Second)

@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/capacityd/capacityd/streams/natstest"
 )
 
 // TestFaultPartitionCapacitydNATS cuts capacityd off its NATS server (an
@@ -81,14 +78,7 @@ func TestFaultPartitionR3Leader(t *testing.T) {
 		if i == 0 {
 			t.Logf("rate before the first partition: %.0f ok ops/s", requireRate(t, tr, ok0, since, minRate))
 		}
-		var leader string
-		natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			var err error
-			leader, err = streamLeader(ctx, js, "CAPACITY_LOCAL")
-			return err
-		})
+		leader := waitStreamLeader(t, js, "CAPACITY_LOCAL")
 		isolated = append(isolated, leader)
 		cutAt := time.Now()
 		for _, p := range routes.touching(leader) {
@@ -101,11 +91,7 @@ func TestFaultPartitionR3Leader(t *testing.T) {
 			p.Heal()
 		}
 		recoveries = append(recoveries, (<-recovery).Round(100*time.Millisecond).String())
-		natstest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			return streamHealthy(ctx, js, "CAPACITY_LOCAL", 3)
-		})
+		waitStreamHealthy(t, js, "CAPACITY_LOCAL", 3)
 	}
 	run(time.Second)
 	tr.Stop()

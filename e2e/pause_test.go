@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/capacityd/capacityd/streams/natstest"
 )
 
 // TestFaultPauseCapacityd runs two capacityd on one nats-server and
@@ -66,14 +63,7 @@ func TestFaultPauseNATSLeader(t *testing.T) {
 		if i == 0 {
 			t.Logf("rate before the first pause: %.0f ok ops/s", requireRate(t, tr, ok0, since, minRate))
 		}
-		var leader string
-		natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			var err error
-			leader, err = streamLeader(ctx, js, "CAPACITY_LOCAL")
-			return err
-		})
+		leader := waitStreamLeader(t, js, "CAPACITY_LOCAL")
 		node := cl.Node(leader)
 		if node == nil {
 			t.Fatalf("stream leader %q is not one of ours", leader)
@@ -86,11 +76,7 @@ func TestFaultPauseNATSLeader(t *testing.T) {
 		go func() { recovery <- recoveryAfter(tr, pausedAt, time.Minute) }()
 		run(pause)
 		node.Resume()
-		natstest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			return streamHealthy(ctx, js, "CAPACITY_LOCAL", 3)
-		})
+		waitStreamHealthy(t, js, "CAPACITY_LOCAL", 3)
 		recoveries = append(recoveries, (<-recovery).Round(100*time.Millisecond).String())
 	}
 	run(time.Second)

@@ -34,7 +34,7 @@ func (p *PoolEvents) Append(ctx context.Context, pool string, expectedSeq uint64
 	if err != nil {
 		return 0, err
 	}
-	commit := []Event{{Type: msgType, Version: capacity.SchemaVersion, ID: nuid.Next(), Data: data}}
+	commit := []Event{{Type: msgType, Version: capacity.SchemaVersion, ID: nuid.Next(), Data: data, Header: TraceHeader(ctx)}}
 	lastSeq, err := p.store.Append(ctx, pool, expectedSeq, commit)
 	switch {
 	case err == nil:
@@ -57,7 +57,7 @@ func (p *PoolEvents) AppendAll(ctx context.Context, commits []capacity.Commit) (
 			return nil, err
 		}
 		batch[i] = Commit{Pool: c.Pool, ExpectedSeq: c.ExpectedSeq,
-			Event: Event{Type: msgType, Version: capacity.SchemaVersion, ID: nuid.Next(), Data: data}}
+			Event: Event{Type: msgType, Version: capacity.SchemaVersion, ID: nuid.Next(), Data: data, Header: c.Header}}
 	}
 	seqs, err := p.store.AppendAll(ctx, batch)
 	var conflict *ConflictError

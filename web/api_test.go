@@ -247,3 +247,54 @@ func TestRequestID(t *testing.T) {
 		t.Errorf("log lacks the request: %s", s.logs.String())
 	}
 }
+
+// TestSmallGaps covers HEAD on GET routes, overbook by PATCH, confirm and
+// release with an empty JSON body, and the message of an id that is too long.
+func TestSmallGaps(t *testing.T) {
+	s := newStack(t)
+	h := s.handler
+	definePool(t, s, "gaps", 2)
+
+	for _, path := range []string{"/v1/pools/gaps", "/healthz", "/openapi.json", "/v1/pools/gaps/events", "/v1/board/stream"} {
+		get := do(t, h, req{method: "GET", path: path})
+		if path == "/v1/board/stream" {
+			get = response{Status: http.StatusServiceUnavailable} // no UI in this stack: 503 either way
+		}
+		head := do(t, h, req{method: "HEAD", path: path})
+		if head.Status != get.Status {
+			t.Errorf("HEAD %s = %d, GET = %d", path, head.Status, get.Status)
+		}
+		if len(head.Body) != 0 {
+			t.Errorf("HEAD %s sent a body: %s", path, head.Body)
+		}
+	}
+	if res := do(t, h, req{method: "HEAD", path: "/v1/pools/gaps"}); res.Header.Get("ETag") == "" || res.Header.Get("Content-Length") == "" {
+		t.Errorf("HEAD pool headers = %v, want ETag and Content-Length", res.Header)
+	}
+
+	res := do(t, h, req{method: "PATCH", path: "/v1/pools/gaps", body: `{"overbook":1}`})
+	wantStatus(t, res, http.StatusOK)
+	if got := res.JSON(t); got["overbook"] != 1.0 || got["available"] != 3.0 {
+		t.Errorf("after PATCH overbook 1: overbook %v available %v, want 1 and 3", got["overbook"], got["available"])
+	}
+	wantStatus(t, do(t, h, req{method: "POST", path: "/v1/pools/gaps/holds", body: `{"reservation_id":"g1","quantity":3}`}), http.StatusCreated)
+	wantStatus(t, do(t, h, req{method: "POST", path: "/v1/pools/gaps/reservations/g1/confirm", body: `{}`,
+		header: map[string]string{"Content-Type": "application/json"}}), http.StatusOK)
+	wantStatus(t, do(t, h, req{method: "POST", path: "/v1/pools/gaps/reservations/g1/release", body: " \n"}), http.StatusOK)
+	events := string(do(t, h, req{method: "GET", path: "/v1/pools/gaps/events"}).Body)
+	for _, want := range []string{`"type":"capacity.pool.overbook_changed"`, `"ttl":"10m0s"`} {
+		if !strings.Contains(events, want) {
+			t.Errorf("events lack %s: %s", want, events)
+		}
+	}
+
+	long := strings.Repeat("x", 70)
+	p := wantProblem(t, do(t, h, req{method: "GET", path: "/v1/pools/" + long}), http.StatusBadRequest, "invalid-request")
+	if d, _ := p["detail"].(string); !strings.Contains(d, "70 characters long") {
+		t.Errorf("detail = %q, want the id's length", d)
+	}
+	p = wantProblem(t, do(t, h, req{method: "POST", path: "/v1/pools/gaps/holds", body: `{"reservation_id":"` + long + `","quantity":1}`}), http.StatusBadRequest, "invalid-request")
+	if e, _ := p["errors"].(map[string]any); !strings.Contains(fmt.Sprint(e["reservation_id"]), "70 characters long") {
+		t.Errorf("errors = %v, want the id's length", p["errors"])
+	}
+}

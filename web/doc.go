@@ -21,6 +21,19 @@
 // clients written against the contract, and a change that breaks it must
 // break them.
 //
+// Access (access.go): with tokens (NewAccess over LoadTokens), each route
+// is registered in routes.go with the least role that may call it
+// (customer < planner < admin); refusals are 401 unauthorized and 403
+// forbidden problems, and a customer token's writes pass a token bucket
+// (golang.org/x/time/rate) or get 429 rate-limited. Without tokens every
+// route is open. The planner UI authorises its pages with Access.Authorize.
+//
+// codec.go exports the request decoders, answer bodies and problem mapping
+// to the other interfaces that speak this API (web/natsapi, the NATS micro
+// service), so a body means the same and a refusal has the same type there.
+// trace.go continues a request's W3C trace in a server span whose context
+// the write side carries into the stored commit.
+//
 // Bad input never changes state: requests are decoded strictly (unknown
 // fields, trailing data, wrong types, oversized bodies are refused) and
 // validated before any command is sent to a pool.

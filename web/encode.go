@@ -57,7 +57,14 @@ func decode[T validator](r *http.Request) (T, error) {
 	if err := checkContentType(r); err != nil {
 		return v, err
 	}
-	dec := json.NewDecoder(r.Body)
+	return decodeFrom[T](r.Context(), r.Body)
+}
+
+// decodeFrom reads one strict JSON value of type T from body and
+// validates it; decode and the NATS service (DecodeHold etc.) share it.
+func decodeFrom[T validator](ctx context.Context, body io.Reader) (T, error) {
+	var v T
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
 		return v, decodeError(err)
@@ -69,7 +76,7 @@ func decode[T validator](r *http.Request) (T, error) {
 		}
 		return v, invalid("request body must hold a single JSON object", nil)
 	}
-	if problems := v.Valid(r.Context()); len(problems) > 0 {
+	if problems := v.Valid(ctx); len(problems) > 0 {
 		return v, invalid("request has invalid fields", problems)
 	}
 	return v, nil

@@ -38,6 +38,9 @@ var problemKinds = map[string]problemKind{
 	codeTooLarge:           {http.StatusRequestEntityTooLarge, "Request too large"},
 	codeUnsupportedMedia:   {http.StatusUnsupportedMediaType, "Unsupported media type"},
 	codeMethodNotAllowed:   {http.StatusMethodNotAllowed, "Method not allowed"},
+	codeUnauthorized:       {http.StatusUnauthorized, "Unauthorized"},
+	codeForbidden:          {http.StatusForbidden, "Forbidden"},
+	codeRateLimited:        {http.StatusTooManyRequests, "Rate limited"},
 }
 
 // problem is an RFC 9457 problem document.
@@ -87,6 +90,20 @@ const retryAfter = "1"
 // HTTP layer's own errors) picks status and type; any other error is
 // internal, logged with the request, and answered without its text.
 func Error(w http.ResponseWriter, r *http.Request, err error) {
+	p := problemOf(err)
+	if p.Status == http.StatusInternalServerError {
+		log := zerolog.Ctx(r.Context())
+		log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("internal error")
+	}
+	if p.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	p.Instance, p.RequestID = r.URL.Path, requestIDFrom(r.Context())
+	writeProblem(w, r, p)
+}
+
+// problemOf is the one mapping of an error to its problem.
+func problemOf(err error) problem {
 	code, detail := capacity.ErrorCode(err), capacity.ErrorMessage(err)
 	var fields map[string]string
 	var re *requestError
@@ -99,16 +116,8 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if code == capacity.EINTERNAL {
 		detail = "Internal error."
-		log := zerolog.Ctx(r.Context())
-		log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("internal error")
 	}
-	if code == capacity.EUNAVAILABLE {
-		w.Header().Set("Retry-After", retryAfter)
-	}
-	writeProblem(w, r, problem{
-		Type: ProblemTypeBase + code, Title: kind.title, Status: kind.status, Detail: detail,
-		Instance: r.URL.Path, RequestID: requestIDFrom(r.Context()), Errors: fields, Pool: capacity.ErrorPool(err),
-	})
+	return problem{Type: ProblemTypeBase + code, Title: kind.title, Status: kind.status, Detail: detail, Errors: fields, Pool: capacity.ErrorPool(err)}
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p problem) {

@@ -51,12 +51,19 @@ func FuzzDecodeHold(f *testing.F) {
 		`{"reservation_id":"r1","quantity":1} {}`,
 		`{"reservation_id":"r1","quantity":1,"extra":true}`,
 		`[]`, `null`, ``, `{`, `"x"`,
+		`{"reservation_id":"r1","quantity":01}`, `{"reservation_id":"r1","quantity":1,"ttl":""}`,
+		`{"reservation_id":"r\"1","quantity":1}`, `{"reservation_id":"r1","quantity":1,"ttl":"1\u0068"}`,
+		`{"reservation_id":"r1","quantity":1000001}`, `{"reservation_id":"r1","quantity":1,"ttl":"90s"}x`,
 	} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
+		fast, fastOK := holdFast([]byte(body))
 		req, err := decode[holdRequest](fuzzRequest(body))
 		if err != nil {
+			if fastOK {
+				t.Fatalf("body %q: the fast path accepted what the decoder refuses: %v", body, err)
+			}
 			checkRefusal(t, body, err)
 			return
 		}
@@ -67,6 +74,9 @@ func FuzzDecodeHold(f *testing.F) {
 		cmd := capacity.Hold{ReservationID: req.ReservationID, Quantity: *req.Quantity, TTL: ttl}
 		if err := cmd.Validate(); err != nil {
 			t.Fatalf("body %q: accepted by HTTP, refused by the domain: %v", body, err)
+		}
+		if fastOK && fast != cmd {
+			t.Fatalf("body %q: fast path %+v, decoder %+v", body, fast, cmd)
 		}
 	})
 }

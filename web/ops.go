@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/capacityd/capacityd/capacity"
@@ -20,7 +21,10 @@ func handleOpenAPI() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
-		_, _ = w.Write(OpenAPI)
+		w.Header().Set("Content-Length", strconv.Itoa(len(OpenAPI)))
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(OpenAPI)
+		}
 	}
 }
 

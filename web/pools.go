@@ -50,12 +50,21 @@ func encodePool(w http.ResponseWriter, r *http.Request, status int, v capacity.P
 // idProblem is the field problem of an id that capacity.ValidID refuses.
 const idProblem = "must be 1-64 characters of [A-Za-z0-9_-]"
 
+// idProblemOf says what is wrong with an id capacity.ValidID refuses: its
+// length when it was given but is too long, else the rule.
+func idProblemOf(id string) string {
+	if len(id) > capacity.MaxIDLength {
+		return fmt.Sprintf("is %d characters long; at most %d characters of [A-Za-z0-9_-]", len(id), capacity.MaxIDLength)
+	}
+	return idProblem
+}
+
 // idParam returns a path parameter that must be a valid id.
 func idParam(r *http.Request, name string) (string, error) {
 	id := chi.URLParam(r, name)
 	if !capacity.ValidID(id) {
-		return "", invalid(fmt.Sprintf("%s id must be 1-%d characters of [A-Za-z0-9_-]", name, capacity.MaxIDLength),
-			map[string]string{name: idProblem})
+		problem := idProblemOf(id)
+		return "", invalid(fmt.Sprintf("%s id %s", name, problem), map[string]string{name: problem})
 	}
 	return id, nil
 }
@@ -175,21 +184,25 @@ func handleGetPool(p Pools) http.HandlerFunc {
 	}
 }
 
-// patchPoolRequest reshapes a pool: capacity, status or both.
+// patchPoolRequest reshapes a pool: capacity, overbook, status or several.
 type patchPoolRequest struct {
 	Capacity *int    `json:"capacity"`
+	Overbook *int    `json:"overbook"`
 	Status   *string `json:"status"`
 }
 
 // Valid implements validator.
 func (p patchPoolRequest) Valid(context.Context) map[string]string {
 	problems := make(map[string]string)
-	if p.Capacity == nil && p.Status == nil {
-		problems["capacity"] = "give capacity and/or status"
-		problems["status"] = "give capacity and/or status"
+	if p.Capacity == nil && p.Overbook == nil && p.Status == nil {
+		problems["capacity"] = "give capacity, overbook and/or status"
+		problems["status"] = "give capacity, overbook and/or status"
 	}
 	if p.Capacity != nil && (*p.Capacity < 0 || *p.Capacity > capacity.MaxCapacity) {
 		problems["capacity"] = fmt.Sprintf("must be between 0 and %d", capacity.MaxCapacity)
+	}
+	if p.Overbook != nil && (*p.Overbook < 0 || *p.Overbook > capacity.MaxCapacity) {
+		problems["overbook"] = fmt.Sprintf("must be between 0 and %d", capacity.MaxCapacity)
 	}
 	if p.Status != nil && *p.Status != string(capacity.Open) && *p.Status != string(capacity.Closed) {
 		problems["status"] = `must be "open" or "closed"`
@@ -242,7 +255,7 @@ func handlePatchPool(p Pools) http.HandlerFunc {
 			Error(w, r, err)
 			return
 		}
-		cmd := capacity.ChangePool{Capacity: req.Capacity, IfVersion: ifVersion}
+		cmd := capacity.ChangePool{Capacity: req.Capacity, Overbook: req.Overbook, IfVersion: ifVersion}
 		if req.Status != nil {
 			cmd.Status = capacity.Status(*req.Status)
 		}

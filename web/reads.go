@@ -216,5 +216,15 @@ func handleBoardStream(ui UI) http.HandlerFunc {
 			Error(w, r, capacity.Errorf(capacity.EUNAVAILABLE, "the planner board is not running"))
 		}
 	}
-	return ui.BoardStream()
+	stream := ui.BoardStream()
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			// HEAD gets the stream's headers, not a stream that never ends.
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		stream(w, r)
+	}
 }

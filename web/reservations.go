@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -62,8 +63,11 @@ type holdRequest struct {
 // Valid implements validator.
 func (h holdRequest) Valid(context.Context) map[string]string {
 	problems := make(map[string]string)
-	if !capacity.ValidID(h.ReservationID) {
+	switch {
+	case h.ReservationID == "":
 		problems["reservation_id"] = "required, 1-64 characters of [A-Za-z0-9_-]"
+	case !capacity.ValidID(h.ReservationID):
+		problems["reservation_id"] = idProblemOf(h.ReservationID)
 	}
 	switch {
 	case h.Quantity == nil:
@@ -103,13 +107,21 @@ func handleHold(p Pools, now func() time.Time) http.HandlerFunc {
 			Error(w, r, err)
 			return
 		}
-		req, err := decode[holdRequest](r)
+		if err := checkContentType(r); err != nil {
+			Error(w, r, err)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			Error(w, r, decodeError(err))
+			return
+		}
+		cmd, err := DecodeHold(r.Context(), body) // the fast path, or decode's strict one
 		if err != nil {
 			Error(w, r, err)
 			return
 		}
-		ttl, _ := req.ttl()
-		res, err := p.Execute(r.Context(), pool, capacity.Hold{ReservationID: req.ReservationID, Quantity: *req.Quantity, TTL: ttl})
+		res, err := p.Execute(r.Context(), pool, cmd)
 		if err != nil {
 			Error(w, r, err)
 			return
@@ -117,7 +129,7 @@ func handleHold(p Pools, now func() time.Time) http.HandlerFunc {
 		status := http.StatusOK
 		if res.Written {
 			status = http.StatusCreated
-			w.Header().Set("Location", "/v1/pools/"+pool+"/reservations/"+req.ReservationID)
+			w.Header().Set("Location", "/v1/pools/"+pool+"/reservations/"+cmd.ReservationID)
 		}
 		encodeResult(w, r, status, pool, res, now())
 	}

@@ -103,6 +103,9 @@ type Config struct {
 	Now func() time.Time
 	// MaxBodyBytes bounds request bodies. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Access decides who may call which route (NewAccess); nil leaves
+	// every route open.
+	Access *Access
 	// UI, when set, is the planner UI (*ui.UI): its pages at / and /ui/...
 	// and the board's live feed GET /v1/board/stream, which answers 503
 	// without it.

@@ -207,7 +207,7 @@ func (c *committer) alone(u *unit) {
 func (c *committer) appendCommits(ctx context.Context, commits []capacity.Commit) ([]uint64, error) {
 	if len(commits) == 1 {
 		cm := commits[0]
-		seq, err := c.store.Append(ctx, cm.Pool, cm.ExpectedSeq, cm.Events)
+		seq, err := c.store.Append(withTraceHeader(ctx, cm.Header), cm.Pool, cm.ExpectedSeq, cm.Events)
 		if err != nil {
 			return nil, err
 		}

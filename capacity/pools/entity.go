@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // request is one command waiting for a pool's writer.
 type request struct {
 	cmd           capacity.Command
-	reservationID string // the reservation to return, if any
+	reservationID string            // the reservation to return, if any
+	span          trace.SpanContext // the caller's, carried into the append (trace.go)
 	reply         chan response
 	part          *part // set: one pool's part of a booking (booking.go)
 }
@@ -245,7 +247,9 @@ func (e *entity) process(batch []*request) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(svc.ctx), opts.AppendTimeout)
 		expected := e.pool.Version
 		var lastSeq uint64
+		ctx, span := startAppend(ctx, e.id, batch, decisions)
 		lastSeq, err = svc.appendCommit(ctx, e.id, expected, events)
+		endAppend(span, lastSeq, err)
 		cancel()
 		if err == nil {
 			e.committed(events, lastSeq)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Service runs one entity per pool in this process and routes commands to
@@ -75,7 +76,7 @@ func (s *Service) appendCommit(ctx context.Context, pool string, expectedSeq uin
 	if s.committer == nil {
 		return s.store.Append(ctx, pool, expectedSeq, events)
 	}
-	seqs, err := s.committer.append(ctx, capacity.Commit{Pool: pool, ExpectedSeq: expectedSeq, Events: events})
+	seqs, err := s.committer.append(ctx, capacity.Commit{Pool: pool, ExpectedSeq: expectedSeq, Events: events, Header: traceHeader(ctx)})
 	if err != nil {
 		return 0, err
 	}
@@ -119,7 +120,7 @@ func (s *Service) Execute(ctx context.Context, pool string, cmd capacity.Command
 	if d, ok := cmd.(capacity.DefinePool); ok && d.Pool != pool {
 		return Result{}, capacity.Errorf(capacity.EINVALID, "pool id in body and path differ")
 	}
-	return s.do(ctx, pool, &request{cmd: cmd, reservationID: reservationOf(cmd)})
+	return s.do(ctx, pool, &request{cmd: cmd, reservationID: reservationOf(cmd), span: trace.SpanContextFromContext(ctx)})
 }
 
 // Pool returns the pool's current view, after every write queued before it.

@@ -21,6 +21,9 @@ type Board struct {
 	cells    map[cellKey]*Cell
 	subs     map[*boardSub]struct{}
 	position uint64
+	// traceparent is that of the commit being applied, for the changes it
+	// publishes; guarded by mu.
+	traceparent string
 }
 
 // Cell is the utilisation of one slot: every pool of a region and kind that
@@ -50,6 +53,9 @@ func (c Cell) OverCapacity() bool { return c.OverCapacityPools > 0 }
 type BoardChange struct {
 	Seq  uint64 `json:"seq"`
 	Cell Cell   `json:"cell"`
+	// Traceparent is the W3C trace context of the write that made the
+	// change, "" if it was not traced.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // cellKey identifies a cell.
@@ -89,8 +95,16 @@ func NewBoard() *Board {
 // pool's subject, and publishes the change of the pool's cell, if any. A seq
 // at or below the last one applied to that pool is ignored.
 func (b *Board) Apply(pool string, seq uint64, events ...capacity.Event) {
+	b.ApplyTraced(pool, seq, "", events...)
+}
+
+// ApplyTraced is Apply for a commit written under a trace: the changes it
+// publishes carry the commit's traceparent (projection.TracedModel).
+func (b *Board) ApplyTraced(pool string, seq uint64, traceparent string, events ...capacity.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.traceparent = traceparent
+	defer func() { b.traceparent = "" }()
 	b.position = max(b.position, seq)
 	bp := b.pools[pool]
 	if bp == nil {
@@ -140,7 +154,7 @@ func (b *Board) add(seq uint64, key cellKey, s share, sign int, publish bool) {
 		delete(b.cells, key)
 	}
 	if publish {
-		b.publish(BoardChange{Seq: seq, Cell: value})
+		b.publish(BoardChange{Seq: seq, Cell: value, Traceparent: b.traceparent})
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/cmd/capacityd/internal/loadgen"
+	"github.com/capacityd/capacityd/web/natsapi"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
@@ -61,7 +62,8 @@ client and the same concurrency, two ceilings: a do-nothing HTTP handler and
 raw JetStream publishes to a scratch stream. By default each scenario gets its
 own embedded service in a temporary directory; --url benches a running one.
 
-Scenarios: hot-pool (one pool, quantity-1 holds), many-pools (holds spread
+Scenarios: hot-pool (one pool, quantity-1 holds), nats (hot-pool's holds as
+NATS requests to the micro service instead of HTTP), many-pools (holds spread
 over --pools pools), mixed (10 reads : 1 write of holds, confirms, releases),
 durable (hot-pool with --sync always, the service's default durability),
 bookings (two-pool bookings over 1,000 slot pools and 50 picking pools beside
@@ -145,7 +147,7 @@ func bench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) (err e
 		}
 		defer pprof.StopCPUProfile()
 	}
-	b := &benchRun{opts: o, progress: terminal(stderr)}
+	b := &benchRun{opts: o, progress: stderr, lines: terminal(stderr) == nil}
 	b.tmp, err = os.MkdirTemp("", "capacityd-bench-*")
 	if err != nil {
 		return err
@@ -203,7 +205,8 @@ func bench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) (err e
 type benchRun struct {
 	opts     benchOptions
 	tmp      string
-	progress io.Writer // nil unless stderr is a terminal
+	progress io.Writer // stderr: what the bench is doing
+	lines    bool      // stderr is no terminal: whole lines, every few seconds
 	report   *loadgen.Report
 }
 
@@ -211,15 +214,37 @@ func (b *benchRun) note(format string, args ...any) {
 	b.report.Notes = append(b.report.Notes, fmt.Sprintf(format, args...))
 }
 
-// status tells a person at a terminal what the bench is doing.
+// status tells the person running the bench what it is doing, on stderr.
 func (b *benchRun) status(format string, args ...any) {
-	if b.progress != nil {
-		fmt.Fprintf(b.progress, "\r%-60s\n", fmt.Sprintf(format, args...))
+	if b.progress == nil {
+		return
 	}
+	if b.lines {
+		fmt.Fprintf(b.progress, "bench: %s\n", fmt.Sprintf(format, args...))
+		return
+	}
+	fmt.Fprintf(b.progress, "\r%-60s\n", fmt.Sprintf(format, args...))
 }
 
 func (b *benchRun) runConfig(name string) loadgen.RunConfig {
-	return loadgen.RunConfig{Name: name, Clients: b.opts.Clients, Warmup: b.opts.Warmup, Duration: b.opts.Duration, Progress: b.progress}
+	return loadgen.RunConfig{Name: name, Clients: b.opts.Clients, Warmup: b.opts.Warmup, Duration: b.opts.Duration,
+		Progress: b.progress, ProgressLines: b.lines}
+}
+
+// ceilingRuns counts the measured runs the ceilings take: the HTTP
+// ceiling once, both storage ceilings per sync mode the scenarios use.
+func (b *benchRun) ceilingRuns() int {
+	var modes []string
+	for _, s := range b.opts.Scenarios {
+		mode := b.syncOf(s)
+		if mode == "unknown" {
+			mode = b.opts.Sync
+		}
+		if !slices.Contains(modes, mode) && !(s == loadgen.Durable && b.opts.URL != "") {
+			modes = append(modes, mode)
+		}
+	}
+	return 1 + 2*len(modes)
 }
 
 // syncOf is the sync mode scenario runs with: "unknown" against --url.
@@ -246,6 +271,14 @@ func (b *benchRun) run(ctx context.Context) error {
 		b.note("against --url the bench cannot know or set the target's durability: sync shows as unknown, durable is skipped")
 	}
 	b.note("the load generator runs in the bench process beside the embedded service and the ceilings, sharing the same %d CPUs; \"cores us/others\" shows what the bench process and the rest of the machine used while each figure was measured", runtime.NumCPU())
+	perRun := o.Warmup + o.Duration
+	total := time.Duration(len(o.Scenarios)) * perRun
+	if o.Ceilings {
+		n := b.ceilingRuns()
+		total += time.Duration(n) * perRun
+		b.status("ceilings first: %d runs of %s warmup + %s, about %s (--ceilings=false skips them)", n, o.Warmup, o.Duration, time.Duration(n)*perRun)
+	}
+	b.status("%d scenario(s): about %s; in all about %s plus setup", len(o.Scenarios), time.Duration(len(o.Scenarios))*perRun, total)
 	if o.Ceilings {
 		b.note("storage ceilings take one ack per message; the service group-commits the commands queued on a pool as one message (one write, one fsync under --sync always), so it can beat them: a ratio above 1 there is group commit at work")
 		if err := b.ceilings(ctx); err != nil {
@@ -374,15 +407,31 @@ func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioR
 		sr.Notes = append(sr.Notes, "skipped: the bench cannot set the durability of a service it did not start; run hot-pool against a target started with --sync always instead")
 		return sr, nil
 	}
-	base := b.opts.URL
+	if name == loadgen.NATS && b.opts.URL != "" {
+		sr.Skipped = true
+		sr.Notes = append(sr.Notes, "skipped: against --url the bench does not know the target's NATS")
+		return sr, nil
+	}
+	base, natsURL := b.opts.URL, ""
 	if base == "" {
 		b.status("%s: starting an embedded service (sync %s)", name, sr.Sync)
-		stop, url, err := b.startService(ctx, name, sr.Sync)
+		stop, a, err := b.startService(ctx, name, sr.Sync)
 		if err != nil {
 			return sr, err
 		}
 		defer stop()
-		base = url
+		base, natsURL = a.HTTPURL, a.NATSURL
+	}
+	var natsClient *natsapi.Client
+	if name == loadgen.NATS {
+		// Over TCP, as a booking API on another machine would connect.
+		nc, err := nats.Connect(natsURL, nats.Name("capacityd-bench"))
+		if err != nil {
+			return sr, fmt.Errorf("connecting to %s: %w", natsURL, err)
+		}
+		defer nc.Close()
+		natsClient = natsapi.NewClient(nc, b.opts.Region)
+		sr.Notes = append(sr.Notes, "holds as NATS requests to the micro service (one connection, "+strconv.Itoa(b.opts.Clients)+" concurrent requesters); pools defined and checked over HTTP")
 	}
 	client := loadgen.NewClient(base, b.opts.Clients)
 	defer client.Close()
@@ -390,7 +439,7 @@ func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioR
 		return sr, err
 	}
 	wl, err := loadgen.NewWorkload(loadgen.WorkloadConfig{
-		Scenario: name, Client: client, Clients: b.opts.Clients, Pools: b.opts.Pools, Region: b.opts.Region,
+		Scenario: name, Client: client, NATS: natsClient, Clients: b.opts.Clients, Pools: b.opts.Pools, Region: b.opts.Region,
 		Prefix: "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36),
 	})
 	if err != nil {
@@ -424,23 +473,23 @@ func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioR
 }
 
 // startService starts an embedded service for one scenario, its log in
-// the bench directory, and returns how to stop it and its URL.
-func (b *benchRun) startService(ctx context.Context, name, sync string) (stop func(), url string, err error) {
+// the bench directory, and returns how to stop it and the service.
+func (b *benchRun) startService(ctx context.Context, name, sync string) (stop func(), _ *app, err error) {
 	log, err := os.Create(filepath.Join(b.tmp, name+".log"))
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	a, err := start(ctx, b.serviceConfig(name, sync), log)
 	if err != nil {
 		log.Close()
-		return nil, "", fmt.Errorf("starting the embedded service (log %s): %w", log.Name(), err)
+		return nil, nil, fmt.Errorf("starting the embedded service (log %s): %w", log.Name(), err)
 	}
 	return func() {
 		stopped, cancel := context.WithCancel(context.Background())
 		cancel() // wait returns at once and shuts down gracefully
 		_ = a.wait(stopped)
 		log.Close()
-	}, a.HTTPURL, nil
+	}, a, nil
 }
 
 // waitReady polls GET /readyz until it answers 200, for up to 30 seconds.

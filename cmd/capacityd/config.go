@@ -45,6 +45,11 @@ type Config struct {
 	// PeerRegions are the other regions whose streams and snapshots are
 	// mirrored here.
 	PeerRegions []string
+	Tokens      string // file of "<role> <token>" lines; empty: open access
+	RateLimit   int    // writes per second per customer token; 0: none
+	// OTLPEndpoint is $OTEL_EXPORTER_OTLP_ENDPOINT: when set, spans are
+	// exported there (no flag: OpenTelemetry's own variables configure it).
+	OTLPEndpoint string
 	// SweepEvery is how often the service looks for lapsed holds in pools
 	// no loaded entity is sweeping (no flag: tests shorten it).
 	SweepEvery time.Duration
@@ -60,7 +65,7 @@ func DefaultConfig() Config {
 		Data:          "./data",
 		NATSListen:    "127.0.0.1:4222",
 		Region:        "local",
-		LogFormat:     "json",
+		LogFormat:     "auto",
 		LogLevel:      "info",
 		Sync:          SyncAlways,
 		SyncInterval:  2 * time.Minute,
@@ -85,6 +90,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\n\nFlags of serve (each also set by the environment variable shown):\n", usageText)
+		fs.PrintDefaults()
+	}
 	strs := []struct {
 		p *string
 		flagEnv
@@ -94,12 +103,13 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.NATSListen, flagEnv{"nats-listen", "CAPACITY_NATS_LISTEN", "embedded NATS client listener (for the nats CLI and other instances)"}},
 		{&cfg.NATSURL, flagEnv{"nats-url", "CAPACITY_NATS_URL", "use this external NATS instead of embedding one"}},
 		{&cfg.Region, flagEnv{"region", "CAPACITY_REGION", "the region this instance serves as home"}},
-		{&cfg.LogFormat, flagEnv{"log-format", "CAPACITY_LOG_FORMAT", "log format: json or console"}},
+		{&cfg.LogFormat, flagEnv{"log-format", "CAPACITY_LOG_FORMAT", "log format: auto (console when stderr is a terminal, else json), json or console"}},
 		{&cfg.LogLevel, flagEnv{"log-level", "CAPACITY_LOG_LEVEL", "log level: debug, info, warn, error"}},
 		{&cfg.Sync, flagEnv{"sync", "CAPACITY_SYNC", "durability of the embedded server: always (fsync before ack) or interval (fsync every --sync-interval; faster, loses acked writes on OS crash or power loss)"}},
 		{&cfg.PoolBatch, flagEnv{"pool-batch", "CAPACITY_POOL_BATCH", "append the commits of all pools ready at once as one atomic batch: auto (on with --replicas > 1), on or off"}},
 		{&cfg.Instance, flagEnv{"instance", "CAPACITY_INSTANCE", "name of this instance among several (its consumer name); default <hostname>-<bound HTTP port>"}},
 		{&cfg.LeafnodeListen, flagEnv{"leafnode-listen", "CAPACITY_LEAFNODE_LISTEN", "embedded NATS accepts other regions' leaf-node connections on this host:port"}},
+		{&cfg.Tokens, flagEnv{"tokens", "CAPACITY_TOKENS", "file of bearer tokens, lines \"<role> <token>\" with role customer, planner or admin; reloaded on SIGHUP; empty: every route open"}},
 	}
 	for _, s := range strs {
 		def := *s.p
@@ -115,6 +125,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.Replicas, flagEnv{"replicas", "CAPACITY_REPLICAS", "replicas of the event stream and snapshot bucket (3 on an R3 cluster)"}},
 		{&cfg.SnapshotEvery, flagEnv{"snapshot-every", "CAPACITY_SNAPSHOT_EVERY", "write a pool snapshot every N events"}},
 		{&cfg.MaxBatch, flagEnv{"max-batch", "CAPACITY_MAX_BATCH", "most commands one pool group-commits in one append"}},
+		{&cfg.RateLimit, flagEnv{"rate-limit", "CAPACITY_RATE_LIMIT", "at most N write requests per second per customer token (429 beyond); 0: no limit"}},
 	}
 	var envErr error
 	for _, i := range ints {
@@ -164,6 +175,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if err := fs.Parse(args); err != nil {
 		return cfg, errUsage{err}
 	}
+	cfg.OTLPEndpoint = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
 	if envErr != nil {
 		return cfg, errUsage{envErr}
 	}
@@ -199,8 +211,8 @@ func (c Config) Validate() error {
 		return err
 	}
 	switch {
-	case c.LogFormat != "json" && c.LogFormat != "console":
-		return fmt.Errorf("--log-format %q: want json or console", c.LogFormat)
+	case c.LogFormat != "auto" && c.LogFormat != "json" && c.LogFormat != "console":
+		return fmt.Errorf("--log-format %q: want auto, json or console", c.LogFormat)
 	case c.Sync != SyncAlways && c.Sync != SyncInterval:
 		return fmt.Errorf("--sync %q: want %s or %s", c.Sync, SyncAlways, SyncInterval)
 	case c.SyncInterval <= 0:
@@ -213,6 +225,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--max-batch must be between 1 and 1000")
 	case c.PoolBatch != "auto" && c.PoolBatch != "on" && c.PoolBatch != "off":
 		return fmt.Errorf("--pool-batch %q: want auto, on or off", c.PoolBatch)
+	case c.RateLimit < 0:
+		return fmt.Errorf("--rate-limit must not be negative")
+	case c.RateLimit > 0 && c.Tokens == "":
+		return fmt.Errorf("--rate-limit limits per token: it needs --tokens")
 	case c.Shutdown <= 0:
 		return fmt.Errorf("--shutdown-timeout must be positive")
 	}

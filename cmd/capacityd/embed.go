@@ -59,6 +59,8 @@ func startEmbedded(cfg Config, log zerolog.Logger) (_ *embeddedNATS, err error) 
 	}
 	if port == 0 {
 		port = -1 // nats-server's "any free port"
+	} else if err := portFree(cfg.NATSListen); err != nil {
+		return nil, err
 	}
 	opts := &server.Options{
 		ServerName: "capacityd-" + cfg.Region,
@@ -86,7 +88,7 @@ func startEmbedded(cfg Config, log zerolog.Logger) (_ *embeddedNATS, err error) 
 	}
 	s.SetLoggerV2(natsLogger{log.With().Str("component", "nats").Logger()}, false, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
+	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded NATS did not become ready on %s (port in use? see log)", cfg.NATSListen)
 	}
@@ -131,6 +133,17 @@ func leafOptions(cfg Config, opts *server.Options) error {
 		opts.LeafNode.ReconnectInterval = 250 * time.Millisecond
 	}
 	return nil
+}
+
+// portFree fails at once, and says what to do, when addr cannot be bound:
+// nats-server itself would only log the error and leave us waiting for a
+// server that never becomes ready.
+func portFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--nats-listen %s: cannot listen: %w (another NATS server or capacityd uses it? pick a free address with --nats-listen, or use that server with --nats-url)", addr, err)
+	}
+	return ln.Close()
 }
 
 // usableDir creates dir if needed and proves it is writable, so a bad --data

@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return helpOr(err)
 		}
-		return serve(ctx, cfg, stdout)
+		return serve(ctx, cfg, stdout, stderr)
 	case "bench":
 		opts, err := parseBenchOptions(args, stderr)
 		if err != nil {
@@ -84,8 +84,10 @@ func helpOr(err error) error {
 const usageText = `capacityd: a NATS JetStream-native capacity reservation service.
 
 Usage:
-  capacityd [serve] [flags]   run the service (default)
-  capacityd bench [flags]     measure it under load, against HTTP and storage ceilings
+  capacityd [serve] [flags]   run the service (default): HTTP API, planner UI,
+                              NATS micro service "capacity", embedded NATS
+  capacityd bench [flags]     measure it under load (HTTP and NATS), against
+                              HTTP and storage ceilings
   capacityd help              this text
 
 Run 'capacityd serve -h' or 'capacityd bench -h' for the flags.`

@@ -7,11 +7,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
+	"github.com/capacityd/capacityd/web"
+	"github.com/capacityd/capacityd/web/natsapi"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,15 +25,18 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// newLogger builds the process logger: JSON lines by default, or the
-// human-friendly console format.
+// newLogger builds the process logger: with --log-format auto, the
+// human-friendly console format when out is a terminal and JSON lines
+// otherwise (a file, a pipe, a log collector). Colours only go to a
+// terminal.
 func newLogger(cfg Config, out io.Writer) (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(cfg.LogLevel)
 	if err != nil {
 		return zerolog.Nop(), errUsage{fmt.Errorf("--log-level %q: %v", cfg.LogLevel, err)}
 	}
-	if cfg.LogFormat == "console" {
-		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
+	tty := terminal(out) != nil
+	if cfg.LogFormat == "console" || cfg.LogFormat == "auto" && tty {
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339, NoColor: !tty}
 	}
 	return zerolog.New(out).Level(level).With().Timestamp().Logger(), nil
 }
@@ -48,7 +57,11 @@ type app struct {
 	reg     *prometheus.Registry
 	stops   []func() // read models and other workers, stopped in reverse order
 
+	stopTracing func() // nil unless spans are exported
+
 	readModels *readModels
+	access     *web.Access
+	tokens     *web.Tokens // nil without --tokens
 
 	ln       net.Listener
 	srv      *http.Server
@@ -59,13 +72,51 @@ type app struct {
 }
 
 // serve runs the service until ctx ends, then shuts down gracefully: stop
-// accepting, finish in-flight requests, flush, stop NATS.
-func serve(ctx context.Context, cfg Config, stdout io.Writer) error {
-	a, err := start(ctx, cfg, stdout)
+// accepting, finish in-flight requests, flush, stop NATS. Logs go to
+// stderr; where to reach the service is printed plainly on stdout.
+func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
+	a, err := start(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
+	a.printURLs(stdout)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reloading, stopReloading := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-hup:
+				_ = a.Reload() // logged; the old tokens stay
+			case <-reloading.Done():
+				return
+			}
+		}
+	})
+	defer func() { signal.Stop(hup); stopReloading(); wg.Wait() }()
 	return a.wait(ctx)
+}
+
+// printURLs tells a person where everything is, one plain line each.
+func (a *app) printURLs(w io.Writer) {
+	fmt.Fprintf(w, "capacityd is ready (region %s, --sync %s)\n", a.cfg.Region, a.cfg.Sync)
+	fmt.Fprintf(w, "  API      %s/v1/   (e.g. %s/v1/availability)\n", a.HTTPURL, a.HTTPURL)
+	fmt.Fprintf(w, "  UI       %s/\n", a.HTTPURL)
+	fmt.Fprintf(w, "  OpenAPI  %s/openapi.json\n", a.HTTPURL)
+	fmt.Fprintf(w, "  metrics  %s/metrics\n", a.HTTPURL)
+	where := "external"
+	if a.ns != nil {
+		where = "embedded, data in " + a.cfg.Data
+	}
+	fmt.Fprintf(w, "  NATS     %s (%s; try: nats --server %s stream ls)\n", a.NATSURL, where, a.NATSURL)
+	fmt.Fprintf(w, "  service  NATS micro service %q on %s.%s.> (try: nats --server %s micro info %s)\n",
+		natsapi.ServiceName, natsapi.SubjectRoot, a.cfg.Region, a.NATSURL, natsapi.ServiceName)
+	if a.tokens == nil {
+		fmt.Fprintf(w, "  access   open to anyone who can reach the port (no --tokens)\n")
+	} else {
+		fmt.Fprintf(w, "  access   %d bearer tokens from %s (kill -HUP %d reloads them)\n", a.tokens.Len(), a.cfg.Tokens, os.Getpid())
+	}
 }
 
 // start brings the whole service up: NATS, stores, write side, read models,
@@ -82,6 +133,9 @@ func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error
 			a.close()
 		}
 	}()
+	if err := a.startTracing(ctx); err != nil {
+		return nil, err
+	}
 	if err := a.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -211,6 +265,9 @@ func (a *app) close() {
 	}
 	if a.ns != nil {
 		a.ns.Stop()
+	}
+	if a.stopTracing != nil {
+		a.stopTracing()
 	}
 	a.log.Info().Msg("stopped")
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -222,4 +224,114 @@ func canceled() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	return ctx
+}
+
+// A NATS port already taken fails the start at once, saying which flag.
+func TestNATSPortInUseFailsFast(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	began := time.Now()
+	err = run(context.Background(), []string{"--data", t.TempDir(), "--http", "127.0.0.1:0", "--nats-listen", ln.Addr().String()},
+		func(string) string { return "" }, io.Discard, io.Discard)
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("failing took %s, want under a second", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "--nats-listen "+ln.Addr().String()) || !strings.Contains(err.Error(), "--nats-url") {
+		t.Fatalf("err = %v, want one naming --nats-listen and the way out", err)
+	}
+}
+
+// capacityd --help lists the subcommands before serve's flags, and exits 0.
+func TestHelpListsSubcommands(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, &out, &out)
+	if code := exitCode(err, io.Discard); code != 0 {
+		t.Fatalf("exit %d (%v)", code, err)
+	}
+	for _, want := range []string{"capacityd bench", "capacityd [serve]", "capacityd help", "-tokens", "-rate-limit", "-http"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// Logs are JSON into anything but a terminal unless asked otherwise, and
+// an explicit console format writes no colour codes into a file.
+func TestLogFormat(t *testing.T) {
+	for _, tc := range []struct{ format, want string }{{"auto", `{"level":"info"`}, {"json", `{"level":"info"`}, {"console", "INF hello"}} {
+		var buf bytes.Buffer
+		cfg := DefaultConfig()
+		cfg.LogFormat = tc.format
+		log, err := newLogger(cfg, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info().Msg("hello")
+		if got := buf.String(); !strings.Contains(got, tc.want) || strings.Contains(got, "\x1b[") {
+			t.Errorf("--log-format %s wrote %q, want %q and no escape codes", tc.format, got, tc.want)
+		}
+	}
+}
+
+// serve prints where the API, UI, OpenAPI document and NATS are.
+func TestServePrintsURLs(t *testing.T) {
+	a := startTest(t)
+	var out bytes.Buffer
+	a.printURLs(&out)
+	for _, want := range []string{a.HTTPURL + "/v1/", a.HTTPURL + "/\n", a.HTTPURL + "/openapi.json", a.NATSURL} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printed URLs lack %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// With --tokens, routes need a bearer token; Reload (what SIGHUP calls)
+// puts a rewritten file in force, and a broken one leaves the old tokens.
+func TestTokensReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/tokens"
+	write := func(content string) {
+		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const oldToken, newToken = "old-planner-token-0123456789", "new-planner-token-0123456789"
+	write("planner " + oldToken + "\n")
+	a := startTest(t, "--tokens", file, "--rate-limit", "100")
+	get := func(token string) int {
+		req, _ := http.NewRequest("GET", a.HTTPURL+"/v1/pools/x/events", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if got := get(oldToken); got != http.StatusNotFound {
+		t.Fatalf("old token before reload: %d, want 404 (let through)", got)
+	}
+	write("planner " + newToken + "\n")
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := get(oldToken), http.StatusUnauthorized; got != want {
+		t.Errorf("old token after reload: %d, want %d", got, want)
+	}
+	if got, want := get(newToken), http.StatusNotFound; got != want {
+		t.Errorf("new token after reload: %d, want %d", got, want)
+	}
+	write("chief " + oldToken + "\n")
+	if err := a.Reload(); err == nil {
+		t.Errorf("a broken file reloaded")
+	}
+	if got, want := get(newToken), http.StatusNotFound; got != want {
+		t.Errorf("new token after a failed reload: %d, want %d", got, want)
+	}
+	if code, _ := call(t, "GET", a.HTTPURL+"/healthz", ""); code != http.StatusOK {
+		t.Errorf("/healthz with tokens: %d", code)
+	}
 }

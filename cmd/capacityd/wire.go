@@ -10,6 +10,7 @@ import (
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/web"
+	"github.com/capacityd/capacityd/web/natsapi"
 	"github.com/capacityd/capacityd/web/ui"
 )
 
@@ -37,7 +38,11 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		return nil, fmt.Errorf("read models: %w", err)
 	}
 	a.readModels = rm
+	if err := a.loadAccess(); err != nil {
+		return nil, err
+	}
 	planner, err := ui.New(ui.Config{
+		Access:       a.access,
 		Pools:        a.pools,
 		History:      events,
 		Board:        rm.board,
@@ -49,6 +54,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		return nil, fmt.Errorf("planner UI: %w", err)
 	}
 	handler := web.NewServer(web.Config{
+		Access:       a.access,
 		UI:           planner,
 		Pools:        a.pools,
 		History:      events,
@@ -63,7 +69,54 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 			return rm.readyDetail(ctx)
 		},
 	})
+	svc, err := natsapi.New(a.nc, natsapi.Config{
+		Region:       a.cfg.Region,
+		Pools:        a.pools,
+		Availability: rm,
+		Logger:       a.log.With().Str("component", "natsapi").Logger(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("NATS service: %w", err)
+	}
+	// Stopped before the pools service (stops run first, newest first), so
+	// every request it took gets its answer.
+	a.stops = append(a.stops, func() {
+		if err := svc.Close(); err != nil {
+			a.log.Warn().Err(err).Msg("NATS service stop")
+		}
+	})
 	return handler, nil
+}
+
+// loadAccess reads --tokens, or warns that every route is open.
+func (a *app) loadAccess() error {
+	if a.cfg.Tokens == "" {
+		a.access = web.NewAccess(nil, 0)
+		a.log.Warn().Msg("no --tokens: every route is open to anyone who can reach " + a.cfg.HTTP + " (fine for development; see README, Access)")
+		return nil
+	}
+	tokens, err := web.LoadTokens(a.cfg.Tokens)
+	if err != nil {
+		return fmt.Errorf("--tokens: %w", err)
+	}
+	a.tokens = tokens
+	a.access = web.NewAccess(tokens, float64(a.cfg.RateLimit))
+	a.log.Info().Str("file", a.cfg.Tokens).Int("tokens", tokens.Len()).Int("rate_limit", a.cfg.RateLimit).Msg("access: bearer tokens required")
+	return nil
+}
+
+// Reload reads the token file again (what SIGHUP does). A file that does
+// not load leaves the tokens in force and is reported.
+func (a *app) Reload() error {
+	if a.tokens == nil {
+		return nil
+	}
+	if err := a.tokens.Reload(); err != nil {
+		a.log.Error().Err(err).Msg("tokens not reloaded; the previous ones stay in force")
+		return err
+	}
+	a.log.Info().Str("file", a.cfg.Tokens).Int("tokens", a.tokens.Len()).Msg("tokens reloaded")
+	return nil
 }
 
 // ready reports whether the service can take writes: NATS connected and

@@ -12,6 +12,9 @@ import (
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrRunning is returned by Run while another Run of the same Runner is active.
@@ -23,6 +26,19 @@ type Event struct {
 	Pool   string           // pool id, from the subject
 	Seq    uint64           // stream sequence
 	Events []capacity.Event // in order; nil for a poison message: nothing to apply, only the position moves
+	// Traceparent is the W3C trace context the commit was written under
+	// (its traceparent header), "" if none. The handler's context carries
+	// the projection's span, a child of it.
+	Traceparent string
+}
+
+// TracedModel is a Model that keeps the trace of the commits it applies
+// (views.Board sends it with its changes); Apply calls ApplyTraced instead
+// of Apply when the commit has one.
+type TracedModel interface {
+	Model
+	// ApplyTraced is Apply with the commit's W3C traceparent.
+	ApplyTraced(pool string, seq uint64, traceparent string, events ...capacity.Event)
 }
 
 // Handler applies events in stream order; the Runner calls it from one
@@ -43,9 +59,13 @@ type Model interface {
 func Apply(models ...Model) Handler {
 	return func(_ context.Context, ev Event) error {
 		for _, m := range models {
-			if len(ev.Events) == 0 {
+			traced, ok := m.(TracedModel)
+			switch {
+			case len(ev.Events) == 0:
 				m.Advance(ev.Seq)
-			} else {
+			case ok && ev.Traceparent != "":
+				traced.ApplyTraced(ev.Pool, ev.Seq, ev.Traceparent, ev.Events...)
+			default:
 				m.Apply(ev.Pool, ev.Seq, ev.Events...)
 			}
 		}
@@ -242,12 +262,20 @@ func (r *Runner) decode(m jetstream.Msg, meta *jetstream.MsgMetadata) Event {
 		return Event{Pool: rec.Pool, Seq: seq}
 	}
 	r.applied.Add(uint64(len(events)))
-	return Event{Pool: rec.Pool, Seq: seq, Events: events}
+	return Event{Pool: rec.Pool, Seq: seq, Events: events, Traceparent: rec.Header[streams.HeaderTraceparent]}
 }
 
 // handle calls the handler until it succeeds or ctx ends, keeping the
 // message alive meanwhile.
 func (r *Runner) handle(ctx context.Context, m jetstream.Msg, ev Event) error {
+	if ev.Traceparent != "" {
+		var span trace.Span
+		ctx, span = otel.Tracer("github.com/capacityd/capacityd/streams/projection").Start(
+			streams.TraceContext(ctx, map[string]string{streams.HeaderTraceparent: ev.Traceparent}), "capacity.project",
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("capacity.pool", ev.Pool), attribute.Int64("capacity.seq", int64(ev.Seq)), attribute.String("capacity.durable", r.durable)))
+		defer span.End()
+	}
 	backoff := 10 * time.Millisecond
 	for {
 		err := r.handler(ctx, ev)

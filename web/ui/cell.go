@@ -15,17 +15,20 @@ import (
 // live reads exactly as one rendered by the server.
 type cellView struct {
 	// Key identifies the cell on the page: region|kind|slot unix seconds.
-	Key       string    `json:"key"`
-	Region    string    `json:"region"`
-	Kind      string    `json:"kind"`
-	Day       string    `json:"day"`
-	Slot      time.Time `json:"slot"`
-	Time      string    `json:"time"` // time of day of the slot, UTC, 15:04
-	Pools     int       `json:"pools"`
-	Capacity  int       `json:"capacity"`
-	Held      int       `json:"held"`
-	Confirmed int       `json:"confirmed"`
-	Used      int       `json:"used"`
+	Key string `json:"key"`
+	// Traceparent, on a live change, is the W3C trace context of the write
+	// that made it (absent when that write was not traced).
+	Traceparent string    `json:"traceparent,omitempty"`
+	Region      string    `json:"region"`
+	Kind        string    `json:"kind"`
+	Day         string    `json:"day"`
+	Slot        time.Time `json:"slot"`
+	Time        string    `json:"time"` // time of day of the slot, UTC, 15:04
+	Pools       int       `json:"pools"`
+	Capacity    int       `json:"capacity"`
+	Held        int       `json:"held"`
+	Confirmed   int       `json:"confirmed"`
+	Used        int       `json:"used"`
 	// Percent is the utilisation, (held+confirmed)/capacity, rounded.
 	Percent int `json:"percent"`
 	// Label is the utilisation as text ("75%", "no capacity").

@@ -12,6 +12,8 @@
 //	POST /ui/pools/{pool}/capacity   change capacity, conditional on the form's version
 //	POST /ui/pools/{pool}/status     close or reopen, conditional on the form's version
 //	GET  /ui/week, POST /ui/week     create a week of pools from a template, idempotently
+//	GET  /ui/login, POST /ui/login   ask for a planner's token once, keep it in a cookie (with tokens)
+//	POST /ui/logout                  forget it
 //	GET  /ui/static/...              embedded CSS and JavaScript
 //	GET  /v1/board/stream            the board's changes as server-sent events
 //
@@ -49,6 +51,8 @@
 //
 // State-changing requests must come from our own pages: the Origin header
 // (or, without it, the Referer) must name this host; see sameOrigin. That
-// is enough against cross-site form posts for an internal tool; there is no
-// authentication yet.
+// is enough against cross-site form posts for an internal tool. With
+// tokens configured (web.Access), every page needs a planner's token: a
+// browser without one is sent to /ui/login, which keeps the token in an
+// HttpOnly, SameSite=Strict cookie (login.go).
 package ui

@@ -32,9 +32,10 @@ const (
 	viewWeek     = "week"
 	viewWeekDone = "week_done"
 	viewError    = "error"
+	viewLogin    = "login"
 )
 
-var declaredViews = []string{viewBoard, viewPool, viewPools, viewWeek, viewWeekDone, viewError}
+var declaredViews = []string{viewBoard, viewPool, viewPools, viewWeek, viewWeekDone, viewError, viewLogin}
 
 // contentSecurityPolicy allows only this origin's scripts and styles: no
 // inline script or style anywhere in the templates.

@@ -192,6 +192,8 @@ func eventOf(rec capacity.Recorded) eventRow {
 		}
 	case capacity.CapacityChanged:
 		row.Summary = fmt.Sprintf("capacity %d → %d", e.From, e.To)
+	case capacity.OverbookChanged:
+		row.Summary = fmt.Sprintf("overbooking allowance %d → %d", e.From, e.To)
 	case capacity.PoolClosed:
 		row.Summary = "closed to new holds"
 	case capacity.PoolReopened:

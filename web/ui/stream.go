@@ -168,7 +168,9 @@ func follow(stream *sse, changes <-chan views.BoardChange, heartbeat <-chan time
 			if change.Seq <= position || !f.match(change.Cell) {
 				continue
 			}
-			if err := stream.Send("cell", change.Seq, viewOfCell(change.Cell)); err != nil {
+			view := viewOfCell(change.Cell)
+			view.Traceparent = change.Traceparent
+			if err := stream.Send("cell", change.Seq, view); err != nil {
 				return err
 			}
 			*lastID = change.Seq

@@ -10,6 +10,7 @@ import (
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/capacityd/capacityd/web"
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 )
@@ -70,6 +71,10 @@ type Config struct {
 	// Heartbeat is how often an idle board stream sends a comment so
 	// proxies and browsers keep it open. Default 15s.
 	Heartbeat time.Duration
+	// Access, when it holds tokens, makes every page ask for a planner's
+	// token once (a login page at /ui/login keeps it in a cookie). Nil or
+	// open: no login.
+	Access *web.Access
 	// TrustedOrigins are extra origins (scheme://host[:port]) whose forms
 	// may POST here, for a UI served behind a proxy under another name.
 	TrustedOrigins []string
@@ -110,21 +115,27 @@ func New(cfg Config) (*UI, error) {
 // HTML error page rather than a problem.
 func (u *UI) Routes(r chi.Router) {
 	e, cfg := u.engine, u.cfg
-	r.Get("/", handleBoard(e, cfg.Board))
+	planner := requirePlanner(e, cfg.Access)
+	r.With(planner).Get("/", handleBoard(e, cfg.Board))
 	r.Route("/ui", func(r chi.Router) {
 		r.NotFound(handleNotFound(e))
 		r.MethodNotAllowed(handleMethodNotAllowed(e))
 		r.Handle("/static/*", e.static())
-
-		r.Get("/", redirectTo("/"))
-		r.Get("/board", redirectTo("/"))
-		r.Get("/board/grid", handleBoardGrid(e, cfg.Board))
-		r.Get("/pools", handlePoolList(e, cfg.Availability))
-		r.Get("/pools/{pool}", handlePool(e, cfg.Pools, cfg.History))
-		r.Get("/week", handleWeekForm(e))
+		r.Get("/login", handleLoginForm(e))
+		r.With(sameOrigin(e, cfg.TrustedOrigins)).Post("/login", handleLogin(e, cfg.Access))
+		r.With(sameOrigin(e, cfg.TrustedOrigins)).Post("/logout", handleLogout())
 
 		r.Group(func(r chi.Router) {
-			r.Use(sameOrigin(e, cfg.TrustedOrigins))
+			r.Use(planner)
+			r.Get("/", redirectTo("/"))
+			r.Get("/board", redirectTo("/"))
+			r.Get("/board/grid", handleBoardGrid(e, cfg.Board))
+			r.Get("/pools", handlePoolList(e, cfg.Availability))
+			r.Get("/pools/{pool}", handlePool(e, cfg.Pools, cfg.History))
+			r.Get("/week", handleWeekForm(e))
+		})
+		r.Group(func(r chi.Router) {
+			r.Use(sameOrigin(e, cfg.TrustedOrigins), planner)
 			r.Post("/pools/{pool}/capacity", handlePoolCapacity(e, cfg.Pools, cfg.History))
 			r.Post("/pools/{pool}/status", handlePoolStatus(e, cfg.Pools, cfg.History))
 			r.Post("/week", handleWeekCreate(e, cfg.Pools))

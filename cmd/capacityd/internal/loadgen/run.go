@@ -38,6 +38,9 @@ type RunConfig struct {
 	Warmup   time.Duration // run but not measured
 	Duration time.Duration // measured
 	Progress io.Writer     // ops/s once a second while running; nil for quiet
+	// ProgressLines writes a plain progress line every few seconds instead
+	// of rewriting one terminal line every second (for logs and pipes).
+	ProgressLines bool
 	// AtStart and AtEnd, when set, are called as the measured window opens
 	// and closes, e.g. to read the service's metrics.
 	AtStart, AtEnd func()
@@ -256,23 +259,39 @@ func (st *clientStats) record(out Outcome, took time.Duration) {
 
 // showProgress writes the ops/s of the last second over one terminal line
 // until stop is closed, then clears the line.
+// With ProgressLines it writes a whole line every ProgressLineEvery.
 func showProgress(cfg RunConfig, start time.Time, done *atomic.Int64, stop <-chan struct{}) {
-	tick := time.NewTicker(time.Second)
+	every := time.Second
+	if cfg.ProgressLines {
+		every = ProgressLineEvery
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var last int64
 	for {
 		select {
 		case <-stop:
-			fmt.Fprintf(cfg.Progress, "\r%-60s\r", "")
+			if !cfg.ProgressLines {
+				fmt.Fprintf(cfg.Progress, "\r%-60s\r", "")
+			}
 			return
 		case <-tick.C:
 			n := done.Load()
-			fmt.Fprintf(cfg.Progress, "\r%-20s %9.0f ops/s  %3.0fs/%.0fs ", cfg.Name, float64(n-last),
-				time.Since(start).Seconds(), cfg.Duration.Seconds())
+			rate := float64(n-last) / every.Seconds()
+			elapsed, total := time.Since(start).Seconds(), cfg.Duration.Seconds()
+			if cfg.ProgressLines {
+				fmt.Fprintf(cfg.Progress, "%s: %.0f ops/s, %.0fs of %.0fs measured\n", cfg.Name, rate, elapsed, total)
+			} else {
+				fmt.Fprintf(cfg.Progress, "\r%-20s %9.0f ops/s  %3.0fs/%.0fs ", cfg.Name, rate, elapsed, total)
+			}
 			last = n
 		}
 	}
 }
+
+// ProgressLineEvery is how often a run writes a progress line when not on
+// a terminal.
+const ProgressLineEvery = 5 * time.Second
 
 // sleep waits for d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) {

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/capacityd/capacityd/web/natsapi"
 )
 
 // Scenario names.
@@ -18,13 +21,14 @@ const (
 	ManyPools = "many-pools"
 	Mixed     = "mixed"
 	Durable   = "durable" // hot-pool against a service that fsyncs before every ack
+	NATS      = "nats"    // hot-pool's holds over NATS request/reply (the micro service), not HTTP
 	// Bookings is two-pool bookings (a slot and picking capacity) beside
 	// single-pool holds on the slots, in the default durable mode.
 	Bookings = "bookings"
 )
 
 // Scenarios lists every scenario in the order `all` runs them.
-var Scenarios = []string{HotPool, ManyPools, Mixed, Durable, Bookings}
+var Scenarios = []string{HotPool, NATS, ManyPools, Mixed, Durable, Bookings}
 
 // The pools of Bookings: slot pools and picking pools; a booking takes one
 // of each.
@@ -47,12 +51,13 @@ const (
 
 // WorkloadConfig describes the pools and the load of one scenario.
 type WorkloadConfig struct {
-	Scenario string  // HotPool, ManyPools, Mixed or Durable
-	Client   *Client // where the requests go
-	Clients  int     // concurrent clients
-	Pools    int     // pools of ManyPools and Mixed
-	Region   string  // region of the pools
-	Prefix   string  // pool id prefix, unique per run, so a running service's pools are never reused
+	Scenario string          // HotPool, ManyPools, Mixed or Durable
+	Client   *Client         // where the requests go (setup and checks too, for NATS)
+	NATS     *natsapi.Client // where NATS's holds go
+	Clients  int             // concurrent clients
+	Pools    int             // pools of ManyPools and Mixed
+	Region   string          // region of the pools
+	Prefix   string          // pool id prefix, unique per run, so a running service's pools are never reused
 }
 
 // pool is one pool the workload defined.
@@ -105,6 +110,10 @@ func NewWorkload(cfg WorkloadConfig) (*Workload, error) {
 	capacity := bigCapacity
 	switch cfg.Scenario {
 	case HotPool, Durable:
+	case NATS:
+		if cfg.NATS == nil {
+			return nil, fmt.Errorf("%s needs a NATS client", cfg.Scenario)
+		}
 	case ManyPools:
 		n = cfg.Pools
 	case Mixed:
@@ -218,7 +227,12 @@ func (wl *Workload) hold(ctx context.Context, w, i int, qty int64) (Outcome, str
 	body = append(body, `","quantity":`...)
 	body = strconv.AppendInt(body, qty, 10)
 	body = append(body, `,"ttl":"`+holdTTL+`"}`...)
-	out := wl.cfg.Client.Do(ctx, "hold", http.MethodPost, wl.pools[i].holdsPath, body, nil)
+	var out Outcome
+	if wl.cfg.Scenario == NATS {
+		out = holdOverNATS(ctx, wl.cfg.NATS, wl.pools[i].id, body)
+	} else {
+		out = wl.cfg.Client.Do(ctx, "hold", http.MethodPost, wl.pools[i].holdsPath, body, nil)
+	}
 	switch {
 	case !definite(out):
 		c.ledger[i].unknown += qty
@@ -246,6 +260,20 @@ func (wl *Workload) book(ctx context.Context, w, a, b int) Outcome {
 		}
 	}
 	return out
+}
+
+// holdOverNATS sends a hold to the micro service and reports it as the
+// HTTP API would have answered: 201, or the refusal's status and problem.
+func holdOverNATS(ctx context.Context, c *natsapi.Client, pool string, body []byte) Outcome {
+	_, err := c.Request(ctx, natsapi.OpHold, []string{pool}, body, nil)
+	var refusal *natsapi.Error
+	switch {
+	case err == nil:
+		return Outcome{Op: "hold", Status: http.StatusCreated} // ids are unique: never a repeat
+	case errors.As(err, &refusal):
+		return Outcome{Op: "hold", Status: refusal.Status, Problem: refusal.Code}
+	}
+	return Outcome{Op: "hold", Err: err}
 }
 
 // read is a mixed read: the availability read model, or the pool itself
