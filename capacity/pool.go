@@ -151,15 +151,18 @@ func (p *Pool) FiguresAt(now time.Time) Figures {
 // with it, the availability read model lists it, and web turns it into the
 // API's pool object (the JSON contract lives there, not here).
 type PoolView struct {
-	ID       string
-	Region   string
-	Kind     string
-	StartsAt time.Time
-	EndsAt   time.Time
-	Capacity int
-	Overbook int
-	Status   Status
-	Version  uint64
+	// HomeRegion is the region whose event stream holds the pool (the
+	// region that defined it); "" when the reader does not say.
+	HomeRegion string
+	ID         string
+	Region     string
+	Kind       string
+	StartsAt   time.Time
+	EndsAt     time.Time
+	Capacity   int
+	Overbook   int
+	Status     Status
+	Version    uint64
 	Figures
 }
 

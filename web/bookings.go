@@ -118,7 +118,7 @@ func handleBook(p Pools, now func() time.Time) http.HandlerFunc {
 // it wrote the booking, else from the reservation read model (the Held
 // event of any of its pools), once that has reached min_position.
 func bookingItems(ctx context.Context, r *http.Request, p Pools, l ReservationLookup, id string, now time.Time) ([]capacity.BookingItem, error) {
-	minPos, err := uintParam(r.URL.Query(), "min_position", 0, 0, 1<<63)
+	minPos, err := minPositionParam(r.URL.Query())
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func bookingItems(ctx context.Context, r *http.Request, p Pools, l ReservationLo
 			return m.Items, nil
 		}
 	}
-	return nil, capacity.Errorf(capacity.ENOTFOUND, "no booking %s (read model at position %d; pass min_position to wait for a booking made elsewhere)", id, position)
+	return nil, capacity.Errorf(capacity.ENOTFOUND, "no booking %s (read model at position %d; pass min_position to wait for a booking made elsewhere)", id, position.Position())
 }
 
 // handleBookingCommand serves GET, confirm, release and extend of a booking.

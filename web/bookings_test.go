@@ -12,8 +12,8 @@ import (
 // noReservations is a reservation read model that has seen nothing.
 type noReservations struct{}
 
-func (noReservations) LookupReservation(context.Context, string, uint64, time.Time) ([]views.ReservationMatch, uint64, error) {
-	return nil, 0, nil
+func (noReservations) LookupReservation(context.Context, string, views.MinPositions, time.Time) ([]views.ReservationMatch, views.Positions, error) {
+	return nil, views.Positions{}, nil
 }
 
 func withLookup(l ReservationLookup) stackOption { return func(c *Config) { c.Reservations = l } }

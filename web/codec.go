@@ -100,12 +100,12 @@ func (availabilityRequest) Valid(context.Context) map[string]string { return nil
 // DecodeAvailability reads GET /v1/availability's query parameters given
 // as one JSON object ({"region","kind","from","to","min_position","limit",
 // "page_token"}, all optional; an empty body is no filter).
-func DecodeAvailability(ctx context.Context, data []byte) (views.AvailabilityQuery, uint64, error) {
+func DecodeAvailability(ctx context.Context, data []byte) (views.AvailabilityQuery, views.MinPositions, error) {
 	q := url.Values{}
 	if len(bytes.TrimSpace(data)) > 0 {
 		req, err := decodeFrom[availabilityRequest](ctx, bytes.NewReader(data))
 		if err != nil {
-			return views.AvailabilityQuery{}, 0, err
+			return views.AvailabilityQuery{}, nil, err
 		}
 		for name, v := range map[string]*string{"region": req.Region, "kind": req.Kind, "from": req.From, "to": req.To, "page_token": req.PageToken} {
 			if v != nil {
@@ -142,7 +142,7 @@ func ResultBody(pool string, res pools.Result, now time.Time) (any, error) {
 
 // AvailabilityBody is the answer of GET /v1/availability.
 func AvailabilityBody(page views.AvailabilityPage) any {
-	out := availabilityJSON{Position: page.Position, Pools: make([]poolJSON, len(page.Pools)), NextPageToken: page.Next}
+	out := availabilityJSON{Position: page.Position, Pools: make([]poolJSON, len(page.Pools)), NextPageToken: page.Next, Positions: page.Positions.Regions}
 	for i, v := range page.Pools {
 		out.Pools[i] = poolOf(v)
 	}

@@ -14,12 +14,13 @@ type ReservationLookup interface {
 	// LookupReservation returns every reservation with the id, as seen at
 	// now, once the read model has reached minPosition (or the context's
 	// error as EUNAVAILABLE), and the position the answer reflects.
-	LookupReservation(ctx context.Context, id string, minPosition uint64, now time.Time) ([]views.ReservationMatch, uint64, error)
+	LookupReservation(ctx context.Context, id string, minPosition views.MinPositions, now time.Time) ([]views.ReservationMatch, views.Positions, error)
 }
 
 // reservationsJSON is the answer of GET /v1/reservations/{id}.
 type reservationsJSON struct {
 	Position     uint64            `json:"position"`
+	Positions    map[string]uint64 `json:"positions,omitempty"`
 	Reservations []reservationJSON `json:"reservations"`
 }
 
@@ -34,7 +35,7 @@ func handleLookupReservation(l ReservationLookup, now func() time.Time) http.Han
 			Error(w, r, err)
 			return
 		}
-		minPos, err := uintParam(r.URL.Query(), "min_position", 0, 0, 1<<63)
+		minPos, err := minPositionParam(r.URL.Query())
 		if err != nil {
 			Error(w, r, err)
 			return
@@ -52,10 +53,10 @@ func handleLookupReservation(l ReservationLookup, now func() time.Time) http.Han
 			return
 		}
 		if len(matches) == 0 {
-			Error(w, r, capacity.Errorf(capacity.ENOTFOUND, "no reservation %s in any pool (read model at position %d)", id, position))
+			Error(w, r, capacity.Errorf(capacity.ENOTFOUND, "no reservation %s in any pool (read model at position %d)", id, position.Position()))
 			return
 		}
-		out := reservationsJSON{Position: position, Reservations: make([]reservationJSON, len(matches))}
+		out := reservationsJSON{Position: position.Position(), Positions: position.Regions, Reservations: make([]reservationJSON, len(matches))}
 		for i, m := range matches {
 			out.Reservations[i] = reservationOf(m.Pool, m.Reservation, t)
 		}

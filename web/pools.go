@@ -15,6 +15,7 @@ import (
 // poolJSON is the pool object of docs/API.md, plus overbook and over_capacity.
 type poolJSON struct {
 	ID           string    `json:"id"`
+	HomeRegion   string    `json:"home_region,omitempty"`
 	Region       string    `json:"region"`
 	Kind         string    `json:"kind"`
 	StartsAt     time.Time `json:"starts_at"`
@@ -31,7 +32,7 @@ type poolJSON struct {
 
 func poolOf(v capacity.PoolView) poolJSON {
 	return poolJSON{
-		ID: v.ID, Region: v.Region, Kind: v.Kind, StartsAt: v.StartsAt.UTC(), EndsAt: v.EndsAt.UTC(),
+		ID: v.ID, HomeRegion: v.HomeRegion, Region: v.Region, Kind: v.Kind, StartsAt: v.StartsAt.UTC(), EndsAt: v.EndsAt.UTC(),
 		Capacity: v.Capacity, Held: v.Held, Confirmed: v.Confirmed, Available: v.Available,
 		Status: string(v.Status), Version: v.Version, Overbook: v.Overbook, OverCapacity: v.OverCapacity,
 	}

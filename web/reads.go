@@ -37,6 +37,21 @@ type eventsJSON struct {
 	NextFrom uint64      `json:"next_from"`
 }
 
+// minPositionParam parses the optional min_position parameter: N (the
+// region the read is about), region:N, or a comma-separated list of those.
+func minPositionParam(q url.Values) (views.MinPositions, error) {
+	if !q.Has("min_position") {
+		return nil, nil
+	}
+	s := q.Get("min_position")
+	minPos, err := views.ParseMinPositions(s)
+	if err != nil || s == "" {
+		return nil, invalid("query parameter min_position must be N or region:N, N a non-negative integer",
+			map[string]string{"min_position": "must be N or region:N (comma-separated), N a non-negative integer"})
+	}
+	return minPos, nil
+}
+
 // uintParam parses an optional unsigned query parameter within [min, max].
 func uintParam(q url.Values, name string, def, min, max uint64) (uint64, error) {
 	s := q.Get(name)
@@ -116,9 +131,10 @@ func historyError(r *http.Request, err error) error {
 
 // availabilityJSON is a page of the availability read model.
 type availabilityJSON struct {
-	Position      uint64     `json:"position"`
-	Pools         []poolJSON `json:"pools"`
-	NextPageToken string     `json:"next_page_token,omitempty"`
+	Position      uint64            `json:"position"`
+	Positions     map[string]uint64 `json:"positions,omitempty"`
+	Pools         []poolJSON        `json:"pools"`
+	NextPageToken string            `json:"next_page_token,omitempty"`
 }
 
 // MaxMinPositionWait bounds how long GET /v1/availability waits for the
@@ -128,7 +144,7 @@ const MaxMinPositionWait = 5 * time.Second
 // availabilityQuery parses the query string of GET /v1/availability: the
 // read model's query (its limits are views.DefaultLimit and views.MaxLimit)
 // and min_position.
-func availabilityQuery(q url.Values) (views.AvailabilityQuery, uint64, error) {
+func availabilityQuery(q url.Values) (views.AvailabilityQuery, views.MinPositions, error) {
 	problems := make(map[string]string)
 	aq := views.AvailabilityQuery{Region: q.Get("region"), Kind: q.Get("kind"), Cursor: q.Get("page_token")}
 	for name, v := range map[string]string{"region": aq.Region, "kind": aq.Kind} {
@@ -151,16 +167,16 @@ func availabilityQuery(q url.Values) (views.AvailabilityQuery, uint64, error) {
 	if len(aq.Cursor) > 1024 {
 		problems["page_token"] = "too long"
 	}
-	minPos, err := uintParam(q, "min_position", 0, 0, 1<<63)
+	minPos, err := views.ParseMinPositions(q.Get("min_position"))
 	if err != nil {
-		problems["min_position"] = "must be a non-negative integer"
+		problems["min_position"] = "must be N or region:N (comma-separated), N a non-negative integer"
 	}
 	limit, err := uintParam(q, "limit", views.DefaultLimit, 1, views.MaxLimit)
 	if err != nil {
 		problems["limit"] = fmt.Sprintf("must be an integer between 1 and %d", views.MaxLimit)
 	}
 	if len(problems) > 0 {
-		return aq, 0, invalid("query has invalid parameters", problems)
+		return aq, nil, invalid("query has invalid parameters", problems)
 	}
 	aq.Limit = int(limit)
 	return aq, minPos, nil
@@ -184,7 +200,7 @@ func handleAvailability(a Availability) http.HandlerFunc {
 			Error(w, r, err)
 			return
 		}
-		out := availabilityJSON{Position: page.Position, Pools: make([]poolJSON, len(page.Pools)), NextPageToken: page.Next}
+		out := availabilityJSON{Position: page.Position, Positions: page.Positions.Regions, Pools: make([]poolJSON, len(page.Pools)), NextPageToken: page.Next}
 		for i, v := range page.Pools {
 			out.Pools[i] = poolOf(v)
 		}

@@ -59,7 +59,7 @@ type Availability interface {
 	// Availability answers one page of q once the read model reflects at
 	// least stream sequence minPosition (0: at once), waiting no longer
 	// than ctx allows.
-	Availability(ctx context.Context, q views.AvailabilityQuery, minPosition uint64) (views.AvailabilityPage, error)
+	Availability(ctx context.Context, q views.AvailabilityQuery, minPosition views.MinPositions) (views.AvailabilityPage, error)
 }
 
 // UI is the planner UI (web/ui, which imports web, never the reverse). Its
@@ -93,6 +93,8 @@ type Config struct {
 	ReadyDetail func(ctx context.Context) any
 	// Logger receives one line per request and internal errors.
 	Logger zerolog.Logger
+	// Regions reports the regions (GET /v1/regions); nil answers 503.
+	Regions Regions
 	// Registry receives the HTTP metrics and is served, with whatever
 	// else is registered on it (the write side's pools.Metrics, the read
 	// models'), at /metrics. Default: a new registry.

@@ -47,7 +47,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 			t.Errorf("openapi.json documents %s, which is not a route", op)
 		}
 	}
-	if len(served) != 21 {
+	if len(served) != 22 {
 		t.Errorf("only %d routes: %v", len(served), keys(served))
 	}
 	res := do(t, NewServer(Config{}), req{method: "GET", path: "/openapi.json"})
@@ -151,10 +151,10 @@ func TestErrorMapping(t *testing.T) {
 type fixedAvailability struct {
 	page   views.AvailabilityPage
 	got    views.AvailabilityQuery
-	gotMin uint64
+	gotMin views.MinPositions
 }
 
-func (f *fixedAvailability) Availability(_ context.Context, q views.AvailabilityQuery, minPosition uint64) (views.AvailabilityPage, error) {
+func (f *fixedAvailability) Availability(_ context.Context, q views.AvailabilityQuery, minPosition views.MinPositions) (views.AvailabilityPage, error) {
 	f.got, f.gotMin = q, minPosition
 	return f.page, nil
 }
@@ -180,8 +180,12 @@ func TestAvailability(t *testing.T) {
 	}
 	want := views.AvailabilityQuery{Region: "north", Kind: "delivery", From: start.Add(-18 * time.Hour), To: start.Add(6 * time.Hour),
 		Limit: 10, Cursor: "abc"}
-	if a.got != want || a.gotMin != 40 {
-		t.Errorf("query = %+v, min_position %d; want %+v, 40", a.got, a.gotMin, want)
+	if a.got != want || len(a.gotMin) != 1 || a.gotMin[""] != 40 {
+		t.Errorf("query = %+v, min_position %v; want %+v, 40", a.got, a.gotMin, want)
+	}
+	do(t, NewServer(Config{Availability: a}), req{method: "GET", path: "/v1/availability?min_position=a:7,12"})
+	if len(a.gotMin) != 2 || a.gotMin["a"] != 7 || a.gotMin[""] != 12 {
+		t.Errorf("min_position a:7,12 = %v", a.gotMin)
 	}
 	do(t, NewServer(Config{Availability: a}), req{method: "GET", path: "/v1/availability"})
 	if a.got.Limit != views.DefaultLimit {

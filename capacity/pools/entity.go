@@ -291,6 +291,7 @@ func (e *entity) answer(batch []*request, decisions []decision, batchErr error) 
 	if e.pool != nil {
 		now = e.pool.TimeAt(now)
 		view = e.pool.ViewAt(now)
+		view.HomeRegion = svc.opts.Region
 	}
 	for i, r := range batch {
 		d := decisions[i]

@@ -8,6 +8,9 @@ import (
 
 // Options tune a Service. The zero value of each field means its default.
 type Options struct {
+	// Region is the home region of the pools this service writes; it is
+	// reported as every answered pool's HomeRegion.
+	Region string
 	// MaxBatch is the most commands one pool decides and appends together
 	// (group commit). Default 256.
 	MaxBatch int

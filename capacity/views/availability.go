@@ -55,6 +55,9 @@ type AvailabilityPage struct {
 	Pools    []capacity.PoolView
 	Next     string // cursor of the next page, "" on the last
 	Position uint64 // stream sequence the page reflects
+	// Positions, when the page is read from several regions' streams, is
+	// how far it reflects each (Position is then that of the home region).
+	Positions Positions
 }
 
 // NewAvailability returns an empty availability model over models of its

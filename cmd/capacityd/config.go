@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/streams"
 )
 
 // Durability modes. See the README's "What an ack promises".
@@ -35,8 +37,16 @@ type Config struct {
 	PoolBatch     string // auto, on or off: commits of several pools in one atomic batch
 	Shutdown      time.Duration
 	Instance      string
-	Tokens        string // file of "<role> <token>" lines; empty: open access
-	RateLimit     int    // writes per second per customer token; 0: none
+	// LeafnodeListen is where the embedded NATS accepts other regions'
+	// leaf-node connections ("" for none).
+	LeafnodeListen string
+	// LeafnodeRemotes are other regions' leaf-node URLs to connect to.
+	LeafnodeRemotes []string
+	// PeerRegions are the other regions whose streams and snapshots are
+	// mirrored here.
+	PeerRegions []string
+	Tokens      string // file of "<role> <token>" lines; empty: open access
+	RateLimit   int    // writes per second per customer token; 0: none
 	// OTLPEndpoint is $OTEL_EXPORTER_OTLP_ENDPOINT: when set, spans are
 	// exported there (no flag: OpenTelemetry's own variables configure it).
 	OTLPEndpoint string
@@ -107,6 +117,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.Sync, flagEnv{"sync", "CAPACITY_SYNC", "durability of the embedded server: always (fsync before ack) or interval (fsync every --sync-interval; faster, loses acked writes on OS crash or power loss)"}},
 		{&cfg.PoolBatch, flagEnv{"pool-batch", "CAPACITY_POOL_BATCH", "append the commits of all pools ready at once as one atomic batch: auto (on with --replicas > 1), on or off"}},
 		{&cfg.Instance, flagEnv{"instance", "CAPACITY_INSTANCE", "name of this instance among several (its consumer name); default <hostname>-<bound HTTP port>"}},
+		{&cfg.LeafnodeListen, flagEnv{"leafnode-listen", "CAPACITY_LEAFNODE_LISTEN", "embedded NATS accepts other regions' leaf-node connections on this host:port"}},
 		{&cfg.Tokens, flagEnv{"tokens", "CAPACITY_TOKENS", "file of bearer tokens, lines \"<role> <token>\" with role customer, planner or admin; reloaded on SIGHUP; empty: every route open"}},
 	}
 	for _, s := range strs {
@@ -157,6 +168,20 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		}
 		fs.DurationVar(d.p, d.flag, def, d.usage+" ($"+d.env+")")
 	}
+	lists := []struct {
+		p *[]string
+		flagEnv
+	}{
+		{&cfg.LeafnodeRemotes, flagEnv{"leafnode-remote", "CAPACITY_LEAFNODE_REMOTES", "comma-separated leaf-node URLs of other regions to connect to (nats-leaf://host:port)"}},
+		{&cfg.PeerRegions, flagEnv{"peer-regions", "CAPACITY_PEER_REGIONS", "comma-separated names of the other regions; their event streams and snapshots are mirrored here"}},
+	}
+	for _, l := range lists {
+		*l.p = splitList(getenv(l.env))
+		fs.Func(l.flag, l.usage+" ($"+l.env+")", func(v string) error {
+			*l.p = splitList(v)
+			return nil
+		})
+	}
 	cfg.ClockFile = getenv(clockFileEnv)
 	if err := fs.Parse(args); err != nil {
 		return cfg, errUsage{err}
@@ -193,6 +218,9 @@ func (c Config) Validate() error {
 	if c.Instance != "" && !capacity.ValidID(c.Instance) {
 		return fmt.Errorf("--instance %q: must be 1-64 characters of [A-Za-z0-9_-]", c.Instance)
 	}
+	if err := c.validateRegions(); err != nil {
+		return err
+	}
 	switch {
 	case c.LogFormat != "auto" && c.LogFormat != "json" && c.LogFormat != "console":
 		return fmt.Errorf("--log-format %q: want auto, json or console", c.LogFormat)
@@ -220,6 +248,51 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--checkpoint-interval must be positive")
 	}
 	return nil
+}
+
+// validateRegions checks the region topology flags.
+func (c Config) validateRegions() error {
+	if c.NATSURL != "" && (c.LeafnodeListen != "" || len(c.LeafnodeRemotes) > 0) {
+		return fmt.Errorf("--leafnode-listen and --leafnode-remote configure the embedded NATS; with --nats-url configure leaf nodes and domains on that NATS")
+	}
+	if c.LeafnodeListen != "" {
+		if _, port, err := net.SplitHostPort(c.LeafnodeListen); err != nil {
+			return fmt.Errorf("--leafnode-listen %q: %v", c.LeafnodeListen, err)
+		} else if _, err := strconv.Atoi(port); err != nil {
+			return fmt.Errorf("--leafnode-listen %q: bad port", c.LeafnodeListen)
+		}
+	}
+	for _, r := range c.LeafnodeRemotes {
+		u, err := url.Parse(r)
+		if err != nil || u.Host == "" || (u.Scheme != "nats-leaf" && u.Scheme != "nats" && u.Scheme != "tls") {
+			return fmt.Errorf("--leafnode-remote %q: want nats-leaf://host:port", r)
+		}
+	}
+	seen := map[string]bool{}
+	for _, p := range c.PeerRegions {
+		switch {
+		case !capacity.ValidID(p):
+			return fmt.Errorf("--peer-regions %q: must be 1-64 characters of [A-Za-z0-9_-]", p)
+		case streams.StreamName(p) == streams.StreamName(c.Region):
+			// Stream names upper-case the region: a and A would share CAPACITY_A.
+			return fmt.Errorf("--peer-regions: %q is this region (stream %s)", p, streams.StreamName(p))
+		case seen[streams.StreamName(p)]:
+			return fmt.Errorf("--peer-regions: %q given twice (stream %s)", p, streams.StreamName(p))
+		}
+		seen[streams.StreamName(p)] = true
+	}
+	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // BatchAcrossPools reports whether commits of several pools go out as one

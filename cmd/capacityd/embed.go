@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
+	"github.com/capacityd/capacityd/kv"
+	"github.com/capacityd/capacityd/streams"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
 )
@@ -71,6 +74,13 @@ func startEmbedded(cfg Config, log zerolog.Logger) (_ *embeddedNATS, err error) 
 		// one fsync, which is why group commit makes it affordable.
 		SyncAlways:   cfg.Sync == SyncAlways,
 		SyncInterval: cfg.SyncInterval,
+		// Each region is its own JetStream domain: losing one never costs
+		// another its quorum, and other regions reach this one's streams
+		// through $JS.<region>.API over leaf nodes.
+		JetStreamDomain: cfg.Region,
+	}
+	if err := leafOptions(cfg, opts); err != nil {
+		return nil, err
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -87,6 +97,42 @@ func startEmbedded(cfg Config, log zerolog.Logger) (_ *embeddedNATS, err error) 
 		return nil, fmt.Errorf("embedded NATS started without JetStream (data dir %s)", dir)
 	}
 	return &embeddedNATS{Server: s, lock: lock}, nil
+}
+
+// leafOptions sets the leaf-node listener and remotes of the embedded
+// server. Every remote link denies, both ways, the subjects that must stay
+// in their domain (events and snapshot puts): one denial on a link covers
+// both directions, so the listener needs none.
+func leafOptions(cfg Config, opts *server.Options) error {
+	if cfg.LeafnodeListen != "" {
+		host, portStr, err := net.SplitHostPort(cfg.LeafnodeListen)
+		if err != nil {
+			return fmt.Errorf("--leafnode-listen %q: %v", cfg.LeafnodeListen, err)
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil {
+			return fmt.Errorf("--leafnode-listen %q: bad port", cfg.LeafnodeListen)
+		}
+		if port == 0 {
+			port = -1
+		}
+		opts.LeafNode.Host, opts.LeafNode.Port = host, port
+	}
+	deny := append(streams.LinkDeny(), kv.LinkDeny(kv.DefaultBucket)...)
+	for _, r := range cfg.LeafnodeRemotes {
+		u, err := url.Parse(r)
+		if err != nil {
+			return fmt.Errorf("--leafnode-remote %q: %v", r, err)
+		}
+		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{
+			URLs: []*url.URL{u}, DenyImports: deny, DenyExports: deny,
+		})
+	}
+	if len(cfg.LeafnodeRemotes) > 0 {
+		// A region that comes back is linked again within a quarter second.
+		opts.LeafNode.ReconnectInterval = 250 * time.Millisecond
+	}
+	return nil
 }
 
 // portFree fails at once, and says what to do, when addr cannot be bound:

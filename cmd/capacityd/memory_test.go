@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/views"
 )
 
 // BenchmarkMemoryPerPool measures what the whole process (write side, read
@@ -61,7 +62,7 @@ func BenchmarkMemoryPerPool(b *testing.B) {
 	wg.Wait()
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := a.readModels.waitFor(wctx, last.Load()); err != nil {
+	if err := a.readModels.waitFor(wctx, views.MinPositions{"": last.Load()}); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()

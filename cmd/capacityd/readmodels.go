@@ -11,22 +11,40 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/projection"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // readModels are the in-memory read models of this instance and the
-// projection that feeds them from the event stream.
+// projections that feed them: one from this region's event stream and one
+// from this domain's copy (mirror) of every peer region's. Pool ids are
+// unique across regions and each model ignores a sequence at or below the
+// last it applied to a pool, so the sources share the models; each keeps
+// its own position, and the models' single position is that of the home
+// region (the other sources do not move it, see source.Apply).
 type readModels struct {
 	models       *views.Models
 	availability *views.Availability
 	reservations *views.Reservations
 	board        *views.Board
-	runner       *projection.Runner
+	runner       *projection.Runner // this region's stream
+	sources      []*source          // this region first, then the peers in flag order
 	now          func() time.Time
+	region       string
+
+	homeMu sync.RWMutex
+	home   map[string]string // pool -> home region, for pools of peer regions
 }
 
-// startReadModels creates the models and runs their projection until the
+// source is one stream feeding the read models.
+type source struct {
+	region string
+	runner *projection.Runner
+	mirror *streams.Mirror // nil for this region's own stream
+}
+
+// startReadModels creates the models and runs their projections until the
 // returned stop function is called.
 func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 	models := views.New() // one copy of each pool, shared by the three models
@@ -36,27 +54,48 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 		reservations: models.Reservations,
 		board:        models.Board,
 		now:          a.now,
+		region:       a.cfg.Region,
+		home:         make(map[string]string),
 	}
 	durable := projection.DurableName("views", a.cfg.Region, a.instance())
-	opts := []projection.Option{projection.WithLogger(a.log.With().Str("component", "projection").Str("durable", durable).Logger())}
-	if a.views != nil {
-		opts = append(opts, projection.WithCheckpoints(a.views, models, a.cfg.CheckpointEvery, a.cfg.CheckpointInterval))
+	add := func(region, stream string, mirror *streams.Mirror) error {
+		opts := []projection.Option{projection.WithLogger(a.log.With().Str("component", "projection").Str("durable", durable).Str("stream", stream).Logger())}
+		if a.views != nil && mirror == nil {
+			// Only this region's stream checkpoints the models. A restart
+			// restores them whole (peer pools included) and each peer's
+			// projection reads its mirror again from 1: applying a commit
+			// a pool already has changes nothing, so this costs time only.
+			opts = append(opts, projection.WithCheckpoints(a.views, models, a.cfg.CheckpointEvery, a.cfg.CheckpointInterval))
+		}
+		runner, err := projection.New(a.js, stream, durable, rm.handler(region), opts...)
+		if err != nil {
+			return err
+		}
+		rm.sources = append(rm.sources, &source{region: region, runner: runner, mirror: mirror})
+		return nil
 	}
-	runner, err := projection.New(a.js, a.store.StreamName(), durable, projection.Apply(models), opts...)
-	if err != nil {
+	if err := add(a.cfg.Region, a.store.StreamName(), nil); err != nil {
 		return nil, err
 	}
-	rm.runner = runner
+	rm.runner = rm.sources[0].runner
+	for _, m := range a.mirrors {
+		if err := add(m.events.Region(), m.events.StreamName(), m.events); err != nil {
+			return nil, err
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := runner.Run(runCtx); err != nil {
-			a.log.Error().Err(err).Str("durable", durable).Msg("projection stopped")
-		}
-	})
-	wg.Go(func() { a.pools.SweepLapsed(runCtx, rm.availability, a.cfg.SweepEvery) })
+	for _, src := range rm.sources {
+		wg.Go(func() {
+			if err := src.runner.Run(runCtx); err != nil {
+				a.log.Error().Err(err).Str("durable", durable).Str("region", src.region).Msg("projection stopped")
+			}
+		})
+	}
+	wg.Go(func() { a.pools.SweepLapsed(runCtx, homeLapsed{rm}, a.cfg.SweepEvery) })
 	a.stops = append(a.stops, func() { cancel(); wg.Wait() })
 
+	runner := rm.runner
 	a.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "capacity_readmodel_position", Help: "Stream sequence the read models reflect."},
 			func() float64 { return float64(runner.Position()) }),
@@ -70,8 +109,62 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 				}
 				return float64(lag)
 			}),
+		&sourceCollector{rm: rm},
 	)
 	return rm, nil
+}
+
+// handler feeds the shared models from region's stream. Only the home
+// region's events and skips move the models' own position.
+func (rm *readModels) handler(region string) projection.Handler {
+	if region == rm.region {
+		return projection.Apply(rm.models) // one shared fold; Models keeps the commit's trace for the board
+	}
+	return func(_ context.Context, ev projection.Event) error {
+		if len(ev.Events) == 0 {
+			return nil // an undecodable message of a peer's stream: the source's runner moves on
+		}
+		rm.homeMu.Lock()
+		rm.home[ev.Pool] = region
+		rm.homeMu.Unlock()
+		rm.models.Apply(ev.Pool, ev.Seq, ev.Events...)
+		return nil
+	}
+}
+
+// homeOf returns the home region of a pool the read models know.
+func (rm *readModels) homeOf(pool string) string {
+	rm.homeMu.RLock()
+	defer rm.homeMu.RUnlock()
+	if h, ok := rm.home[pool]; ok {
+		return h
+	}
+	return rm.region
+}
+
+// positions returns how far each source has been applied. Read before a
+// query, it is a lower bound of what the answer reflects.
+func (rm *readModels) positions() views.Positions {
+	p := views.Positions{Home: rm.region, Regions: make(map[string]uint64, len(rm.sources))}
+	for _, src := range rm.sources {
+		p.Regions[src.region] = src.runner.Position()
+	}
+	return p
+}
+
+// homeLapsed hands the sweeper only this region's pools: the others are
+// swept by the region that writes them.
+type homeLapsed struct{ rm *readModels }
+
+func (h homeLapsed) LapsedPools(now time.Time) []string {
+	all := h.rm.availability.LapsedPools(now)
+	out := all[:0:0]
+	for _, pool := range all {
+		if h.rm.homeOf(pool) == h.rm.region {
+			out = append(out, pool)
+		}
+	}
+	return out
 }
 
 // instance names this process among the instances of a region, for its
@@ -86,36 +179,73 @@ func (a *app) instance() string {
 	return host + "-" + port
 }
 
-// waitFor waits until the read models reflect position, as a client
-// asked with min_position.
-func (rm *readModels) waitFor(ctx context.Context, position uint64) error {
-	if position == 0 {
-		return nil
-	}
-	if err := rm.runner.WaitFor(ctx, position); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			return capacity.Errorf(capacity.EUNAVAILABLE, "read model has not reached position %d yet (at %d)", position, rm.runner.Position())
+// waitFor waits until the read models reflect every position asked, as a
+// client asked with min_position; the key "" is this region.
+func (rm *readModels) waitFor(ctx context.Context, minPos views.MinPositions) error {
+	for region, position := range minPos {
+		if region == "" {
+			region = rm.region
 		}
-		return err
+		src := rm.source(region)
+		if src == nil {
+			return capacity.Errorf(capacity.EINVALID, "min_position names region %q, which this region does not read (not in --peer-regions)", region)
+		}
+		if position == 0 {
+			continue
+		}
+		if err := src.runner.WaitFor(ctx, position); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return capacity.Errorf(capacity.EUNAVAILABLE, "read model of region %s has not reached position %d yet (at %d)", region, position, src.runner.Position())
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// source returns the source of region, nil if none.
+func (rm *readModels) source(region string) *source {
+	for _, src := range rm.sources {
+		if src.region == region {
+			return src
+		}
 	}
 	return nil
 }
 
 // Availability implements web.Availability.
-func (rm *readModels) Availability(ctx context.Context, q views.AvailabilityQuery, minPosition uint64) (views.AvailabilityPage, error) {
+func (rm *readModels) Availability(ctx context.Context, q views.AvailabilityQuery, minPosition views.MinPositions) (views.AvailabilityPage, error) {
 	if err := rm.waitFor(ctx, minPosition); err != nil {
 		return views.AvailabilityPage{}, err
 	}
-	return rm.availability.Query(q, rm.now())
+	positions := rm.positions()
+	page, err := rm.availability.Query(q, rm.now())
+	if err != nil {
+		return page, err
+	}
+	for i := range page.Pools {
+		page.Pools[i].HomeRegion = rm.homeOf(page.Pools[i].ID)
+	}
+	if len(rm.sources) > 1 {
+		page.Position = positions.Position()
+	} else {
+		positions.Regions[rm.region] = page.Position // the model's own, consistent with the page
+	}
+	page.Positions = positions
+	return page, nil
 }
 
 // LookupReservation implements web.ReservationLookup.
-func (rm *readModels) LookupReservation(ctx context.Context, id string, minPosition uint64, now time.Time) ([]views.ReservationMatch, uint64, error) {
+func (rm *readModels) LookupReservation(ctx context.Context, id string, minPosition views.MinPositions, now time.Time) ([]views.ReservationMatch, views.Positions, error) {
 	if err := rm.waitFor(ctx, minPosition); err != nil {
-		return nil, 0, err
+		return nil, views.Positions{}, err
 	}
+	positions := rm.positions()
 	matches, position := rm.reservations.Lookup(id, now)
-	return matches, position, nil
+	if len(rm.sources) == 1 {
+		positions.Regions[rm.region] = position
+	}
+	return matches, positions, nil
 }
 
 // readyWait bounds how long /readyz waits for the read models to catch up
@@ -131,12 +261,14 @@ const readyWait = time.Second
 // its own write passes min_position, and the lag is shown under
 // read_models and on /metrics.
 func (rm *readModels) ready(ctx context.Context) error {
-	st, err := rm.runner.Status(ctx)
-	if err != nil {
-		return fmt.Errorf("read models: %w", err)
-	}
-	if !st.Running {
-		return fmt.Errorf("read models: projection %s not running", st.Durable)
+	for _, src := range rm.sources {
+		st, err := src.runner.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("read models of region %s: %w", src.region, err)
+		}
+		if !st.Running {
+			return fmt.Errorf("read models: projection %s of region %s not running", st.Durable, src.region)
+		}
 	}
 	if target, started := rm.runner.ReadyAt(); started && !rm.runner.CaughtUp() {
 		wctx, cancel := context.WithTimeout(ctx, readyWait)
@@ -146,10 +278,10 @@ func (rm *readModels) ready(ctx context.Context) error {
 		}
 	}
 	if _, started := rm.runner.ReadyAt(); !started {
-		return fmt.Errorf("read models: projection %s starting (loading its checkpoint)", st.Durable)
+		return fmt.Errorf("read models: projection of region %s starting (loading its checkpoint)", rm.region)
 	}
 	if !rm.runner.CaughtUp() {
-		st = rm.runner.Counters()
+		st := rm.runner.Counters()
 		from := "a rebuild from sequence 1"
 		if cs := st.Checkpoint; cs != nil && cs.LoadedSeq > 0 {
 			from = fmt.Sprintf("checkpoint at %d", cs.LoadedSeq)
@@ -157,4 +289,38 @@ func (rm *readModels) ready(ctx context.Context) error {
 		return fmt.Errorf("read models catching up: at %d of %d (the stream's last sequence at start), after %s", st.Position, st.ReadyAt, from)
 	}
 	return nil
+}
+
+// readyDetail is what /readyz shows of the read models: the home
+// projection's status as before, and per peer region its projection and
+// how far its mirror lags.
+func (rm *readModels) readyDetail(ctx context.Context) any {
+	st, _ := rm.runner.Status(ctx)
+	if len(rm.sources) == 1 {
+		return st
+	}
+	type peer struct {
+		Projection projection.Status `json:"projection"`
+		MirrorLag  uint64            `json:"mirror_lag"`
+		LastSeq    uint64            `json:"last_seq"`
+		ActiveMS   int64             `json:"mirror_active_ms"`
+		Error      string            `json:"mirror_error,omitempty"`
+	}
+	peers := map[string]peer{}
+	for _, src := range rm.sources[1:] {
+		var p peer
+		p.Projection, _ = src.runner.Status(ctx)
+		p.ActiveMS = -1
+		if ms, err := src.mirror.Status(ctx); err == nil {
+			p.MirrorLag, p.LastSeq, p.Error = ms.Lag, ms.LastSeq, ms.Error
+			if ms.Active >= 0 {
+				p.ActiveMS = ms.Active.Milliseconds()
+			}
+		}
+		peers[src.region] = p
+	}
+	return struct {
+		projection.Status
+		Regions map[string]peer `json:"regions"`
+	}{st, peers}
 }

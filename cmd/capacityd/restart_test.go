@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/capacityd/capacityd/streams/natstest"
 )
 
@@ -35,7 +36,7 @@ func TestRestartResumesFromCheckpoint(t *testing.T) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := a.readModels.waitFor(wctx, last); err != nil {
+	if err := a.readModels.waitFor(wctx, views.MinPositions{"": last}); err != nil {
 		t.Fatal(err)
 	}
 	stop()

@@ -53,9 +53,11 @@ type app struct {
 	store *streams.Store
 	snaps *kv.Snapshots
 	views *projection.Checkpoints // nil with --checkpoint-every 0
-	pools *pools.Service
-	reg   *prometheus.Registry
-	stops []func() // read models and other workers, stopped in reverse order
+	// mirrors are this domain's copies of the peer regions (--peer-regions).
+	mirrors []regionMirror
+	pools   *pools.Service
+	reg     *prometheus.Registry
+	stops   []func() // read models and other workers, stopped in reverse order
 
 	stopTracing func() // nil unless spans are exported
 
@@ -246,7 +248,7 @@ func (a *app) tryOpenStores(ctx context.Context) error {
 			return fmt.Errorf("read-model checkpoint bucket: %w", err)
 		}
 	}
-	return nil
+	return a.openMirrors(ctx)
 }
 
 // close stops everything start started, innermost first.

@@ -133,6 +133,9 @@ func TestBadFlagsAreUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--region", "no/slash"}, {"--sync", "sometimes"}, {"--http", "nonsense"}, {"--replicas", "0"}, {"--bogus"},
 		{"--log-format", "xml"}, {"extra-arg"},
+		{"--peer-regions", "a,a"}, {"--region", "a", "--peer-regions", "A"}, {"--peer-regions", "x.y"},
+		{"--leafnode-listen", "nohost"}, {"--leafnode-remote", "127.0.0.1:7422"},
+		{"--nats-url", "nats://127.0.0.1:4222", "--leafnode-listen", "127.0.0.1:0"},
 	} {
 		err := run(context.Background(), args, func(string) string { return "" }, io.Discard, io.Discard)
 		if code := exitCode(err, io.Discard); code != 2 {

@@ -20,6 +20,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	metrics := pools.NewMetrics(a.reg)
 	events := streams.NewPoolEvents(a.store)
 	a.pools = pools.New(events, kv.NewPoolSnapshots(a.snaps, a.cfg.Region), pools.Options{
+		Region:           a.cfg.Region,
 		MaxBatch:         a.cfg.MaxBatch,
 		BatchAcrossPools: a.cfg.BatchAcrossPools(),
 		SnapshotEvery:    a.cfg.SnapshotEvery,
@@ -62,10 +63,10 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		Now:          a.now,
 		Logger:       a.log,
 		Registry:     a.reg,
+		Regions:      a,
 		Ready:        a.ready,
 		ReadyDetail: func(ctx context.Context) any {
-			st, _ := rm.runner.Status(ctx)
-			return st
+			return rm.readyDetail(ctx)
 		},
 	})
 	svc, err := natsapi.New(a.nc, natsapi.Config{

@@ -3,7 +3,10 @@
 package natstest
 
 import (
+	"fmt"
 	"net"
+	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -111,3 +114,46 @@ func CheckFor(t testing.TB, total, every time.Duration, f func() error) {
 
 // SyncAlways is a RunServer option that makes the server fsync every write before acknowledging it.
 func SyncAlways(o *server.Options) { o.SyncAlways = true }
+
+// Region is a RunServer option for one region of a multi-region test: JetStream domain and server name
+// region, and a leaf-node listener on a random loopback port for other regions to connect to.
+func Region(region string) func(*server.Options) {
+	return func(o *server.Options) {
+		o.ServerName = "region-" + region
+		o.JetStreamDomain = region
+		o.LeafNode.Host = "127.0.0.1"
+		o.LeafNode.Port = -1
+	}
+}
+
+// LeafTo is a RunServer option connecting the server over a leaf node to hub's leaf-node listener,
+// with deny as both DenyImports and DenyExports of the link.
+func LeafTo(hub *server.Server, deny ...string) func(*server.Options) {
+	return func(o *server.Options) {
+		u := &url.URL{Scheme: "nats-leaf", Host: LeafAddr(hub)}
+		o.LeafNode.Remotes = append(o.LeafNode.Remotes, &server.RemoteLeafOpts{
+			URLs: []*url.URL{u}, DenyImports: deny, DenyExports: deny,
+		})
+		o.LeafNode.ReconnectInterval = 100 * time.Millisecond
+	}
+}
+
+// WaitLeaf waits until s has at least n leaf-node connections.
+func WaitLeaf(t testing.TB, s *server.Server, n int) {
+	t.Helper()
+	CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := s.NumLeafNodes(); got < n {
+			return fmt.Errorf("%s has %d leaf connections, want %d", s.Name(), got, n)
+		}
+		return nil
+	})
+}
+
+// LeafAddr returns the host:port of s's leaf-node listener.
+func LeafAddr(s *server.Server) string {
+	v, err := s.Varz(nil)
+	if err != nil || v.LeafNode.Port == 0 {
+		return ""
+	}
+	return net.JoinHostPort(v.LeafNode.Host, strconv.Itoa(v.LeafNode.Port))
+}
