@@ -248,7 +248,7 @@ type Result struct {
 	Rejected         int
 	Unknown          int
 	UnknownHappened  int // unknown writes the stream shows happened
-	Lapses           int // holds that lapsed (lapse operations in the check)
+	Lapses           int // holds that lapsed (in the lapse operations of the check)
 	Overbooked       []string
 	Lost             []Op // acknowledged writes absent from the stream
 	Mismatch         []string
@@ -368,7 +368,7 @@ func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []Poo
 	}
 	r.Mismatch = append(r.Mismatch, gt.Errors...)
 	for _, op := range LapseOps(history, gt) {
-		r.Lapses++
+		r.Lapses += len(op.Lapses)
 		r.Ops = append(r.Ops, porcupine.Operation{ClientId: op.Client, Input: op, Call: op.Call, Output: op, Return: op.Return})
 	}
 	start := time.Now()
@@ -496,7 +496,14 @@ func LapseOps(history []Op, gt *GroundTruth) []Op {
 		}
 		groups[d] = append(groups[d], l.ReservationID)
 	}
+	sort.Slice(order, func(i, j int) bool {
+		if order[i].pool != order[j].pool {
+			return order[i].pool < order[j].pool
+		}
+		return order[i].at.Before(order[j].at)
+	})
 	ops := make([]Op, 0, len(order))
+	lapseSeq := map[string]int{}
 	for i, d := range order {
 		l := lines[d.pool]
 		// The first event at or past the deadline in the pool's time.
@@ -504,9 +511,10 @@ func LapseOps(history []Op, gt *GroundTruth) []Op {
 		ids := groups[d]
 		sort.Strings(ids)
 		op := Op{
-			Client: lapseClients + i, Kind: KindLapse, Pool: d.pool, At: d.at, Lapses: ids, Outcome: OK,
+			Client: lapseClients + i, Kind: KindLapse, Pool: d.pool, At: d.at, Lapses: ids, LapseSeq: lapseSeq[d.pool], Outcome: OK,
 			Call: l.callsBefore[first], Return: l.returnsFrom[first],
 		}
+		lapseSeq[d.pool]++
 		if gt.ClockReaches != nil {
 			op.Call = max(op.Call, gt.ClockReaches(d.at))
 		}

@@ -67,10 +67,12 @@ type Op struct {
 	// check from the stream. A hold's At is the time it was decided at and
 	// ExpiresAt its deadline (the Held event's); a lapse's At is the
 	// deadline the pool's time reaches, Lapses the holds the stream shows
-	// lapsing there.
+	// lapsing there, and LapseSeq its place among the pool's lapses in
+	// deadline order (0, 1, ...).
 	At        time.Time `json:"at,omitzero"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	Lapses    []string  `json:"lapses,omitempty"`
+	LapseSeq  int       `json:"lapse_seq,omitempty"`
 }
 
 // Recorder collects the operations of every client. Each client appends to

@@ -31,9 +31,13 @@ import (
 //     time reaching a deadline: every hold due by then lapses at once, and
 //     the holds the stream shows lapsing there must still be held. Its
 //     units are free from then on, a confirm is refused with hold-expired,
-//     a release changes nothing. Lapses are ordered by their deadlines:
-//     one for an earlier deadline after one for a later one would be time
-//     going back.
+//     a release changes nothing. Lapses happen one after the other in the
+//     order of their deadlines (each carries its place, LapseSeq): one for
+//     an earlier deadline after one for a later one would be time going
+//     back. Saying so in the state, rather than only refusing to go back,
+//     matters for the search: a lapse that skipped ahead would leave the
+//     skipped ones impossible, and porcupine would learn that only after
+//     trying every subset of them.
 //   - A hold carries the time it was decided at and its deadline (from its
 //     Held event): it is decided at or after the pool's time (moving it on,
 //     lapsing what is due by then) and is not lapsed when granted.
@@ -62,6 +66,7 @@ type poolState struct {
 	limit           int // -1 until the first operation names the pool
 	held, confirmed int
 	now             int64 // the pool's recorded time as far as the model knows (unix ns)
+	lapses          int   // lapse operations so far: the LapseSeq of the next
 	res             map[string]resv
 	hash            uint64 // XOR of entryHash over res, kept up to date
 }
@@ -156,7 +161,7 @@ func NewModel(capacities map[string]int) porcupine.Model {
 		},
 		Equal: func(a, b any) bool {
 			x, y := a.(*poolState), b.(*poolState)
-			if x.limit != y.limit || x.held != y.held || x.confirmed != y.confirmed || x.now != y.now || x.hash != y.hash || len(x.res) != len(y.res) {
+			if x.limit != y.limit || x.held != y.held || x.confirmed != y.confirmed || x.now != y.now || x.lapses != y.lapses || x.hash != y.hash || len(x.res) != len(y.res) {
 				return false
 			}
 			for id, r := range x.res {
@@ -168,7 +173,7 @@ func NewModel(capacities map[string]int) porcupine.Model {
 		},
 		Hash: func(state any) uint64 {
 			s := state.(*poolState)
-			return s.hash ^ uint64(s.held)<<32 ^ uint64(s.confirmed) ^ uint64(s.now)*0xff51afd7ed558ccd
+			return s.hash ^ uint64(s.held)<<32 ^ uint64(s.confirmed) ^ uint64(s.now)*0xff51afd7ed558ccd ^ uint64(s.lapses)<<48
 		},
 		DescribeOperation: func(input, output any) string {
 			return describeOp(output.(Op))
@@ -221,7 +226,7 @@ func step(s *poolState, in, out Op) (bool, any) {
 		// The pool's time reaches in.At; it never goes back, and the holds
 		// the stream shows lapsing here are held until then.
 		t := in.At.UnixNano()
-		if t < s.now {
+		if in.LapseSeq != s.lapses || t < s.now {
 			return false, s
 		}
 		for _, id := range in.Lapses {
@@ -229,7 +234,9 @@ func step(s *poolState, in, out Op) (bool, any) {
 				return false, s
 			}
 		}
-		return true, s.at(t)
+		n := *s.at(t)
+		n.lapses++
+		return true, &n
 	}
 	if in.Kind == KindHold && out.Outcome == OK && !in.At.IsZero() {
 		if _, exists := s.res[in.ReservationID]; !exists {

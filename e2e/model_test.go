@@ -35,6 +35,10 @@ func TestModel(t *testing.T) {
 	lapse := func(c int, at float64, call, ret int64, ids ...string) Op {
 		return Op{Client: c, Kind: KindLapse, Pool: "p", At: sec(at), Lapses: ids, Call: call, Return: ret, Outcome: OK}
 	}
+	nth := func(op Op, seq int) Op {
+		op.LapseSeq = seq
+		return op
+	}
 	tests := []struct {
 		name string
 		ops  []Op
@@ -111,6 +115,18 @@ func TestModel(t *testing.T) {
 			timed(hold(0, "a", 2, 0, 1, OK, ""), 0, 2), lapse(9, 2, 1, math.MaxInt64, "a"),
 			timed(hold(1, "b", 2, 2, 3, OK, ""), 5, 2),
 		}, porcupine.Ok},
+		{"lapses in deadline order", []Op{
+			timed(hold(0, "a", 1, 0, 1, OK, ""), 0, 2), timed(hold(1, "b", 1, 0, 1, OK, ""), 0, 3),
+			nth(lapse(9, 3, 1, math.MaxInt64, "b"), 1), lapse(8, 2, 1, math.MaxInt64, "a"),
+			read(2, 2, 3, 1, 0), read(2, 4, 5, 0, 0),
+		}, porcupine.Ok},
+		// The stream says a (due at 2) lapsed, and b (due at 3) lapsed
+		// before the read at [2, 3]; a confirm of a then succeeds.
+		{"a later deadline lapses first", []Op{
+			timed(hold(0, "a", 1, 0, 1, OK, ""), 0, 2), timed(hold(1, "b", 1, 0, 1, OK, ""), 0, 3),
+			nth(lapse(9, 3, 1, 2, "b"), 1), lapse(8, 2, 1, math.MaxInt64, "a"),
+			other(1, KindConfirm, "a", 3, 4, OK, ""),
+		}, porcupine.Illegal},
 		{"a lapse before the hold it lapses", []Op{
 			lapse(9, 2, 0, 1, "a"), timed(hold(0, "a", 2, 2, 3, OK, ""), 0, 2),
 		}, porcupine.Illegal},
