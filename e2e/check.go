@@ -248,14 +248,19 @@ type Result struct {
 	Rejected         int
 	Unknown          int
 	UnknownHappened  int // unknown writes the stream shows happened
-	Lapses           int // holds that lapsed (lapse operations in the check)
+	Lapses           int // holds that lapsed (in the lapse operations of the check)
 	Overbooked       []string
 	Lost             []Op // acknowledged writes absent from the stream
 	Mismatch         []string
 	Check            porcupine.CheckResult
 	CheckTime        time.Duration
-	Info             porcupine.LinearizationInfo
-	Ops              []porcupine.Operation
+	// NotLinearizable names the pools whose history the check found
+	// illegal, or could not decide in time, each with its verdict.
+	NotLinearizable []string
+	// Info is porcupine's account of the pools that failed (none when the
+	// check passed): what history.html shows.
+	Info porcupine.LinearizationInfo
+	Ops  []porcupine.Operation
 }
 
 // Failed reports whether the history breaks a promise.
@@ -324,6 +329,11 @@ func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []Poo
 				fact, inStream = gt.Expired[op.ReservationID]
 			}
 		}
+		if op.Kind == KindHold && inStream {
+			// The pool's time at the decision, and the deadline: the
+			// model keeps the pool's time (see model.go).
+			op.At, op.ExpiresAt = fact.At, fact.ExpiresAt
+		}
 		switch {
 		case op.Outcome == OK && op.Kind != KindRead && !inStream:
 			r.Lost = append(r.Lost, op)
@@ -358,26 +368,55 @@ func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []Poo
 	}
 	r.Mismatch = append(r.Mismatch, gt.Errors...)
 	for _, op := range LapseOps(history, gt) {
-		r.Lapses++
+		r.Lapses += len(op.Lapses)
 		r.Ops = append(r.Ops, porcupine.Operation{ClientId: op.Client, Input: op, Call: op.Call, Output: op, Return: op.Return})
 	}
 	start := time.Now()
-	r.Check, r.Info = porcupine.CheckOperationsVerbose(NewModel(capacities), r.Ops, timeout)
+	r.Check, r.NotLinearizable, r.Info = checkLinearizable(NewModel(capacities), r.Ops, timeout)
 	r.CheckTime = time.Since(start)
 	return r
+}
+
+// checkLinearizable checks ops against model within timeout. It checks the
+// whole history first without collecting the partial linearizations
+// porcupine's report needs (that bookkeeping costs a pass over the
+// linearization at every step back, and a check that passes needs none of
+// it; an illegal pool stops the others at once). Only when that fails does
+// it check each pool again, to name the pools that fail, and collect the
+// report for those alone.
+func checkLinearizable(model porcupine.Model, ops []porcupine.Operation, timeout time.Duration) (porcupine.CheckResult, []string, porcupine.LinearizationInfo) {
+	result := porcupine.CheckOperationsTimeout(model, ops, timeout)
+	if result == porcupine.Ok {
+		return result, nil, porcupine.LinearizationInfo{}
+	}
+	var failed []string
+	var failedOps []porcupine.Operation
+	for _, part := range model.Partition(ops) {
+		pool := part[0].Input.(Op).Pool
+		if res := porcupine.CheckOperationsTimeout(model, part, timeout); res != porcupine.Ok {
+			failed = append(failed, fmt.Sprintf("%s (%s)", pool, res))
+			failedOps = append(failedOps, part...)
+		}
+	}
+	_, info := porcupine.CheckOperationsVerbose(model, failedOps, timeout)
+	return result, failed, info
 }
 
 // lapseClients numbers the lapse operations' pseudo-clients.
 const lapseClients = 1 << 20
 
-// LapseOps returns one lapse operation per hold the stream shows lapsed:
-// the moment its deadline passed, which no client observes directly. Its
-// window comes from the pool's history: it follows every client write the
-// pool recorded before the deadline (those saw the hold live; the lapse is
-// no earlier than the earliest call that could have made them) and
+// LapseOps returns the lapse operations of the history: one per pool and
+// deadline that the stream shows holds lapsing at (holds granted while a
+// pool's time stood still share one), the moment the pool's recorded time
+// reached it, which no client observes directly. Its window comes from the
+// pool's history, which is ordered in the pool's time: it follows every
+// client write recorded before the pool's time reached the deadline (no
+// earlier than the latest call that could have made one of them) and
 // precedes every client write decided at or past it (no later than the
-// return of the op that made it). Without such a later write it may fall
-// anywhere after the earlier ones.
+// earliest return of one that could have made it). Without such a later
+// write it may fall anywhere after the earlier ones, up to AllLapsedBy; and
+// never before ClockReaches(deadline): the pool's time is some writer's
+// clock reading.
 func LapseOps(history []Op, gt *GroundTruth) []Op {
 	if len(gt.Lapses) == 0 {
 		return nil
@@ -409,32 +448,75 @@ func LapseOps(history []Op, gt *GroundTruth) []Op {
 		}
 	}
 	kindOf := map[string]Kind{capacity.HeldType: KindHold, capacity.ConfirmedType: KindConfirm, capacity.ReleasedType: KindRelease}
-	byPool := map[string][]StreamEvent{}
-	for _, ev := range gt.Events {
-		byPool[ev.Pool] = append(byPool[ev.Pool], ev)
+
+	// Per pool, its events in stream order (so in the pool's time), with
+	// the latest call of a client write up to each and the earliest
+	// return of one from each on.
+	type poolLine struct {
+		events      []StreamEvent
+		callsBefore []int64 // callsBefore[i]: max call over client writes of events[:i]
+		returnsFrom []int64 // returnsFrom[i]: min return over client writes of events[i:]
 	}
-	var ops []Op
-	for i, l := range gt.Lapses {
-		evs := byPool[l.Pool]
-		from := sort.Search(len(evs), func(j int) bool { return evs[j].Seq >= l.HeldSeq })
-		op := Op{Client: lapseClients + i, Kind: KindLapse, Pool: l.Pool, ReservationID: l.ReservationID, Outcome: OK, Return: math.MaxInt64}
-		for _, ev := range evs[from:] {
-			if ev.Seq >= l.ExpiredSeq {
-				break
-			}
-			b := byKey[key{kindOf[ev.Type], ev.ReservationID}]
-			if b == nil {
-				continue // not a client's write (an Expired event)
-			}
-			switch {
-			case ev.PoolTime.Before(l.ExpiresAt):
-				op.Call = max(op.Call, b.minCall)
-			case !ev.At.Before(l.ExpiresAt) && !b.unknown:
-				op.Return = min(op.Return, b.maxReturn)
+	lines := map[string]*poolLine{}
+	for _, ev := range gt.Events {
+		if lines[ev.Pool] == nil {
+			lines[ev.Pool] = &poolLine{}
+		}
+		lines[ev.Pool].events = append(lines[ev.Pool].events, ev)
+	}
+	for _, l := range lines {
+		n := len(l.events)
+		l.callsBefore, l.returnsFrom = make([]int64, n+1), make([]int64, n+1)
+		l.returnsFrom[n] = math.MaxInt64
+		for i, ev := range l.events {
+			l.callsBefore[i+1] = l.callsBefore[i]
+			if b := byKey[key{kindOf[ev.Type], ev.ReservationID}]; b != nil {
+				l.callsBefore[i+1] = max(l.callsBefore[i], b.minCall)
 			}
 		}
+		for i := n - 1; i >= 0; i-- {
+			ev := l.events[i]
+			l.returnsFrom[i] = l.returnsFrom[i+1]
+			if b := byKey[key{kindOf[ev.Type], ev.ReservationID}]; b != nil && !b.unknown {
+				l.returnsFrom[i] = min(l.returnsFrom[i+1], b.maxReturn)
+			}
+		}
+	}
+
+	type deadline struct {
+		pool string
+		at   time.Time
+	}
+	var order []deadline
+	groups := map[deadline][]string{}
+	for _, l := range gt.Lapses {
+		d := deadline{l.Pool, l.ExpiresAt.UTC()}
+		if _, ok := groups[d]; !ok {
+			order = append(order, d)
+		}
+		groups[d] = append(groups[d], l.ReservationID)
+	}
+	sort.Slice(order, func(i, j int) bool {
+		if order[i].pool != order[j].pool {
+			return order[i].pool < order[j].pool
+		}
+		return order[i].at.Before(order[j].at)
+	})
+	ops := make([]Op, 0, len(order))
+	lapseSeq := map[string]int{}
+	for i, d := range order {
+		l := lines[d.pool]
+		// The first event at or past the deadline in the pool's time.
+		first := sort.Search(len(l.events), func(j int) bool { return !l.events[j].PoolTime.Before(d.at) })
+		ids := groups[d]
+		sort.Strings(ids)
+		op := Op{
+			Client: lapseClients + i, Kind: KindLapse, Pool: d.pool, At: d.at, Lapses: ids, LapseSeq: lapseSeq[d.pool], Outcome: OK,
+			Call: l.callsBefore[first], Return: l.returnsFrom[first],
+		}
+		lapseSeq[d.pool]++
 		if gt.ClockReaches != nil {
-			op.Call = max(op.Call, gt.ClockReaches(l.ExpiresAt))
+			op.Call = max(op.Call, gt.ClockReaches(d.at))
 		}
 		if gt.AllLapsedBy > 0 {
 			op.Return = min(op.Return, gt.AllLapsedBy)
@@ -453,7 +535,7 @@ func WriteReport(dir string, r *Result, capacities map[string]int, history map[i
 		return err
 	}
 	var errs []error
-	if len(r.Ops) > 0 {
+	if len(r.NotLinearizable) > 0 {
 		errs = append(errs, porcupine.VisualizePath(NewModel(capacities), r.Info, filepath.Join(dir, "history.html")))
 	}
 	clients := make([]int, 0, len(history))
@@ -467,10 +549,21 @@ func WriteReport(dir string, r *Result, capacities map[string]int, history map[i
 	if gt != nil {
 		errs = append(errs, writeJSON(filepath.Join(dir, "stream.json"), gt.Events))
 	}
+	// The operations exactly as checked (unknowns resolved, times from the
+	// stream, lapse operations with windows that also depend on the test's
+	// clock schedule), so TestReplayReport checks the same history again.
+	checked := make([]Op, len(r.Ops))
+	for i, op := range r.Ops {
+		checked[i] = op.Output.(Op)
+	}
+	errs = append(errs, writeJSON(filepath.Join(dir, "checked.json"), checked))
 	var verdict strings.Builder
 	fmt.Fprintln(&verdict, r.Figures())
 	for _, op := range r.Lost {
 		fmt.Fprintf(&verdict, "lost: %s\n", describeOp(op))
+	}
+	for _, s := range r.NotLinearizable {
+		fmt.Fprintf(&verdict, "not linearizable: %s\n", s)
 	}
 	for _, s := range r.Overbooked {
 		fmt.Fprintf(&verdict, "overbooked: %s\n", s)

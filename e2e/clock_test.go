@@ -104,10 +104,12 @@ var clockSteps = [][2]time.Duration{
 // TestFaultClockSkew runs two capacityd on one nats-server whose clocks
 // disagree by minutes and jump back and forth while holds with a 2 s TTL
 // race confirms, so lapses decide who gets a unit. The promise: no pool is
-// ever over capacity, the history is linearizable (each hold lapses at one
-// point), and in the pool's recorded time (the latest time its events
-// carry) no hold is confirmed, released or expired on the wrong side of
-// its deadline.
+// ever over capacity, the history is linearizable against a model that
+// keeps each pool's recorded time (the latest time its events carry: it
+// never goes back, and holds lapse when it reaches their deadlines, in
+// deadline order, see model.go), and in that time no hold is confirmed,
+// released or expired on the wrong side of its deadline. -soak stretches
+// each clock step.
 func TestFaultClockSkew(t *testing.T) {
 	nats := startNATS(t, 1)
 	clockA, clockB := newClockFile(t, "clock-a"), newClockFile(t, "clock-b")

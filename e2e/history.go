@@ -22,8 +22,9 @@ const (
 	KindConfirm Kind = "confirm"
 	KindRelease Kind = "release"
 	KindRead    Kind = "read" // GET the pool: its counters
-	// KindLapse is not a client's: the moment a hold's deadline passed,
-	// added to the history by the check (see LapseOps).
+	// KindLapse is not a client's: the moment the pool's recorded time
+	// reached a deadline (Op.At), lapsing every hold due by then; added to
+	// the history by the check (see LapseOps).
 	KindLapse Kind = "lapse"
 )
 
@@ -62,6 +63,16 @@ type Op struct {
 	Confirmed int `json:"confirmed,omitempty"`
 	// ResStatus is the reservation's status in a write's answer.
 	ResStatus string `json:"res_status,omitempty"`
+	// Times in the pool's recorded time, which no client sees: set by the
+	// check from the stream. A hold's At is the time it was decided at and
+	// ExpiresAt its deadline (the Held event's); a lapse's At is the
+	// deadline the pool's time reaches, Lapses the holds the stream shows
+	// lapsing there, and LapseSeq its place among the pool's lapses in
+	// deadline order (0, 1, ...).
+	At        time.Time `json:"at,omitzero"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Lapses    []string  `json:"lapses,omitempty"`
+	LapseSeq  int       `json:"lapse_seq,omitempty"`
 }
 
 // Recorder collects the operations of every client. Each client appends to

@@ -24,6 +24,21 @@ func TestModel(t *testing.T) {
 	other := func(c int, k Kind, id string, call, ret int64, out Outcome, problem string) Op {
 		return Op{Client: c, Kind: k, Pool: "p", ReservationID: id, Call: call, Return: ret, Outcome: out, Problem: problem}
 	}
+	// Times in the pool's recorded time: a hold decided at t0+at seconds,
+	// for ttl seconds; the pool's time reaching t0+at seconds, lapsing ids.
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	sec := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	timed := func(op Op, at, ttl float64) Op {
+		op.At, op.ExpiresAt = sec(at), sec(at+ttl)
+		return op
+	}
+	lapse := func(c int, at float64, call, ret int64, ids ...string) Op {
+		return Op{Client: c, Kind: KindLapse, Pool: "p", At: sec(at), Lapses: ids, Call: call, Return: ret, Outcome: OK}
+	}
+	nth := func(op Op, seq int) Op {
+		op.LapseSeq = seq
+		return op
+	}
 	tests := []struct {
 		name string
 		ops  []Op
@@ -52,17 +67,68 @@ func TestModel(t *testing.T) {
 			hold(0, "a", 2, 0, 1, OK, ""), other(0, KindRelease, "a", 2, 3, OK, ""), read(1, 4, 5, 2, 0),
 		}, porcupine.Illegal},
 		{"a lapse frees units and refuses the confirm", []Op{
-			hold(0, "a", 2, 0, 1, OK, ""), other(9, KindLapse, "a", 1, math.MaxInt64, OK, ""),
-			hold(1, "b", 2, 3, 4, OK, ""), other(0, KindConfirm, "a", 5, 6, Rejected, "hold-expired"),
+			timed(hold(0, "a", 2, 0, 1, OK, ""), 0, 2), lapse(9, 2, 1, math.MaxInt64, "a"),
+			timed(hold(1, "b", 2, 3, 4, OK, ""), 2.5, 2), other(0, KindConfirm, "a", 5, 6, Rejected, "hold-expired"),
 			other(0, KindRelease, "a", 7, 8, OK, ""), read(1, 9, 10, 2, 0),
 		}, porcupine.Ok},
 		{"confirmed after its lapse", []Op{
-			hold(0, "a", 2, 0, 1, OK, ""), other(9, KindLapse, "a", 1, 2, OK, ""),
+			timed(hold(0, "a", 2, 0, 1, OK, ""), 0, 2), lapse(9, 2, 1, 2, "a"),
 			other(0, KindConfirm, "a", 5, 6, OK, ""),
 		}, porcupine.Illegal},
+		{"confirmed after a refusal said it expired", []Op{
+			timed(hold(0, "a", 1, 0, 1, OK, ""), 0, 2), lapse(9, 2, 1, math.MaxInt64, "a"),
+			other(1, KindConfirm, "a", 2, 3, Rejected, "hold-expired"), other(2, KindConfirm, "a", 4, 5, OK, ""),
+		}, porcupine.Illegal},
+		// TestFaultClockSkew, pool hot-1: a read on the instance whose clock
+		// had jumped ahead showed a hold lapsed, then reads on the other
+		// showed it held.
 		{"lapse undone by a later read", []Op{
-			hold(0, "a", 2, 0, 1, OK, ""), other(9, KindLapse, "a", 1, math.MaxInt64, OK, ""),
+			timed(hold(0, "a", 2, 0, 1, OK, ""), 0, 2), lapse(9, 2, 1, math.MaxInt64, "a"),
 			read(1, 2, 3, 0, 0), read(2, 4, 5, 2, 0),
+		}, porcupine.Illegal},
+		{"units of a lapsed hold given away, then it is confirmed", []Op{
+			timed(hold(0, "a", 2, 0, 1, OK, ""), 0, 2), lapse(9, 2, 1, math.MaxInt64, "a"),
+			timed(hold(1, "b", 2, 2, 3, OK, ""), 2.5, 10), other(0, KindConfirm, "a", 4, 5, OK, ""),
+		}, porcupine.Illegal},
+		{"holds of one deadline lapse together", []Op{
+			timed(hold(0, "a", 1, 0, 1, OK, ""), 0, 2), timed(hold(1, "b", 1, 0, 1, OK, ""), 0, 2),
+			lapse(9, 2, 1, math.MaxInt64, "a", "b"),
+			read(2, 2, 3, 2, 0), read(2, 4, 5, 0, 0),
+		}, porcupine.Ok},
+		// Both holds are shown lapsing by the stream; b, due later, is
+		// refused as expired before a, due earlier, is confirmed: the
+		// pool's time would have gone back.
+		{"lapses out of deadline order", []Op{
+			timed(hold(0, "a", 1, 0, 1, OK, ""), 0, 2), timed(hold(1, "b", 1, 0, 1, OK, ""), 0, 3),
+			lapse(9, 3, 1, math.MaxInt64, "b"),
+			other(1, KindConfirm, "b", 2, 3, Rejected, "hold-expired"), other(0, KindConfirm, "a", 4, 5, OK, ""),
+		}, porcupine.Illegal},
+		// A hold decided at a time before a deadline the pool's time had
+		// already passed: decided back in time.
+		{"hold decided before the pool's time", []Op{
+			timed(hold(0, "a", 1, 0, 1, OK, ""), 0, 2), lapse(9, 2, 1, 2, "a"),
+			timed(hold(1, "b", 1, 3, 4, OK, ""), 1.5, 2),
+		}, porcupine.Illegal},
+		// A hold decided past a deadline lapses what was due by then, even
+		// with no lapse operation in between: its units are free.
+		{"a hold's decision time lapses what is due", []Op{
+			timed(hold(0, "a", 2, 0, 1, OK, ""), 0, 2), lapse(9, 2, 1, math.MaxInt64, "a"),
+			timed(hold(1, "b", 2, 2, 3, OK, ""), 5, 2),
+		}, porcupine.Ok},
+		{"lapses in deadline order", []Op{
+			timed(hold(0, "a", 1, 0, 1, OK, ""), 0, 2), timed(hold(1, "b", 1, 0, 1, OK, ""), 0, 3),
+			nth(lapse(9, 3, 1, math.MaxInt64, "b"), 1), lapse(8, 2, 1, math.MaxInt64, "a"),
+			read(2, 2, 3, 1, 0), read(2, 4, 5, 0, 0),
+		}, porcupine.Ok},
+		// The stream says a (due at 2) lapsed, and b (due at 3) lapsed
+		// before the read at [2, 3]; a confirm of a then succeeds.
+		{"a later deadline lapses first", []Op{
+			timed(hold(0, "a", 1, 0, 1, OK, ""), 0, 2), timed(hold(1, "b", 1, 0, 1, OK, ""), 0, 3),
+			nth(lapse(9, 3, 1, 2, "b"), 1), lapse(8, 2, 1, math.MaxInt64, "a"),
+			other(1, KindConfirm, "a", 3, 4, OK, ""),
+		}, porcupine.Illegal},
+		{"a lapse before the hold it lapses", []Op{
+			lapse(9, 2, 0, 1, "a"), timed(hold(0, "a", 2, 2, 3, OK, ""), 0, 2),
 		}, porcupine.Illegal},
 	}
 	for _, tt := range tests {

@@ -78,7 +78,7 @@ func verify(t *testing.T, h history) *Result {
 	}
 	var why []string
 	if res.Check != "Ok" {
-		why = append(why, fmt.Sprintf("linearizability check: %s", res.Check))
+		why = append(why, fmt.Sprintf("linearizability check: %s, pools %s", res.Check, strings.Join(res.NotLinearizable, ", ")))
 	}
 	for i, op := range res.Lost {
 		if i == 10 {

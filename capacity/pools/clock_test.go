@@ -2,6 +2,7 @@ package pools_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,5 +33,68 @@ func TestLapseDecidedOnIsFinal(t *testing.T) {
 	}
 	if r, err := behind.Reservation(ctx, "p", "r1"); err != nil || r.Status != capacity.StatusExpired {
 		t.Fatalf("r1 read by the writer behind = %+v, %v; want expired", r, err)
+	}
+}
+
+// A writer's clock may jump while a batch is between its decision and its
+// answer (here: during the tail check of a read, which writes nothing). The
+// answer must show the pool as decided, not as at the new clock reading: a
+// read showing a lapse that no decision recorded would be undone by the
+// next writer whose clock is behind (found by TestFaultClockSkew: a read on
+// the instance whose clock had just jumped 90 s ahead showed a 2-unit hold
+// lapsed, the other instance's reads then showed it held).
+func TestAnswerAtDecisionTime(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		read func(ctx context.Context, svc *pools.Service) (lapsed bool, err error)
+	}{
+		{"pool", func(ctx context.Context, svc *pools.Service) (bool, error) {
+			v, err := svc.Pool(ctx, "p")
+			return v.Held == 0, err
+		}},
+		{"reservation", func(ctx context.Context, svc *pools.Service) (bool, error) {
+			r, err := svc.Reservation(ctx, "p", "r1")
+			return r.Status == capacity.StatusExpired, err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store := newMemStore()
+			var jumped atomic.Bool
+			jumper := pools.New(store, noSnapshots{}, pools.Options{Now: func() time.Time {
+				if jumped.Load() {
+					return epoch.Add(90 * time.Second)
+				}
+				return epoch
+			}})
+			defer jumper.Close()
+			behind := pools.New(store, noSnapshots{}, pools.Options{Now: func() time.Time { return epoch.Add(-3 * time.Second) }})
+			defer behind.Close()
+			ctx := context.Background()
+			define(t, jumper, "p", 1, epoch)
+			if _, err := jumper.Execute(ctx, "p", capacity.Hold{ReservationID: "r1", Quantity: 1, TTL: time.Minute}); err != nil {
+				t.Fatal(err)
+			}
+			store.setLastSeqHook(func() { jumped.Store(true) })
+			lapsed, err := tt.read(ctx, jumper)
+			store.setLastSeqHook(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !jumped.Load() {
+				t.Fatal("the read made no tail check: the clock never jumped")
+			}
+			// Whatever the read showed, the pool's record must agree with it
+			// for every writer after it.
+			_, err = behind.Execute(ctx, "p", capacity.Confirm{ReservationID: "r1"})
+			switch code := capacity.ErrorCode(err); {
+			case lapsed && code != capacity.EEXPIRED:
+				t.Fatalf("the read showed r1 lapsed, then the writer behind confirmed it: %v", err)
+			case !lapsed && err != nil:
+				t.Fatalf("the read showed r1 held, then the writer behind could not confirm it: %v", err)
+			}
+			if lapsed {
+				t.Fatal("the read was decided before the clock jumped, yet showed r1 lapsed")
+			}
+		})
 	}
 }

@@ -7,7 +7,10 @@
 // message: the event itself, or a capacity.commit holding the batch's events,
 // see streams.PoolEvents; hence one write, and one fsync when fsync is on:
 // group commit), and answers every caller only after the store has
-// acknowledged the append. Throughput on a hot pool comes from batching, not
+// acknowledged the append, showing the pool as it was decided: at the clock
+// reading the batch was decided at, never a later one (a later reading could
+// show a hold lapsed that no event records, and a writer whose clock is
+// behind would undo it). Throughput on a hot pool comes from batching, not
 // from retries.
 //
 // Several processes may run entities for the same pool against one NATS:

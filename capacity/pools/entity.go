@@ -188,11 +188,15 @@ func (e *entity) process(batch []*request) {
 	decisions := make([]decision, len(batch))
 	var events []capacity.Event
 	var err error
+	// decidedAt is the clock reading the batch was decided at: its answers
+	// show the pool at that instant, never at a later reading (see answer).
+	var decidedAt time.Time
 	for attempt := 1; ; attempt++ {
 		if err = e.ensureLoaded(); err != nil {
 			break
 		}
 		now := opts.Now()
+		decidedAt = now
 		events = events[:0]
 		// Every lapse the batch's decisions may rely on is recorded in the
 		// batch's own commit, first. A lapse only decided on (a confirm
@@ -277,19 +281,26 @@ func (e *entity) process(batch []*request) {
 		}
 		break
 	}
-	e.answer(batch, decisions, err)
+	e.answer(batch, decisions, decidedAt, err)
 	if e.pool != nil && slices.ContainsFunc(batch, func(r *request) bool { _, ok := r.cmd.(capacity.Expire); return ok }) {
 		e.expireBookings()
 	}
 }
 
-// answer replies to every request of a batch; batchErr, when set, is the
-// reason nothing of the batch is known to be stored.
-func (e *entity) answer(batch []*request, decisions []decision, batchErr error) {
-	svc, now := e.svc, e.svc.opts.Now()
+// answer replies to every request of a batch decided at decidedAt; batchErr,
+// when set, is the reason nothing of the batch is known to be stored.
+//
+// The answers show the pool at the batch's decision time, not at a fresh
+// clock reading: the clock may have moved on (or jumped) while the append or
+// the tail check ran, and a view at a later time could show a hold lapsed
+// that no decision saw lapsed, so no Expired event records it. A writer
+// whose clock is behind would then show it live again, or confirm it.
+func (e *entity) answer(batch []*request, decisions []decision, decidedAt time.Time, batchErr error) {
+	svc := e.svc
 	var view capacity.PoolView
+	var now time.Time
 	if e.pool != nil {
-		now = e.pool.TimeAt(now)
+		now = e.pool.TimeAt(decidedAt)
 		view = e.pool.ViewAt(now)
 		view.HomeRegion = svc.opts.Region
 	}

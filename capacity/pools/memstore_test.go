@@ -25,6 +25,10 @@ type memStore struct {
 	delay   time.Duration // each Append and AppendAll takes this long
 
 	appendHook func(ctx context.Context, pool string, expectedSeq uint64, events []capacity.Event) error
+	// lastSeqHook, when set, runs at the start of every LastSeq (a tail
+	// check): a test's way to act while a batch is between its decision and
+	// its answer.
+	lastSeqHook func()
 }
 
 type memCommit struct {
@@ -58,6 +62,12 @@ func (m *memStore) setHook(h func(context.Context, string, uint64, []capacity.Ev
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.appendHook = h
+}
+
+func (m *memStore) setLastSeqHook(h func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastSeqHook = h
 }
 
 // AppendAll implements capacity.EventStore: all commits or none. The hook
@@ -143,6 +153,12 @@ func (m *memStore) Read(ctx context.Context, pool string, afterSeq uint64) iter.
 func (m *memStore) LastSeq(ctx context.Context, pool string) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
+	}
+	m.mu.Lock()
+	hook := m.lastSeqHook
+	m.mu.Unlock()
+	if hook != nil {
+		hook()
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
