@@ -33,38 +33,8 @@ func BenchmarkHotPool(b *testing.B) {
 			st := stacktest.NewStack(b, s, region, pools.Options{})
 			now := time.Now()
 			define(b, st.Service, "hot", capacity.MaxCapacity, now)
-			const callers = 64
-			var next atomic.Int64
-			lat := make([][]time.Duration, callers)
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for c := range callers {
-				wg.Go(func() {
-					for {
-						n := next.Add(1)
-						if n > int64(b.N) {
-							return
-						}
-						t0 := time.Now()
-						_, err := st.Service.Execute(context.Background(), "hot", capacity.Hold{ReservationID: fmt.Sprint("h", n), Quantity: 1, TTL: time.Hour})
-						lat[c] = append(lat[c], time.Since(t0))
-						if err != nil {
-							b.Errorf("hold: %v", err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			b.StopTimer()
-			all := slices.Concat(lat...)
-			slices.Sort(all)
+			holds(b, st.Service, func(int64) string { return "hot" })
 			stats := st.Service.Stats()
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "holds/s")
-			b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
-			b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
 			b.ReportMetric(float64(stats.Events)/float64(max(1, stats.Appends)), "events/append")
 		})
 	}
@@ -95,42 +65,47 @@ func BenchmarkManyPools(b *testing.B) {
 				define(b, st.Service, fmt.Sprint("p", i), capacity.MaxCapacity, now)
 			}
 			before := st.Service.Stats()
-			const callers = 64
-			var next atomic.Int64
-			lat := make([][]time.Duration, callers)
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for c := range callers {
-				wg.Go(func() {
-					for {
-						n := next.Add(1)
-						if n > int64(b.N) {
-							return
-						}
-						pool := fmt.Sprint("p", n%nPools)
-						t0 := time.Now()
-						_, err := st.Service.Execute(context.Background(), pool, capacity.Hold{ReservationID: fmt.Sprint("h", n), Quantity: 1, TTL: time.Hour})
-						lat[c] = append(lat[c], time.Since(t0))
-						if err != nil {
-							b.Errorf("hold: %v", err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			b.StopTimer()
-			all := slices.Concat(lat...)
-			slices.Sort(all)
+			holds(b, st.Service, func(n int64) string { return fmt.Sprint("p", n%nPools) })
 			stats := st.Service.Stats()
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "holds/s")
-			b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
-			b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
 			if batches := stats.Batches - before.Batches; batches > 0 {
 				b.ReportMetric(float64(stats.BatchedCommits-before.BatchedCommits)/float64(batches), "commits/batch")
 			}
 		})
 	}
+}
+
+// holds runs b.N quantity-1 holds from 64 concurrent callers, the n-th on
+// the pool poolOf(n), and reports holds/s and the p50 and p99 latency.
+func holds(b *testing.B, svc *pools.Service, poolOf func(n int64) string) {
+	const callers = 64
+	var next atomic.Int64
+	lat := make([][]time.Duration, callers)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for c := range callers {
+		wg.Go(func() {
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				_, err := svc.Execute(context.Background(), poolOf(n), capacity.Hold{ReservationID: fmt.Sprint("h", n), Quantity: 1, TTL: time.Hour})
+				lat[c] = append(lat[c], time.Since(t0))
+				if err != nil {
+					b.Errorf("hold: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "holds/s")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
 }
