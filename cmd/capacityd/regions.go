@@ -37,6 +37,16 @@ func (a *app) openMirrors(ctx context.Context) error {
 	return nil
 }
 
+// writerOf names the region that writes pool now: its home region (a pool
+// this region's read models know from a peer's stream), or this region for
+// its own pools and pools nobody knows yet (a define makes them ours).
+func (a *app) writerOf(pool string) string {
+	if a.readModels == nil {
+		return a.cfg.Region
+	}
+	return a.readModels.homeOf(pool)
+}
+
 // regionProbeTimeout bounds how long GET /v1/regions waits for a peer's
 // JetStream to answer before calling it unreachable.
 const regionProbeTimeout = 500 * time.Millisecond

@@ -38,12 +38,15 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		return nil, fmt.Errorf("read models: %w", err)
 	}
 	a.readModels = rm
+	// Every write goes through the router: a pool another region writes is
+	// forwarded to it over NATS (its service's forward operation).
+	router := natsapi.NewRouter(a.pools, a.nc, a.cfg.Region, a.writerOf, a.cfg.ForwardTimeout)
 	if err := a.loadAccess(); err != nil {
 		return nil, err
 	}
 	planner, err := ui.New(ui.Config{
 		Access:       a.access,
-		Pools:        a.pools,
+		Pools:        router,
 		History:      events,
 		Board:        rm.board,
 		Availability: rm.availability,
@@ -56,7 +59,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	handler := web.NewServer(web.Config{
 		Access:       a.access,
 		UI:           planner,
-		Pools:        a.pools,
+		Pools:        router,
 		History:      events,
 		Availability: rm,
 		Reservations: rm,
@@ -71,7 +74,9 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	})
 	svc, err := natsapi.New(a.nc, natsapi.Config{
 		Region:       a.cfg.Region,
-		Pools:        a.pools,
+		Pools:        router,
+		Local:        a.pools,
+		Writer:       a.writerOf,
 		Availability: rm,
 		Logger:       a.log.With().Str("component", "natsapi").Logger(),
 	})
