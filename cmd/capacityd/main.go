@@ -66,6 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return helpOr(err)
 		}
 		return bench(ctx, opts, stdout, stderr)
+	case "region":
+		return regionCommand(ctx, args, getenv, stdout, stderr)
 	case "help":
 		fmt.Fprintln(stdout, usageText)
 		return nil
@@ -88,6 +90,9 @@ Usage:
                               NATS micro service "capacity", embedded NATS
   capacityd bench [flags]     measure it under load (HTTP and NATS), against
                               HTTP and storage ceilings
+  capacityd region promote --url URL REGION
+                              make the capacityd at URL the writer of
+                              REGION's pools (handover or takeover)
   capacityd help              this text
 
 Run 'capacityd serve -h' or 'capacityd bench -h' for the flags.`

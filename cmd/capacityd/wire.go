@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/capacityd/capacityd/capacity/pools"
@@ -40,7 +41,18 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	a.readModels = rm
 	// Every write goes through the router: a pool another region writes is
 	// forwarded to it over NATS (its service's forward operation).
-	router := natsapi.NewRouter(a.pools, a.nc, a.cfg.Region, a.writerOf, a.cfg.ForwardTimeout)
+	a.w.gate.Lock()
+	a.w.writing[a.cfg.Region] = a.pools
+	a.w.gate.Unlock()
+	local := localPools{a}
+	router := natsapi.NewRouter(local, a.nc, a.cfg.Region, a.writerOf, a.cfg.ForwardTimeout)
+	// Terms first, before any write is taken: a region promoted elsewhere
+	// starts fenced; then every termsRefresh.
+	a.refreshTerms(ctx)
+	termsCtx, stopTerms := context.WithCancel(context.Background())
+	var termsDone sync.WaitGroup
+	termsDone.Go(func() { a.runTerms(termsCtx) })
+	a.stops = append(a.stops, func() { stopTerms(); termsDone.Wait() })
 	if err := a.loadAccess(); err != nil {
 		return nil, err
 	}
@@ -75,8 +87,9 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	svc, err := natsapi.New(a.nc, natsapi.Config{
 		Region:       a.cfg.Region,
 		Pools:        router,
-		Local:        a.pools,
+		Local:        local,
 		Writer:       a.writerOf,
+		Fence:        a.Fence,
 		Availability: rm,
 		Logger:       a.log.With().Str("component", "natsapi").Logger(),
 	})

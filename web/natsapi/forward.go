@@ -30,6 +30,17 @@ import (
 // the domain command, not the public API's.
 const OpForward = "forward"
 
+// OpFence is what a region promoting this one's pools asks it, on
+// capacityd.<region>.fence: stop writing them, answer the last sequence.
+const OpFence = "fence"
+
+func (s *Service) fence(ctx context.Context, _ []string, req micro.Request) (any, error) {
+	if s.cfg.Fence == nil {
+		return nil, capacity.Errorf(capacity.EUNAVAILABLE, "this instance does not take part in promotions")
+	}
+	return s.cfg.Fence(ctx, req.Data())
+}
+
 // DefaultForwardTimeout bounds a forwarded operation: past it the answer
 // is 503 region-unavailable, and the write's outcome is unknown (a retry
 // with the same reservation or booking id is idempotent).

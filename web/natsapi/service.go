@@ -67,6 +67,9 @@ type Config struct {
 	// operation for a pool this region does not write is refused with 503
 	// region-unavailable instead of written. nil: this region writes all.
 	Writer func(pool string) string
+	// Fence, when set, answers OpFence: a region promoting this one's
+	// pools asks it to stop writing them (a handover).
+	Fence func(ctx context.Context, body []byte) (any, error)
 	// Availability is the read model; nil answers 503.
 	Availability Availability
 	// Logger receives internal errors.
@@ -136,6 +139,7 @@ func New(nc *nats.Conn, cfg Config) (*Service, error) {
 		{OpChange, OpChange + ".*", s.change},
 		{OpAvailability, OpAvailability, s.availability},
 		{OpForward, OpForward + ".*", s.forward},
+		{OpFence, OpFence, s.fence},
 	}
 	for _, e := range endpoints {
 		s.stats[e.op] = &endpointStats{} // before the service answers STATS
