@@ -60,9 +60,9 @@ type app struct {
 	terms     *kv.Terms
 	w         writers
 	promoteMu sync.Mutex // one promotion at a time
-	pools   *pools.Service
-	reg     *prometheus.Registry
-	stops   []func() // read models and other workers, stopped in reverse order
+	pools     *pools.Service
+	reg       *prometheus.Registry
+	stops     []func() // read models and other workers, stopped in reverse order
 
 	stopTracing func() // nil unless spans are exported
 
