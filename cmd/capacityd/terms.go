@@ -142,6 +142,34 @@ func (a *app) startWriting(ctx context.Context, t kv.Term) error {
 	return nil
 }
 
+// peerWaitAtStart bounds how long a start waits for the peer regions to
+// answer before it reads the terms: a region returning after a takeover
+// must see the new term before it takes a write, and its leaf links take
+// a moment to come up. A peer still silent after it is read later (every
+// termsRefresh); until then this region writes its pools (README, Regions).
+const peerWaitAtStart = 5 * time.Second
+
+// waitPeers waits until every peer region's JetStream answers, or
+// peerWaitAtStart passes.
+func (a *app) waitPeers(ctx context.Context) {
+	deadline := time.Now().Add(peerWaitAtStart)
+	for _, peer := range a.cfg.PeerRegions {
+		for time.Now().Before(deadline) {
+			pctx, cancel := context.WithTimeout(ctx, regionProbeTimeout)
+			ok := streams.DomainReachable(pctx, a.nc, peer)
+			cancel()
+			if ok {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
 // runTerms reads the terms at start and every termsRefresh until ctx ends.
 func (a *app) runTerms(ctx context.Context) {
 	a.refreshTerms(ctx)

@@ -48,6 +48,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	router := natsapi.NewRouter(local, a.nc, a.cfg.Region, a.writerOf, a.cfg.ForwardTimeout)
 	// Terms first, before any write is taken: a region promoted elsewhere
 	// starts fenced; then every termsRefresh.
+	a.waitPeers(ctx)
 	a.refreshTerms(ctx)
 	termsCtx, stopTerms := context.WithCancel(context.Background())
 	var termsDone sync.WaitGroup
