@@ -178,6 +178,12 @@ func TestRegionsFailover(t *testing.T) {
 		want(t, "hold sent to a, read in b", cb.Do(ctx, http.MethodGet, "/v1/pools/"+pools[1]+"/reservations/via-a", nil, nil), http.StatusOK, "")
 	}
 	t.Logf("a returned fenced: writer b at epoch 1, fenced tail %+v", st2.Tail)
+	// verify finds a's tail: a's stream is not a prefix of the head.
+	report, err := tryCapacityd("verify", "--nats-url", b.NATSURL, "--region", "a", "--domains", "a,b")
+	if hasTail := st2.Tail != nil && st2.Tail.Count > 0; hasTail != (err != nil) {
+		t.Errorf("verify with a fenced tail %v: exit error %v, want one iff there is a tail:\n%s", hasTail, err, report)
+	}
+	t.Logf("capacityd verify after a's return:\n%s", report)
 }
 
 // selfRegion is the serving region in GET /v1/regions, with its tail.

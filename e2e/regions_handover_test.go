@@ -83,6 +83,9 @@ func TestRegionsHandover(t *testing.T) {
 	if err != nil || st.Writer != "b" || st.Epoch != 1 || st.Tail != nil {
 		t.Errorf("a after the handover: %+v, %v; want writer b, epoch 1, no tail", st, err)
 	}
+	// Every copy of a's stream is a prefix of the head (b's promoted copy).
+	report := runCapacityd(t, "verify", "--nats-url", b.NATSURL, "--region", "a", "--domains", "a,b")
+	t.Logf("capacityd verify after the handover:\n%s", report)
 	t.Logf("handover under load: last_seq %d, took %d ms; %d holds acknowledged (before and after, all sent to a), %d missing in b", prom.LastSeq, prom.TookMS, len(acked), lost)
 }
 
@@ -90,13 +93,24 @@ func TestRegionsHandover(t *testing.T) {
 // standard output; a failure fails the test with its standard error.
 func runCapacityd(t *testing.T, args ...string) string {
 	t.Helper()
+	out, err := tryCapacityd(args...)
+	if err != nil {
+		t.Fatalf("capacityd %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// tryCapacityd runs the binary with args to completion and returns its
+// output (standard output, then standard error) and its exit error.
+func tryCapacityd(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, capacitydBin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("capacityd %v: %v\n%s%s", args, err, stdout.String(), stderr.String())
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String() + stderr.String(), err
 	}
-	return stdout.String()
+	return stdout.String(), nil
 }
