@@ -16,7 +16,10 @@ const (
 	EEXPIRED      = "hold-expired"
 	EPRECONDITION = "precondition-failed"
 	EUNAVAILABLE  = "unavailable"
-	EINTERNAL     = "internal"
+	// EREGION: the region that writes the pool did not answer a forwarded
+	// write in time; Error.Region names it.
+	EREGION   = "region-unavailable"
+	EINTERNAL = "internal"
 )
 
 // Error is a domain error with a stable code and a message safe to show a client.
@@ -26,6 +29,9 @@ type Error struct {
 	// Pool, when set, is the pool the refusal is about: a booking refused
 	// names the first of its pools that is short (or closed).
 	Pool string
+	// Region, when set, is the region a refusal is about: the writer region
+	// a forwarded write could not reach (EREGION).
+	Region string
 }
 
 // Error implements the error interface.
@@ -69,4 +75,13 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "Internal error."
+}
+
+// ErrorRegion returns the region named by the first *Error in err's chain, or "".
+func ErrorRegion(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Region
+	}
+	return ""
 }

@@ -14,10 +14,57 @@ type RegionStatus struct {
 	MirrorActive time.Duration // since the mirror last heard from it; -1 if never or not a mirror
 	ReadPosition uint64        // sequence of it the observer's read models reflect
 	Error        string        // the mirror's last error, if any
+	// Tail, for the observer itself when a promotion elsewhere fenced it:
+	// what it wrote that the new writer never received (nil otherwise).
+	Tail *FencedTail
 }
 
 // RegionsReport is what GET /v1/regions answers.
 type RegionsReport struct {
 	Region  string // the observing region
 	Regions []RegionStatus
+}
+
+// Promotion is what POST /v1/admin/regions/{region}/promote did: the
+// region whose pools changed writer, the new writer and epoch, how
+// (handover: the old writer stopped first and nothing was lost; takeover:
+// the old writer did not answer and the copy became the head as it was),
+// and LastSeq, the last sequence of the region's stream the new writer
+// took over at (the recovery point).
+type Promotion struct {
+	Region  string
+	Writer  string
+	Epoch   uint64
+	Mode    string // "handover" or "takeover"
+	LastSeq uint64
+	// Incomplete is an atomic commit the copy held only part of when it
+	// was promoted (nil if none): reported, not repaired.
+	Incomplete *IncompleteCommit
+	Took       time.Duration
+}
+
+// IncompleteCommit is an atomic commit of which a copy holds the first
+// Have of Want messages, at sequences FirstSeq..LastSeq.
+type IncompleteCommit struct {
+	Commit            string
+	FirstSeq, LastSeq uint64
+	Have, Want        int
+}
+
+// FencedTail is what a fenced region wrote after the recovery point of the
+// promotion that replaced it: events FirstSeq..LastSeq of its own stream
+// that the new writer never received. Kept aside in that stream, reported,
+// never merged.
+type FencedTail struct {
+	Epoch             uint64 // the epoch that fenced it
+	Writer            string // the region that writes its pools now
+	FirstSeq, LastSeq uint64
+}
+
+// Count is the number of messages in the tail.
+func (t FencedTail) Count() uint64 {
+	if t.LastSeq < t.FirstSeq {
+		return 0
+	}
+	return t.LastSeq - t.FirstSeq + 1
 }

@@ -159,6 +159,12 @@ func (s *Store) publishAtomic(ctx context.Context, msgs []batchMsg) (pubAck, err
 	)
 	hdr[hdrBatchID] = []string{batchID}
 	hdr[hdrBatchSeq] = seqValue
+	// The commit id and size again under our own names: a mirror strips the
+	// Nats-Batch-* headers, and a copy promoted mid-replication must still
+	// show a commit it holds only part of (CommitOf, Promote).
+	hdr[HeaderCommit] = []string{batchID}
+	hdr[HeaderCommitSeq] = seqValue
+	hdr[HeaderCommitCount] = []string{strconv.Itoa(len(msgs))}
 	hdr[nats.MsgIdHdr] = idValue
 	hdr[HeaderEventType] = typeValue
 	hdr[HeaderEventVersion] = versionValue

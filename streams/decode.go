@@ -41,7 +41,7 @@ func Decode(subject string, seq uint64, stored time.Time, hdr nats.Header, data 
 				return Recorded{Seq: seq, Pool: pool}, fmt.Errorf("streams: message %d: bad %s %q", seq, HeaderEventVersion, v[0])
 			}
 			rec.Version = n
-		case strings.HasPrefix(k, "Nats-"):
+		case strings.HasPrefix(k, "Nats-"), strings.HasPrefix(k, "Capacity-Commit"):
 			// Set by the store or the server (batch id and sequence, expected sequence...).
 		default:
 			if rec.Header == nil {

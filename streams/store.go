@@ -51,6 +51,12 @@ type Recorded struct {
 const (
 	HeaderEventType    = "Event-Type"
 	HeaderEventVersion = "Event-Version"
+	// HeaderCommit, HeaderCommitSeq and HeaderCommitCount are set on every
+	// message of an atomic batch: the batch's id, the message's place in it
+	// (1-based) and the batch's size. A single-message append has none.
+	HeaderCommit      = "Capacity-Commit"
+	HeaderCommitSeq   = "Capacity-Commit-Seq"
+	HeaderCommitCount = "Capacity-Commit-Count"
 )
 
 const (

@@ -34,6 +34,7 @@ var problemKinds = map[string]problemKind{
 	capacity.EEXPIRED:      {http.StatusConflict, "Hold expired"},
 	capacity.EPRECONDITION: {http.StatusPreconditionFailed, "Precondition failed"},
 	capacity.EUNAVAILABLE:  {http.StatusServiceUnavailable, "Service unavailable"},
+	capacity.EREGION:       {http.StatusServiceUnavailable, "Region unavailable"},
 	capacity.EINTERNAL:     {http.StatusInternalServerError, "Internal error"},
 	codeTooLarge:           {http.StatusRequestEntityTooLarge, "Request too large"},
 	codeUnsupportedMedia:   {http.StatusUnsupportedMediaType, "Unsupported media type"},
@@ -55,6 +56,9 @@ type problem struct {
 	// Pool names the pool a refusal is about: the first pool short (or
 	// closed) of a booking.
 	Pool string `json:"pool,omitempty"`
+	// Region names the writer region a forwarded write could not reach
+	// (region-unavailable).
+	Region string `json:"region,omitempty"`
 }
 
 // requestError is an error of the HTTP layer: a request refused before it
@@ -117,7 +121,7 @@ func problemOf(err error) problem {
 	if code == capacity.EINTERNAL {
 		detail = "Internal error."
 	}
-	return problem{Type: ProblemTypeBase + code, Title: kind.title, Status: kind.status, Detail: detail, Errors: fields, Pool: capacity.ErrorPool(err)}
+	return problem{Type: ProblemTypeBase + code, Title: kind.title, Status: kind.status, Detail: detail, Errors: fields, Pool: capacity.ErrorPool(err), Region: capacity.ErrorRegion(err)}
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p problem) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/capacityd/capacityd/capacity"
 )
 
@@ -12,6 +14,9 @@ import (
 // (EUNAVAILABLE) or internal.
 type Regions interface {
 	Regions(ctx context.Context) (capacity.RegionsReport, error)
+	// Promote makes the serving region the writer of region's pools
+	// (POST /v1/admin/regions/{region}/promote).
+	Promote(ctx context.Context, region string) (capacity.Promotion, error)
 }
 
 // regionJSON is one region in GET /v1/regions: the contract's fields, then
@@ -26,6 +31,19 @@ type regionJSON struct {
 	MirrorActive int64  `json:"mirror_active_ms"`
 	ReadPosition uint64 `json:"read_position"`
 	Error        string `json:"error,omitempty"`
+	// Tail is, for the serving region when it was fenced, what it wrote
+	// that the new writer never received.
+	Tail *tailJSON `json:"fenced_tail,omitempty"`
+}
+
+// tailJSON is a fenced region's tail: events first_seq..last_seq of its
+// own stream, kept there, never merged.
+type tailJSON struct {
+	Epoch    uint64 `json:"epoch"`
+	Writer   string `json:"writer"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Count    uint64 `json:"count"`
 }
 
 // regionsJSON is the answer of GET /v1/regions.
@@ -53,6 +71,53 @@ func handleRegions(regions Regions) http.HandlerFunc {
 			}
 			out.Regions[i] = regionJSON{Name: st.Name, Writer: st.Writer, Epoch: st.Epoch, Reachable: st.Reachable,
 				LastSeq: st.LastSeq, MirrorLag: st.MirrorLag, MirrorActive: active, ReadPosition: st.ReadPosition, Error: st.Error}
+			if t := st.Tail; t != nil {
+				out.Regions[i].Tail = &tailJSON{Epoch: t.Epoch, Writer: t.Writer, FirstSeq: t.FirstSeq, LastSeq: t.LastSeq, Count: t.Count()}
+			}
+		}
+		encode(w, r, http.StatusOK, out)
+	}
+}
+
+// promotionJSON is the answer of POST /v1/admin/regions/{region}/promote.
+type promotionJSON struct {
+	Region     string          `json:"region"`
+	Writer     string          `json:"writer"`
+	Epoch      uint64          `json:"epoch"`
+	Mode       string          `json:"mode"`
+	LastSeq    uint64          `json:"last_seq"`
+	Incomplete *incompleteJSON `json:"incomplete_commit,omitempty"`
+	TookMS     int64           `json:"took_ms"`
+}
+
+// incompleteJSON is an atomic commit the promoted copy holds only part of.
+type incompleteJSON struct {
+	Commit   string `json:"commit"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Have     int    `json:"have"`
+	Want     int    `json:"want"`
+}
+
+func handlePromote(regions Regions) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if regions == nil {
+			Error(w, r, capacity.Errorf(capacity.EUNAVAILABLE, "regions are not configured"))
+			return
+		}
+		region := chi.URLParam(r, "region")
+		if err := CheckID("region", region); err != nil {
+			Error(w, r, err)
+			return
+		}
+		p, err := regions.Promote(r.Context(), region)
+		if err != nil {
+			Error(w, r, err)
+			return
+		}
+		out := promotionJSON{Region: p.Region, Writer: p.Writer, Epoch: p.Epoch, Mode: p.Mode, LastSeq: p.LastSeq, TookMS: p.Took.Milliseconds()}
+		if ic := p.Incomplete; ic != nil {
+			out.Incomplete = &incompleteJSON{Commit: ic.Commit, FirstSeq: ic.FirstSeq, LastSeq: ic.LastSeq, Have: ic.Have, Want: ic.Want}
 		}
 		encode(w, r, http.StatusOK, out)
 	}

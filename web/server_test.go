@@ -47,7 +47,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 			t.Errorf("openapi.json documents %s, which is not a route", op)
 		}
 	}
-	if len(served) != 22 {
+	if len(served) != 23 {
 		t.Errorf("only %d routes: %v", len(served), keys(served))
 	}
 	res := do(t, NewServer(Config{}), req{method: "GET", path: "/openapi.json"})

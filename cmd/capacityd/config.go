@@ -45,8 +45,11 @@ type Config struct {
 	// PeerRegions are the other regions whose streams and snapshots are
 	// mirrored here.
 	PeerRegions []string
-	Tokens      string // file of "<role> <token>" lines; empty: open access
-	RateLimit   int    // writes per second per customer token; 0: none
+	// ForwardTimeout bounds a write forwarded to the region that writes
+	// the pool: past it, 503 region-unavailable.
+	ForwardTimeout time.Duration
+	Tokens         string // file of "<role> <token>" lines; empty: open access
+	RateLimit      int    // writes per second per customer token; 0: none
 	// OTLPEndpoint is $OTEL_EXPORTER_OTLP_ENDPOINT: when set, spans are
 	// exported there (no flag: OpenTelemetry's own variables configure it).
 	OTLPEndpoint string
@@ -81,6 +84,8 @@ func DefaultConfig() Config {
 		PoolBatch:     "auto",
 		Shutdown:      10 * time.Second,
 		SweepEvery:    5 * time.Second,
+
+		ForwardTimeout: 2 * time.Second,
 
 		CheckpointEvery:    100_000,
 		CheckpointInterval: time.Minute,
@@ -155,6 +160,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}{
 		{&cfg.SyncInterval, flagEnv{"sync-interval", "CAPACITY_SYNC_INTERVAL", "fsync interval with --sync interval"}},
 		{&cfg.Shutdown, flagEnv{"shutdown-timeout", "CAPACITY_SHUTDOWN_TIMEOUT", "how long SIGTERM waits for in-flight requests"}},
+		{&cfg.ForwardTimeout, flagEnv{"forward-timeout", "CAPACITY_FORWARD_TIMEOUT", "how long a write forwarded to the region that writes the pool may take before 503 region-unavailable"}},
 		{&cfg.CheckpointInterval, flagEnv{"checkpoint-interval", "CAPACITY_CHECKPOINT_INTERVAL", "checkpoint the read models at least this often while the stream moves"}},
 	}
 	for _, d := range durs {

@@ -118,7 +118,7 @@ func leafOptions(cfg Config, opts *server.Options) error {
 		}
 		opts.LeafNode.Host, opts.LeafNode.Port = host, port
 	}
-	deny := append(streams.LinkDeny(), kv.LinkDeny(kv.DefaultBucket)...)
+	deny := append(append(streams.LinkDeny(), kv.LinkDeny(kv.DefaultBucket)...), kv.LinkDeny(kv.TermsBucket)...)
 	for _, r := range cfg.LeafnodeRemotes {
 		u, err := url.Parse(r)
 		if err != nil {

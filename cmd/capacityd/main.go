@@ -66,6 +66,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return helpOr(err)
 		}
 		return bench(ctx, opts, stdout, stderr)
+	case "verify":
+		return verifyCommand(ctx, args, getenv, stdout, stderr)
+	case "region":
+		return regionCommand(ctx, args, getenv, stdout, stderr)
 	case "help":
 		fmt.Fprintln(stdout, usageText)
 		return nil
@@ -88,6 +92,12 @@ Usage:
                               NATS micro service "capacity", embedded NATS
   capacityd bench [flags]     measure it under load (HTTP and NATS), against
                               HTTP and storage ceilings
+  capacityd region promote --url URL REGION
+                              make the capacityd at URL the writer of
+                              REGION's pools (handover or takeover)
+  capacityd verify --nats-url URL --region REGION [--domains a,b] [--watch 5s]
+                              compare every copy of REGION's stream with the
+                              head; exit 0 iff each is a prefix of it
   capacityd help              this text
 
 Run 'capacityd serve -h' or 'capacityd bench -h' for the flags.`

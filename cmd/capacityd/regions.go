@@ -37,6 +37,18 @@ func (a *app) openMirrors(ctx context.Context) error {
 	return nil
 }
 
+// writerOf names the region that writes pool now: its home region (a pool
+// this region's read models know from a peer's stream), or this region for
+// its own pools and pools nobody knows yet (a define makes them ours).
+func (a *app) writerOf(pool string) string {
+	home := a.cfg.Region
+	if a.readModels != nil {
+		home = a.readModels.homeOf(pool)
+	}
+	writer, _ := a.writerOfRegion(home)
+	return writer
+}
+
 // regionProbeTimeout bounds how long GET /v1/regions waits for a peer's
 // JetStream to answer before calling it unreachable.
 const regionProbeTimeout = 500 * time.Millisecond
@@ -49,7 +61,11 @@ func (a *app) Regions(ctx context.Context) (capacity.RegionsReport, error) {
 	if err != nil {
 		return rep, capacity.Errorf(capacity.EUNAVAILABLE, "this region's stream does not answer")
 	}
-	self := capacity.RegionStatus{Name: a.cfg.Region, Writer: a.cfg.Region, Reachable: true, LastSeq: last, MirrorActive: -1}
+	self := capacity.RegionStatus{Name: a.cfg.Region, Reachable: true, LastSeq: last, MirrorActive: -1}
+	self.Writer, self.Epoch = a.writerOfRegion(a.cfg.Region)
+	a.w.gate.RLock()
+	self.Tail = a.w.tail
+	a.w.gate.RUnlock()
 	if a.readModels != nil {
 		self.ReadPosition = a.readModels.runner.Position()
 	}
@@ -68,7 +84,8 @@ func (a *app) Regions(ctx context.Context) (capacity.RegionsReport, error) {
 // domain answers over the leaf link now.
 func (a *app) peerStatus(ctx context.Context, m regionMirror) capacity.RegionStatus {
 	region := m.events.Region()
-	st := capacity.RegionStatus{Name: region, Writer: region, MirrorActive: -1}
+	st := capacity.RegionStatus{Name: region, MirrorActive: -1}
+	st.Writer, st.Epoch = a.writerOfRegion(region)
 	ctx, cancel := context.WithTimeout(ctx, regionProbeTimeout)
 	defer cancel()
 	st.Reachable = streams.DomainReachable(ctx, a.nc, region)
@@ -78,9 +95,6 @@ func (a *app) peerStatus(ctx context.Context, m regionMirror) capacity.RegionSta
 		return st
 	}
 	st.LastSeq, st.MirrorLag, st.MirrorActive, st.Error = ms.LastSeq, ms.Lag, ms.Active, ms.Error
-	if ms.Promoted {
-		st.Writer = a.cfg.Region
-	}
 	if a.readModels != nil {
 		if src := a.readModels.source(region); src != nil {
 			st.ReadPosition = src.runner.Position()

@@ -55,9 +55,14 @@ type app struct {
 	views *projection.Checkpoints // nil with --checkpoint-every 0
 	// mirrors are this domain's copies of the peer regions (--peer-regions).
 	mirrors []regionMirror
-	pools   *pools.Service
-	reg     *prometheus.Registry
-	stops   []func() // read models and other workers, stopped in reverse order
+	// terms is this domain's bucket of who writes which region (kv.Terms);
+	// w what this instance knows of it and the write sides it runs.
+	terms     *kv.Terms
+	w         writers
+	promoteMu sync.Mutex // one promotion at a time
+	pools     *pools.Service
+	reg       *prometheus.Registry
+	stops     []func() // read models and other workers, stopped in reverse order
 
 	stopTracing func() // nil unless spans are exported
 
@@ -128,7 +133,8 @@ func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: newClock(cfg.ClockFile)}
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: newClock(cfg.ClockFile),
+		w: writers{terms: map[string]kv.Term{}, writing: map[string]*pools.Service{}}}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
@@ -248,6 +254,9 @@ func (a *app) tryOpenStores(ctx context.Context) error {
 			return fmt.Errorf("read-model checkpoint bucket: %w", err)
 		}
 	}
+	if a.terms, err = kv.OpenTerms(ctx, a.js, a.cfg.Replicas); err != nil {
+		return fmt.Errorf("terms bucket: %w", err)
+	}
 	return a.openMirrors(ctx)
 }
 
@@ -258,6 +267,9 @@ func (a *app) close() {
 	}
 	for i := len(a.stops) - 1; i >= 0; i-- {
 		a.stops[i]()
+	}
+	for _, stop := range a.w.stops {
+		stop() // write sides of regions promoted here
 	}
 	if a.pools != nil {
 		a.pools.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/capacityd/capacityd/capacity/pools"
@@ -38,12 +39,27 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		return nil, fmt.Errorf("read models: %w", err)
 	}
 	a.readModels = rm
+	// Every write goes through the router: a pool another region writes is
+	// forwarded to it over NATS (its service's forward operation).
+	a.w.gate.Lock()
+	a.w.writing[a.cfg.Region] = a.pools
+	a.w.gate.Unlock()
+	local := localPools{a}
+	router := natsapi.NewRouter(local, a.nc, a.cfg.Region, a.writerOf, a.cfg.ForwardTimeout)
+	// Terms first, before any write is taken: a region promoted elsewhere
+	// starts fenced; then every termsRefresh.
+	a.waitPeers(ctx)
+	a.refreshTerms(ctx)
+	termsCtx, stopTerms := context.WithCancel(context.Background())
+	var termsDone sync.WaitGroup
+	termsDone.Go(func() { a.runTerms(termsCtx) })
+	a.stops = append(a.stops, func() { stopTerms(); termsDone.Wait() })
 	if err := a.loadAccess(); err != nil {
 		return nil, err
 	}
 	planner, err := ui.New(ui.Config{
 		Access:       a.access,
-		Pools:        a.pools,
+		Pools:        router,
 		History:      events,
 		Board:        rm.board,
 		Availability: rm.availability,
@@ -56,7 +72,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	handler := web.NewServer(web.Config{
 		Access:       a.access,
 		UI:           planner,
-		Pools:        a.pools,
+		Pools:        router,
 		History:      events,
 		Availability: rm,
 		Reservations: rm,
@@ -71,7 +87,10 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	})
 	svc, err := natsapi.New(a.nc, natsapi.Config{
 		Region:       a.cfg.Region,
-		Pools:        a.pools,
+		Pools:        router,
+		Local:        local,
+		Writer:       a.writerOf,
+		Fence:        a.Fence,
 		Availability: rm,
 		Logger:       a.log.With().Str("component", "natsapi").Logger(),
 	})

@@ -44,6 +44,9 @@ func Subject(region, op string, tokens ...string) string {
 	return strings.Join(append([]string{SubjectRoot, region, op}, tokens...), ".")
 }
 
+// QueueGroup is the queue group of a region's instances.
+func QueueGroup(region string) string { return SubjectRoot + "-" + region }
+
 // Pools is the write side (*pools.Service), as web.Pools.
 type Pools = web.Pools
 
@@ -54,8 +57,19 @@ type Availability = web.Availability
 type Config struct {
 	// Region names the subjects this instance answers.
 	Region string
-	// Pools is the write side.
+	// Pools is the write side requests of the public operations go to: a
+	// Router, which forwards what another region writes.
 	Pools Pools
+	// Local is this region's own write side, which forwarded operations
+	// (OpForward) go to, never forwarded again. Default Pools.
+	Local Pools
+	// Writer names the region that writes a pool now; a forwarded
+	// operation for a pool this region does not write is refused with 503
+	// region-unavailable instead of written. nil: this region writes all.
+	Writer func(pool string) string
+	// Fence, when set, answers OpFence: a region promoting this one's
+	// pools asks it to stop writing them (a handover).
+	Fence func(ctx context.Context, body []byte) (any, error)
 	// Availability is the read model; nil answers 503.
 	Availability Availability
 	// Logger receives internal errors.
@@ -124,6 +138,8 @@ func New(nc *nats.Conn, cfg Config) (*Service, error) {
 		{OpDefine, OpDefine + ".*", s.define},
 		{OpChange, OpChange + ".*", s.change},
 		{OpAvailability, OpAvailability, s.availability},
+		{OpForward, OpForward + ".*", s.forward},
+		{OpFence, OpFence, s.fence},
 	}
 	for _, e := range endpoints {
 		s.stats[e.op] = &endpointStats{} // before the service answers STATS
@@ -133,6 +149,9 @@ func New(nc *nats.Conn, cfg Config) (*Service, error) {
 		Version:     Version,
 		Description: "capacityd: hold, confirm and release capacity, define and change pools, read availability (region " + cfg.Region + ")",
 		Metadata:    map[string]string{"region": cfg.Region},
+		// One queue group per region: the instances of a region share its
+		// requests, and a region's subjects are answered by it alone.
+		QueueGroup: QueueGroup(cfg.Region),
 		StatsHandler: func(e *micro.Endpoint) any {
 			st := s.stats[e.Name]
 			if st == nil {

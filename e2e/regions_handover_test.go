@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestRegionsHandover: a planned handover of region a's pools to b under
+// load (clients keep sending holds to a, which forwards them to b once it
+// is fenced): 0 holds acknowledged by either region are missing from b's
+// copy afterwards, and the command line answers as the API does.
+func TestRegionsHandover(t *testing.T) {
+	a, b := startTwoRegions(t, "always")
+	ctx := context.Background()
+	ca, cb := NewClient(a.HTTPURL, 5*time.Second), NewClient(b.HTTPURL, 5*time.Second)
+	defer ca.Close()
+	defer cb.Close()
+	const npools, clients = 10, 6
+	pools := make([]string, npools)
+	for i := range pools {
+		pools[i] = fmt.Sprintf("ho-%d", i)
+		if err := ca.DefinePool(ctx, pools[i], definition(100_000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitHome(t, cb, pools[npools-1], "a")
+	var (
+		mu    sync.Mutex
+		acked []ackedHold
+		ok    atomic.Int64
+		wg    sync.WaitGroup
+	)
+	traffic, stop := context.WithCancel(ctx)
+	for i := range clients {
+		wg.Go(func() { holdLoop(traffic, ca, pools, fmt.Sprintf("h%d", i), &acked, &mu, &ok) })
+	}
+	waitFor(t, 30*time.Second, func() error {
+		if n := ok.Load(); n < 300 {
+			return fmt.Errorf("%d holds acknowledged, want 300 before the handover", n)
+		}
+		return nil
+	})
+	out := runCapacityd(t, "region", "promote", "--url", b.HTTPURL, "a")
+	var prom struct {
+		Mode    string `json:"mode"`
+		Epoch   uint64 `json:"epoch"`
+		LastSeq uint64 `json:"last_seq"`
+		TookMS  int64  `json:"took_ms"`
+	}
+	if err := json.Unmarshal([]byte(out), &prom); err != nil || prom.Mode != "handover" || prom.Epoch != 1 {
+		t.Fatalf("capacityd region promote printed %q, want a handover at epoch 1", out)
+	}
+	before := ok.Load()
+	waitFor(t, 30*time.Second, func() error {
+		if n := ok.Load(); n < before+300 {
+			return fmt.Errorf("%d holds acknowledged after the handover, want 300", n-before)
+		}
+		return nil
+	})
+	stop()
+	wg.Wait()
+	lost := 0
+	for _, h := range acked {
+		r := cb.Do(ctx, http.MethodGet, "/v1/pools/"+h.pool+"/reservations/"+h.id, nil, nil)
+		if r.Status == http.StatusNotFound {
+			lost++
+		} else if r.Outcome != OK {
+			t.Fatal(errNotOK("reservation in b", r))
+		}
+	}
+	if lost != 0 {
+		t.Errorf("%d of %d acknowledged holds are missing from b after the handover", lost, len(acked))
+	}
+	st, err := selfStatus(ctx, ca)
+	if err != nil || st.Writer != "b" || st.Epoch != 1 || st.Tail != nil {
+		t.Errorf("a after the handover: %+v, %v; want writer b, epoch 1, no tail", st, err)
+	}
+	// Every copy of a's stream is a prefix of the head (b's promoted copy).
+	report := runCapacityd(t, "verify", "--nats-url", b.NATSURL, "--region", "a", "--domains", "a,b")
+	t.Logf("capacityd verify after the handover:\n%s", report)
+	t.Logf("handover under load: last_seq %d, took %d ms; %d holds acknowledged (before and after, all sent to a), %d missing in b", prom.LastSeq, prom.TookMS, len(acked), lost)
+}
+
+// runCapacityd runs the binary with args to completion and returns its
+// standard output; a failure fails the test with its standard error.
+func runCapacityd(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := tryCapacityd(args...)
+	if err != nil {
+		t.Fatalf("capacityd %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// tryCapacityd runs the binary with args to completion and returns its
+// output (standard output, then standard error) and its exit error.
+func tryCapacityd(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, capacitydBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String() + stderr.String(), err
+	}
+	return stdout.String(), nil
+}
