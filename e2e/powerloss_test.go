@@ -165,7 +165,7 @@ func powerLoss(t *testing.T, m powerMode) powerFigures {
 				continue
 			}
 			acked++
-			if h, ok := gt.Held[op.ReservationID]; ok && h.Pool == op.Pool && h.Quantity == op.Quantity {
+			if h, ok := gt.Held[ResKey{op.Pool, op.ReservationID}]; ok && h.Quantity == op.Quantity {
 				continue
 			}
 			if !missing[op.ReservationID] {
