@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -626,7 +627,7 @@ func checkLinearizable(model porcupine.Model, ops []porcupine.Operation, timeout
 	var failed []string
 	var failedOps []porcupine.Operation
 	for _, part := range model.Partition(ops) {
-		pool := part[0].Input.(Op).Pool
+		pool := groupName(part)
 		if res := porcupine.CheckOperationsTimeout(model, part, timeout); res != porcupine.Ok {
 			failed = append(failed, fmt.Sprintf("%s (%s)", pool, res))
 			failedOps = append(failedOps, part...)
@@ -634,6 +635,17 @@ func checkLinearizable(model porcupine.Model, ops []porcupine.Operation, timeout
 	}
 	_, info := porcupine.CheckOperationsVerbose(model, failedOps, timeout)
 	return result, failed, info
+}
+
+// groupName names a partition by its pools.
+func groupName(part []porcupine.Operation) string {
+	seen := map[string]bool{}
+	for _, op := range part {
+		for _, p := range op.Input.(Op).Pools() {
+			seen[p] = true
+		}
+	}
+	return strings.Join(slices.Sorted(maps.Keys(seen)), "+")
 }
 
 // lapseClients numbers the lapse operations' pseudo-clients.
