@@ -15,6 +15,9 @@ type PoolSpec struct {
 	ID       string
 	Capacity int
 	Hot      bool
+	// Booked pools take no plain holds: only bookings write to them
+	// (reads take a BookedReadShare of the reads).
+	Booked bool
 }
 
 // Workload is the traffic of a history: Clients goroutines, each issuing
@@ -33,11 +36,16 @@ type Workload struct {
 	// quantity (1..held; fewer than held gives the rest back).
 	PartialShare float64
 	// BookingGroups are the sets of pools a booking draws its 2-3 pools
-	// from (each booking within one group). The check partitions the
+	// from: the group's first pool (its "picking" pool) and one or two of
+	// the others (slots), in random order. The check partitions the
 	// history by the pools bookings link, so groups keep those partitions
-	// small: a booking that could link any pools would make the whole
-	// history one partition.
+	// small; and since every write in a group touches its picking pool,
+	// a partition holds few operations independent of each other (many
+	// would make porcupine's search try every interleaving of them: with
+	// bookings across the hot and cold pools a 20 s history took minutes).
 	BookingGroups [][]string
+	// BookedReadShare is the fraction of reads aimed at Booked pools.
+	BookedReadShare float64
 	// HotShare is the fraction of holds and reads aimed at hot pools.
 	HotShare float64
 	// MaxQuantity of a hold (1..MaxQuantity units).
@@ -57,14 +65,13 @@ type Workload struct {
 
 // DefaultWorkload is a mix of few small hot pools and some cold ones, with
 // holds, confirms (some partial), releases, extensions, reads and
-// bookings. Bookings take 2 or 3 pools of one group: a hot pool (the
-// scarce "picking" capacity) and two cold ones (slots), so bookings
-// overlap each other and plain holds, and are refused when the hot pool
-// is full.
+// bookings. Bookings take a picking pool and one or two slot pools of one
+// of two groups, so bookings overlap each other and are refused when a
+// pool of theirs is full.
 func DefaultWorkload(targets []string, clients int) Workload {
 	w := Workload{
 		Clients: clients, Hold: 35, Confirm: 15, Release: 15, Read: 20, Extend: 5, Book: 10,
-		PartialShare: 0.4,
+		PartialShare: 0.4, BookedReadShare: 0.2,
 		HotShare:     0.7, MaxQuantity: 2, TTL: "1h", Timeout: 3 * time.Second,
 		Targets: targets, RunID: fmt.Sprintf("r%x", rand.Uint32()),
 	}
@@ -74,8 +81,14 @@ func DefaultWorkload(targets []string, clients int) Workload {
 	for i := range 6 {
 		w.Pools = append(w.Pools, PoolSpec{ID: fmt.Sprintf("cold-%d", i), Capacity: 500})
 	}
-	for i := range 3 {
-		w.BookingGroups = append(w.BookingGroups, []string{fmt.Sprintf("hot-%d", i), fmt.Sprintf("cold-%d", 2*i), fmt.Sprintf("cold-%d", 2*i+1)})
+	for g := range 2 {
+		group := []string{fmt.Sprintf("pick-%d", g)}
+		w.Pools = append(w.Pools, PoolSpec{ID: group[0], Capacity: 10, Booked: true})
+		for i := range 2 {
+			group = append(group, fmt.Sprintf("slot-%d-%d", g, i))
+			w.Pools = append(w.Pools, PoolSpec{ID: group[i+1], Capacity: 6, Booked: true})
+		}
+		w.BookingGroups = append(w.BookingGroups, group)
 	}
 	return w
 }
@@ -171,11 +184,14 @@ func (w *Workload) client(ctx context.Context, t *Traffic, id int, prefix string
 	c := NewClient(w.Targets[target], w.Timeout)
 	defer c.Close()
 	rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
-	var hot, cold []PoolSpec
+	var hot, cold, booked []PoolSpec
 	for _, p := range w.Pools {
-		if p.Hot {
+		switch {
+		case p.Booked:
+			booked = append(booked, p)
+		case p.Hot:
 			hot = append(hot, p)
-		} else {
+		default:
 			cold = append(cold, p)
 		}
 	}
@@ -212,11 +228,12 @@ func (w *Workload) client(ctx context.Context, t *Traffic, id int, prefix string
 		case n < w.Hold+w.Book && len(w.BookingGroups) > 0:
 			seq++
 			g := w.BookingGroups[rng.IntN(len(w.BookingGroups))]
-			k := 2 + rng.IntN(min(2, len(g)-1))
 			op.Kind, op.ReservationID = KindBook, fmt.Sprintf("%s-c%d-b%d", prefix, id, seq)
-			for _, i := range rng.Perm(len(g))[:k] {
-				op.Items = append(op.Items, Item{Pool: g[i], Quantity: 1 + rng.IntN(w.MaxQuantity)})
+			op.Items = []Item{{Pool: g[0], Quantity: 1 + rng.IntN(w.MaxQuantity)}}
+			for _, i := range rng.Perm(len(g) - 1)[:1+rng.IntN(min(2, len(g)-1))] {
+				op.Items = append(op.Items, Item{Pool: g[1+i], Quantity: 1 + rng.IntN(w.MaxQuantity)})
 			}
+			rng.Shuffle(len(op.Items), func(i, j int) { op.Items[i], op.Items[j] = op.Items[j], op.Items[i] })
 			op.Pool = op.Items[0].Pool
 		case n < w.Hold+w.Book+w.Confirm && len(mine) > 0:
 			pick()
@@ -241,6 +258,8 @@ func (w *Workload) client(ctx context.Context, t *Traffic, id int, prefix string
 			if l.items != nil {
 				op.Kind, op.Items, op.Position = KindBookRelease, l.items, l.position
 			}
+		case len(booked) > 0 && rng.Float64() < w.BookedReadShare:
+			op.Kind, op.Pool = KindRead, booked[rng.IntN(len(booked))].ID
 		default:
 			op.Kind, op.Pool = KindRead, pickPool()
 		}
