@@ -72,7 +72,7 @@ func DefaultWorkload(targets []string, clients int) Workload {
 	w := Workload{
 		Clients: clients, Hold: 35, Confirm: 15, Release: 15, Read: 20, Extend: 5, Book: 10,
 		PartialShare: 0.4, BookedReadShare: 0.2,
-		HotShare:     0.7, MaxQuantity: 2, TTL: "1h", Timeout: 3 * time.Second,
+		HotShare: 0.7, MaxQuantity: 2, TTL: "1h", Timeout: 3 * time.Second,
 		Targets: targets, RunID: fmt.Sprintf("r%x", rand.Uint32()),
 	}
 	for i := range 3 {
