@@ -64,7 +64,7 @@ import (
 // (each decided at its own pool's time, from its Held event, all with the
 // one deadline); it is ok only if every item fits there, and refused for
 // capacity only if some item does not (the pool the refusal names does
-// not, and every item before it in the booking's order does). Confirm,
+// not: see stepBooking for why not "the first that does not"). Confirm,
 // extend and release of a booking move every part together; a confirm is
 // refused as expired only if some part has lapsed. Each part lapses when
 // its own pool's time reaches the shared deadline (lapses stay per pool).
@@ -589,14 +589,14 @@ func stepBooking(states []*poolState, in, out Op) (ok bool, next []*poolState) {
 				}
 				return false, nil
 			}
-			// The first pool short in the booking's order: the items
-			// before it fit, it does not.
+			// The pool named is short. Not necessarily the first short in
+			// the booking's order at that point: a refused part does not
+			// hold its pool while the others are decided, so an item
+			// before it may have been short when the named one was and
+			// fit only later (TestFaultKill9 found such a refusal).
 			for i, it := range in.Items {
 				if it.Pool == out.ProblemPool {
 					return !states[i].fits(it.Quantity), nil
-				}
-				if !states[i].fits(it.Quantity) {
-					return false, nil
 				}
 			}
 			return false, nil

@@ -83,10 +83,10 @@ func DefaultWorkload(targets []string, clients int) Workload {
 	}
 	for g := range 2 {
 		group := []string{fmt.Sprintf("pick-%d", g)}
-		w.Pools = append(w.Pools, PoolSpec{ID: group[0], Capacity: 10, Booked: true})
+		w.Pools = append(w.Pools, PoolSpec{ID: group[0], Capacity: 20, Booked: true})
 		for i := range 2 {
 			group = append(group, fmt.Sprintf("slot-%d-%d", g, i))
-			w.Pools = append(w.Pools, PoolSpec{ID: group[i+1], Capacity: 6, Booked: true})
+			w.Pools = append(w.Pools, PoolSpec{ID: group[i+1], Capacity: 10, Booked: true})
 		}
 		w.BookingGroups = append(w.BookingGroups, group)
 	}
