@@ -352,6 +352,7 @@ func TestSIGTERMAnswersExecutedRequests(t *testing.T) {
 		w := DefaultWorkload([]string{svc.HTTPURL}, 16)
 		w.Pools = []PoolSpec{{ID: "term", Capacity: 1_000_000}}
 		w.Hold, w.Confirm, w.Release, w.Read = 1, 0, 0, 0
+		w.Extend, w.Book, w.PartialShare = 0, 0, 0 // the mix before bookings
 		rec := NewRecorder()
 		tr := w.Start(rec)
 		if err := tr.WaitOK(ctx, 100); err != nil {

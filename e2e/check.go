@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,11 +29,17 @@ type StreamEvent struct {
 	Pool          string `json:"pool"`
 	Type          string `json:"type"`
 	ReservationID string `json:"reservation_id,omitempty"`
-	Quantity      int    `json:"quantity,omitempty"`
-	Capacity      int    `json:"capacity,omitempty"`
-	Err           string `json:"err,omitempty"`
+	// Quantity of a Held; of a Confirmed, the units kept (0: all).
+	Quantity int `json:"quantity,omitempty"`
+	// Booking is the booking an event belongs to; Items (Held) its pools.
+	Booking string `json:"booking,omitempty"`
+	Items   []Item `json:"items,omitempty"`
+	// TTL of an Extended event (the extension asked for).
+	TTL      time.Duration `json:"ttl,omitempty"`
+	Capacity int           `json:"capacity,omitempty"`
+	Err      string        `json:"err,omitempty"`
 	// At is the time the deciding instance recorded on the event;
-	// ExpiresAt a hold's deadline (Held only).
+	// ExpiresAt a hold's deadline (Held and Extended).
 	At        time.Time `json:"at"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	// PoolTime is the pool's recorded time after this event: the latest
@@ -39,13 +47,21 @@ type StreamEvent struct {
 	PoolTime time.Time `json:"-"`
 }
 
+// ResKey names a reservation in a pool: a booking's id names one
+// reservation in each of its pools.
+type ResKey struct{ Pool, ID string }
+
 // GroundTruth is what the event stream says happened.
 type GroundTruth struct {
 	Events    []StreamEvent
-	Held      map[string]StreamEvent // by reservation id
-	Confirmed map[string]StreamEvent
-	Released  map[string]StreamEvent
-	Expired   map[string]StreamEvent
+	Held      map[ResKey]StreamEvent
+	Confirmed map[ResKey]StreamEvent
+	Released  map[ResKey]StreamEvent
+	Expired   map[ResKey]StreamEvent
+	Extended  map[ResKey][]StreamEvent // in stream order
+	// PartialBookings are bookings the stream shows in some of their pools
+	// but not all (held, confirmed or extended in some only): must be none.
+	PartialBookings []string
 	// Figures per pool after replaying the whole stream, and the most
 	// units ever in use (held + confirmed) at any point of it.
 	Final   map[string]Figures
@@ -116,13 +132,18 @@ func ReadGroundTruth(ctx context.Context, urls, region string, replicas int) (*G
 		case capacity.CapacityChanged:
 			se.Capacity, se.At = e.To, e.At
 		case capacity.Held:
-			se.ReservationID, se.Quantity, se.At, se.ExpiresAt = e.ReservationID, e.Quantity, e.At, e.ExpiresAt
+			se.ReservationID, se.Quantity, se.At, se.ExpiresAt, se.Booking = e.ReservationID, e.Quantity, e.At, e.ExpiresAt, e.Booking
+			for _, it := range e.Items {
+				se.Items = append(se.Items, Item{Pool: it.Pool, Quantity: it.Quantity})
+			}
 		case capacity.Confirmed:
-			se.ReservationID, se.At = e.ReservationID, e.At
+			se.ReservationID, se.At, se.Quantity, se.Booking = e.ReservationID, e.At, e.Quantity, e.Booking
 		case capacity.Released:
-			se.ReservationID, se.At = e.ReservationID, e.At
+			se.ReservationID, se.At, se.Booking = e.ReservationID, e.At, e.Booking
 		case capacity.Expired:
-			se.ReservationID, se.At = e.ReservationID, e.At
+			se.ReservationID, se.At, se.Booking = e.ReservationID, e.At, e.Booking
+		case capacity.Extended:
+			se.ReservationID, se.At, se.ExpiresAt, se.TTL, se.Booking = e.ReservationID, e.At, e.ExpiresAt, e.TTL, e.Booking
 		}
 		events = append(events, se)
 	}
@@ -142,9 +163,9 @@ func ReadGroundTruth(ctx context.Context, urls, region string, replicas int) (*G
 func GroundTruthOf(events []StreamEvent) *GroundTruth {
 	gt := &GroundTruth{
 		Events: events,
-		Held:   map[string]StreamEvent{}, Confirmed: map[string]StreamEvent{}, Released: map[string]StreamEvent{},
-		Expired: map[string]StreamEvent{},
-		Final:   map[string]Figures{}, MaxUsed: map[string]int{},
+		Held:   map[ResKey]StreamEvent{}, Confirmed: map[ResKey]StreamEvent{}, Released: map[ResKey]StreamEvent{},
+		Expired: map[ResKey]StreamEvent{}, Extended: map[ResKey][]StreamEvent{},
+		Final: map[string]Figures{}, MaxUsed: map[string]int{},
 	}
 	type resvState struct {
 		qty       int
@@ -173,31 +194,40 @@ func GroundTruthOf(events []StreamEvent) *GroundTruth {
 		}
 		poolTime[se.Pool], se.PoolTime = now, now
 		lapsed := func(r *resvState) bool { return !r.expiresAt.IsZero() && !now.Before(r.expiresAt) }
+		key := ResKey{se.Pool, se.ReservationID}
 		switch se.Type {
 		case capacity.PoolDefinedType, capacity.CapacityChangedType:
 			f.Capacity = se.Capacity
 		case capacity.HeldType:
-			if _, dup := gt.Held[se.ReservationID]; dup {
-				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: reservation %s held twice", se.Seq, se.ReservationID))
+			if _, dup := gt.Held[key]; dup {
+				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: reservation %s held twice in %s", se.Seq, se.ReservationID, se.Pool))
 			}
-			gt.Held[se.ReservationID] = *se
+			gt.Held[key] = *se
 			pr[se.ReservationID] = &resvState{qty: se.Quantity, status: 'h', expiresAt: se.ExpiresAt, heldSeq: se.Seq}
 			f.Held += se.Quantity
 		case capacity.ConfirmedType:
-			gt.Confirmed[se.ReservationID] = *se
+			gt.Confirmed[key] = *se
 			if r != nil && r.status == 'h' {
 				if lapsed(r) {
 					gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: confirmed %s at pool time %s (event at %s), at or past its deadline %s",
 						se.Seq, se.ReservationID, now.Format(time.RFC3339Nano), se.At.Format(time.RFC3339Nano), r.expiresAt.Format(time.RFC3339Nano)))
 				}
+				kept := r.qty
+				if se.Quantity > 0 {
+					if se.Quantity > r.qty {
+						gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: confirmed %d units of %s which holds %d", se.Seq, se.Quantity, se.ReservationID, r.qty))
+					}
+					kept = se.Quantity // the rest is given back
+				}
 				r.status = 'c'
 				f.Held -= r.qty
-				f.Confirmed += r.qty
+				f.Confirmed += kept
+				r.qty = kept
 			} else {
 				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: confirmed %s which is not held", se.Seq, se.ReservationID))
 			}
 		case capacity.ReleasedType:
-			gt.Released[se.ReservationID] = *se
+			gt.Released[key] = *se
 			if r != nil {
 				switch r.status {
 				case 'h':
@@ -212,7 +242,7 @@ func GroundTruthOf(events []StreamEvent) *GroundTruth {
 				r.status = 'r'
 			}
 		case capacity.ExpiredType:
-			gt.Expired[se.ReservationID] = *se
+			gt.Expired[key] = *se
 			if r != nil && r.status == 'h' {
 				if !lapsed(r) {
 					gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: expired %s at pool time %s, before its deadline %s",
@@ -221,6 +251,20 @@ func GroundTruthOf(events []StreamEvent) *GroundTruth {
 				f.Held -= r.qty
 				r.status = 'x'
 				gt.Lapses = append(gt.Lapses, Lapse{Pool: se.Pool, ReservationID: se.ReservationID, ExpiresAt: r.expiresAt, HeldSeq: r.heldSeq, ExpiredSeq: se.Seq})
+			}
+		case capacity.ExtendedType:
+			gt.Extended[key] = append(gt.Extended[key], *se)
+			switch {
+			case r == nil || r.status != 'h':
+				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: extended %s which is not held", se.Seq, se.ReservationID))
+			case lapsed(r):
+				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: extended %s at pool time %s, at or past its deadline %s: it had lapsed",
+					se.Seq, se.ReservationID, now.Format(time.RFC3339Nano), r.expiresAt.Format(time.RFC3339Nano)))
+			case !se.ExpiresAt.After(r.expiresAt):
+				gt.Errors = append(gt.Errors, fmt.Sprintf("seq %d: extended %s to %s, not after its deadline %s",
+					se.Seq, se.ReservationID, se.ExpiresAt.Format(time.RFC3339Nano), r.expiresAt.Format(time.RFC3339Nano)))
+			default:
+				r.expiresAt = se.ExpiresAt
 			}
 		}
 		gt.Final[se.Pool] = f
@@ -236,7 +280,54 @@ func GroundTruthOf(events []StreamEvent) *GroundTruth {
 		}
 		gt.MaxUsed[se.Pool] = max(gt.MaxUsed[se.Pool], used)
 	}
+	gt.checkBookings()
 	return gt
+}
+
+// checkBookings finds the bookings the stream shows in some of their pools
+// but not all: every pool of a booking (its Held events' items) must hold
+// it with its item's units, and it must be confirmed in all or none and
+// extended as often in each. (Released and Expired may differ: a release
+// writes nothing in a pool whose part has already lapsed there, and each
+// pool's recorded time reaches the shared deadline on its own.)
+func (gt *GroundTruth) checkBookings() {
+	seen := map[string]bool{}
+	var ids []string
+	items := map[string][]Item{}
+	for _, ev := range gt.Held {
+		if ev.Booking == "" || seen[ev.Booking] {
+			continue
+		}
+		seen[ev.Booking] = true
+		ids = append(ids, ev.Booking)
+		items[ev.Booking] = ev.Items
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		var held, confirmed []string
+		extended := map[string]int{}
+		for _, it := range items[id] {
+			k := ResKey{it.Pool, id}
+			h, ok := gt.Held[k]
+			if ok && h.Booking == id && h.Quantity == it.Quantity {
+				held = append(held, it.Pool)
+			}
+			if _, ok := gt.Confirmed[k]; ok {
+				confirmed = append(confirmed, it.Pool)
+			}
+			extended[it.Pool] = len(gt.Extended[k])
+		}
+		n := len(items[id])
+		bad := len(held) != n || len(confirmed) != 0 && len(confirmed) != n
+		for _, it := range items[id] {
+			bad = bad || extended[it.Pool] != extended[items[id][0].Pool]
+		}
+		if bad {
+			msg := fmt.Sprintf("partial booking %s: items %v; held in %v, confirmed in %v, extensions %v", id, items[id], held, confirmed, extended)
+			gt.PartialBookings = append(gt.PartialBookings, msg)
+			gt.Errors = append(gt.Errors, msg)
+		}
+	}
 }
 
 // Result is the verdict on one history, with the figures every fault
@@ -249,11 +340,20 @@ type Result struct {
 	Unknown          int
 	UnknownHappened  int // unknown writes the stream shows happened
 	Lapses           int // holds that lapsed (in the lapse operations of the check)
-	Overbooked       []string
-	Lost             []Op // acknowledged writes absent from the stream
-	Mismatch         []string
-	Check            porcupine.CheckResult
-	CheckTime        time.Duration
+	// Bookings are the figures of the booking operations (POST
+	// /v1/bookings) alone; Extends and PartialConfirms count acknowledged
+	// extensions and confirms that named a quantity.
+	Bookings        BookingFigures
+	Extends         int
+	PartialConfirms int
+	// PartialBookings are bookings found in some of their pools but not
+	// all, by the history's operations or in the stream: must be none.
+	PartialBookings []string
+	Overbooked      []string
+	Lost            []Op // acknowledged writes absent from the stream
+	Mismatch        []string
+	Check           porcupine.CheckResult
+	CheckTime       time.Duration
 	// NotLinearizable names the pools whose history the check found
 	// illegal, or could not decide in time, each with its verdict.
 	NotLinearizable []string
@@ -263,9 +363,14 @@ type Result struct {
 	Ops  []porcupine.Operation
 }
 
+// BookingFigures count the bookings of a history.
+type BookingFigures struct {
+	Attempted, Acked, Refused, Unknown, Happened int
+}
+
 // Failed reports whether the history breaks a promise.
 func (r *Result) Failed() bool {
-	return r.Check != porcupine.Ok || len(r.Lost) > 0 || len(r.Overbooked) > 0 || len(r.Mismatch) > 0
+	return r.Check != porcupine.Ok || len(r.Lost) > 0 || len(r.Overbooked) > 0 || len(r.Mismatch) > 0 || len(r.PartialBookings) > 0
 }
 
 // Figures is the one-line summary.
@@ -274,8 +379,13 @@ func (r *Result) Figures() string {
 	if r.Lapses > 0 {
 		lapses = fmt.Sprintf(" lapsed_holds=%d", r.Lapses)
 	}
-	return fmt.Sprintf("ops attempted=%d acknowledged=%d rejected_for_capacity=%d rejected_other=%d unknown=%d (happened=%d)%s overbooked_pools=%d lost_acks=%d linearizable=%s (checked in %v)",
-		r.Attempted, r.Acked, r.RejectedCapacity, r.Rejected-r.RejectedCapacity, r.Unknown, r.UnknownHappened, lapses,
+	bookings := ""
+	if b := r.Bookings; b.Attempted > 0 || r.Extends > 0 || r.PartialConfirms > 0 {
+		bookings = fmt.Sprintf(" bookings attempted=%d acknowledged=%d refused=%d unknown=%d (happened=%d) partial_bookings=%d extends=%d partial_confirms=%d",
+			b.Attempted, b.Acked, b.Refused, b.Unknown, b.Happened, len(r.PartialBookings), r.Extends, r.PartialConfirms)
+	}
+	return fmt.Sprintf("ops attempted=%d acknowledged=%d rejected_for_capacity=%d rejected_other=%d unknown=%d (happened=%d)%s%s overbooked_pools=%d lost_acks=%d linearizable=%s (checked in %v)",
+		r.Attempted, r.Acked, r.RejectedCapacity, r.Rejected-r.RejectedCapacity, r.Unknown, r.UnknownHappened, lapses, bookings,
 		len(r.Overbooked), len(r.Lost), yesNo(r.Check), r.CheckTime.Round(time.Millisecond))
 }
 
@@ -294,7 +404,7 @@ func yesNo(c porcupine.CheckResult) string {
 // final are the pools as the service answered after the traffic.
 func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []PoolDoc, timeout time.Duration) *Result {
 	r := &Result{}
-	acked := map[Kind]map[string]bool{KindConfirm: {}, KindRelease: {}}
+	acked := map[Kind]map[string]bool{KindConfirm: {}, KindRelease: {}, KindExtend: {}, KindBookConfirm: {}, KindBookRelease: {}, KindBookExtend: {}}
 	for _, op := range history {
 		if op.Outcome == OK && acked[op.Kind] != nil {
 			acked[op.Kind][op.ReservationID] = true
@@ -313,26 +423,29 @@ func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []Poo
 		case Unknown:
 			r.Unknown++
 		}
-		var fact StreamEvent
-		var inStream bool
-		switch op.Kind {
-		case KindHold:
-			fact, inStream = gt.Held[op.ReservationID]
-			inStream = inStream && fact.Pool == op.Pool && fact.Quantity == op.Quantity
-		case KindConfirm:
-			fact, inStream = gt.Confirmed[op.ReservationID]
-		case KindRelease:
-			fact, inStream = gt.Released[op.ReservationID]
-			if !inStream && op.Outcome == OK && op.ResStatus == "expired" {
-				// Releasing a lapsed hold changes nothing: its lapse is
-				// what the stream must show.
-				fact, inStream = gt.Expired[op.ReservationID]
+		inStream, partial := r.resolve(&op, gt)
+		if partial != "" {
+			r.PartialBookings = append(r.PartialBookings, partial)
+		}
+		if op.Kind == KindBook {
+			r.Bookings.Attempted++
+			switch op.Outcome {
+			case OK:
+				r.Bookings.Acked++
+			case Rejected:
+				r.Bookings.Refused++
+			case Unknown:
+				r.Bookings.Unknown++
+				if inStream {
+					r.Bookings.Happened++
+				}
 			}
 		}
-		if op.Kind == KindHold && inStream {
-			// The pool's time at the decision, and the deadline: the
-			// model keeps the pool's time (see model.go).
-			op.At, op.ExpiresAt = fact.At, fact.ExpiresAt
+		if op.Outcome == OK && (op.Kind == KindExtend || op.Kind == KindBookExtend) {
+			r.Extends++
+		}
+		if op.Outcome == OK && op.Kind == KindConfirm && op.Quantity > 0 {
+			r.PartialConfirms++
 		}
 		switch {
 		case op.Outcome == OK && op.Kind != KindRead && !inStream:
@@ -367,6 +480,9 @@ func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []Poo
 		}
 	}
 	r.Mismatch = append(r.Mismatch, gt.Errors...)
+	r.PartialBookings = append(r.PartialBookings, gt.PartialBookings...)
+	slices.Sort(r.PartialBookings)
+	r.PartialBookings = slices.CompactFunc(r.PartialBookings, func(a, b string) bool { return bookingOf(a) == bookingOf(b) })
 	for _, op := range LapseOps(history, gt) {
 		r.Lapses += len(op.Lapses)
 		r.Ops = append(r.Ops, porcupine.Operation{ClientId: op.Client, Input: op, Call: op.Call, Output: op, Return: op.Return})
@@ -375,6 +491,125 @@ func Check(history []Op, capacities map[string]int, gt *GroundTruth, final []Poo
 	r.Check, r.NotLinearizable, r.Info = checkLinearizable(NewModel(capacities), r.Ops, timeout)
 	r.CheckTime = time.Since(start)
 	return r
+}
+
+// resolve finds op's effect in the stream: whether it is there, and for a
+// write that is, the times the model needs (see model.go) copied into op.
+// partial describes a booking found in some of its pools only.
+func (r *Result) resolve(op *Op, gt *GroundTruth) (inStream bool, partial string) {
+	key := ResKey{op.Pool, op.ReservationID}
+	switch op.Kind {
+	case KindHold:
+		fact, ok := gt.Held[key]
+		if ok && fact.Quantity == op.Quantity && fact.Booking == "" {
+			op.At, op.ExpiresAt = fact.At, fact.ExpiresAt
+			return true, ""
+		}
+	case KindConfirm:
+		fact, ok := gt.Confirmed[key]
+		if ok && op.Outcome == Unknown {
+			// Of several confirms of one reservation the stream shows only
+			// the one that wrote: an unknown one that asked for other units
+			// did not write it (a repeat changes nothing: dropping it is
+			// the same).
+			held := gt.Held[key].Quantity
+			want, kept := held, held
+			if op.Quantity > 0 {
+				want = op.Quantity
+			}
+			if fact.Quantity > 0 {
+				kept = fact.Quantity
+			}
+			return want == kept, ""
+		}
+		return ok, ""
+	case KindRelease:
+		if _, ok := gt.Released[key]; ok {
+			return true, ""
+		}
+		if op.Outcome == OK && op.ResStatus == "expired" {
+			// Releasing a lapsed hold changes nothing: its lapse is
+			// what the stream must show.
+			_, ok := gt.Expired[key]
+			return ok, ""
+		}
+	case KindExtend:
+		if ev, ok := extension(gt, key, op.TTL); ok {
+			op.At, op.ExpiresAt = ev.At, ev.ExpiresAt
+			return true, ""
+		}
+	case KindBook:
+		items := make([]Item, len(op.Items))
+		var found []string
+		for i, it := range op.Items {
+			items[i] = it
+			fact, ok := gt.Held[ResKey{it.Pool, op.ReservationID}]
+			if ok && fact.Booking == op.ReservationID && fact.Quantity == it.Quantity {
+				found = append(found, it.Pool)
+				items[i].At, op.ExpiresAt = fact.At, fact.ExpiresAt
+			}
+		}
+		switch len(found) {
+		case len(op.Items):
+			op.Items = items
+			return true, ""
+		case 0:
+			return false, ""
+		}
+		return false, fmt.Sprintf("partial booking %s (client %d, %s): items %v, in the stream in %v only", op.ReservationID, op.Client, op.Outcome, op.Items, found)
+	case KindBookConfirm, KindBookRelease, KindBookExtend:
+		items := make([]Item, len(op.Items))
+		copy(items, op.Items)
+		any := false
+		for i, it := range op.Items {
+			k := ResKey{it.Pool, op.ReservationID}
+			switch op.Kind {
+			case KindBookConfirm:
+				_, ok := gt.Confirmed[k]
+				any = any || ok
+			case KindBookRelease:
+				_, ok := gt.Released[k]
+				if !ok && op.Outcome == OK && op.ResStatus == "expired" {
+					_, ok = gt.Expired[k]
+				}
+				any = any || ok
+			case KindBookExtend:
+				if ev, ok := extension(gt, k, op.TTL); ok {
+					any = true
+					items[i].At, op.ExpiresAt = ev.At, ev.ExpiresAt
+				}
+			}
+		}
+		if any {
+			op.Items = items
+		}
+		return any, ""
+	}
+	return false, ""
+}
+
+// bookingOf returns the booking id a partial booking's description names.
+func bookingOf(partial string) string {
+	f := strings.Fields(partial)
+	if len(f) < 3 {
+		return partial
+	}
+	return strings.TrimSuffix(f[2], ":")
+}
+
+// extension returns the Extended event of reservation k that asked for ttl
+// (the traffic never asks one reservation for the same ttl twice).
+func extension(gt *GroundTruth, k ResKey, ttl string) (StreamEvent, bool) {
+	d, err := time.ParseDuration(ttl)
+	if err != nil {
+		return StreamEvent{}, false
+	}
+	for _, ev := range gt.Extended[k] {
+		if ev.TTL == d {
+			return ev, true
+		}
+	}
+	return StreamEvent{}, false
 }
 
 // checkLinearizable checks ops against model within timeout. It checks the
@@ -392,7 +627,7 @@ func checkLinearizable(model porcupine.Model, ops []porcupine.Operation, timeout
 	var failed []string
 	var failedOps []porcupine.Operation
 	for _, part := range model.Partition(ops) {
-		pool := part[0].Input.(Op).Pool
+		pool := groupName(part)
 		if res := porcupine.CheckOperationsTimeout(model, part, timeout); res != porcupine.Ok {
 			failed = append(failed, fmt.Sprintf("%s (%s)", pool, res))
 			failedOps = append(failedOps, part...)
@@ -400,6 +635,17 @@ func checkLinearizable(model porcupine.Model, ops []porcupine.Operation, timeout
 	}
 	_, info := porcupine.CheckOperationsVerbose(model, failedOps, timeout)
 	return result, failed, info
+}
+
+// groupName names a partition by its pools.
+func groupName(part []porcupine.Operation) string {
+	seen := map[string]bool{}
+	for _, op := range part {
+		for _, p := range op.Input.(Op).Pools() {
+			seen[p] = true
+		}
+	}
+	return strings.Join(slices.Sorted(maps.Keys(seen)), "+")
 }
 
 // lapseClients numbers the lapse operations' pseudo-clients.
@@ -447,7 +693,22 @@ func LapseOps(history []Op, gt *GroundTruth) []Op {
 			b.unknown = true
 		}
 	}
-	kindOf := map[string]Kind{capacity.HeldType: KindHold, capacity.ConfirmedType: KindConfirm, capacity.ReleasedType: KindRelease}
+	kindOf := func(ev StreamEvent) Kind {
+		kinds := map[string][2]Kind{
+			capacity.HeldType:      {KindHold, KindBook},
+			capacity.ConfirmedType: {KindConfirm, KindBookConfirm},
+			capacity.ReleasedType:  {KindRelease, KindBookRelease},
+			capacity.ExtendedType:  {KindExtend, KindBookExtend},
+		}
+		k, ok := kinds[ev.Type]
+		switch {
+		case !ok:
+			return ""
+		case ev.Booking != "":
+			return k[1]
+		}
+		return k[0]
+	}
 
 	// Per pool, its events in stream order (so in the pool's time), with
 	// the latest call of a client write up to each and the earliest
@@ -470,14 +731,14 @@ func LapseOps(history []Op, gt *GroundTruth) []Op {
 		l.returnsFrom[n] = math.MaxInt64
 		for i, ev := range l.events {
 			l.callsBefore[i+1] = l.callsBefore[i]
-			if b := byKey[key{kindOf[ev.Type], ev.ReservationID}]; b != nil {
+			if b := byKey[key{kindOf(ev), ev.ReservationID}]; b != nil {
 				l.callsBefore[i+1] = max(l.callsBefore[i], b.minCall)
 			}
 		}
 		for i := n - 1; i >= 0; i-- {
 			ev := l.events[i]
 			l.returnsFrom[i] = l.returnsFrom[i+1]
-			if b := byKey[key{kindOf[ev.Type], ev.ReservationID}]; b != nil && !b.unknown {
+			if b := byKey[key{kindOf(ev), ev.ReservationID}]; b != nil && !b.unknown {
 				l.returnsFrom[i] = min(l.returnsFrom[i+1], b.maxReturn)
 			}
 		}

@@ -22,6 +22,15 @@ const (
 	KindConfirm Kind = "confirm"
 	KindRelease Kind = "release"
 	KindRead    Kind = "read" // GET the pool: its counters
+	// KindExtend gives a live hold a new deadline (Op.TTL from now).
+	KindExtend Kind = "extend"
+	// Bookings: one operation over every pool of Op.Items, all or nothing;
+	// the booking id is Op.ReservationID and the reservation's id in each
+	// of its pools.
+	KindBook        Kind = "book"
+	KindBookConfirm Kind = "book-confirm"
+	KindBookRelease Kind = "book-release"
+	KindBookExtend  Kind = "book-extend"
 	// KindLapse is not a client's: the moment the pool's recorded time
 	// reached a deadline (Op.At), lapsing every hold due by then; added to
 	// the history by the check (see LapseOps).
@@ -45,34 +54,74 @@ const ProblemTypeBase = "https://capacityd.dev/problems/"
 // Op is one recorded operation. Call and Return are nanoseconds since the
 // recorder started, from one monotonic clock.
 type Op struct {
-	Client        int     `json:"client"`
-	Target        int     `json:"target"` // which service instance was asked
-	Kind          Kind    `json:"kind"`
-	Pool          string  `json:"pool"`
-	ReservationID string  `json:"reservation_id,omitempty"`
-	Quantity      int     `json:"quantity,omitempty"`
-	Call          int64   `json:"call"`
-	Return        int64   `json:"return"`
-	Outcome       Outcome `json:"outcome"`
-	Status        int     `json:"status,omitempty"`
-	Problem       string  `json:"problem,omitempty"` // problem code, e.g. insufficient-capacity
-	Err           string  `json:"err,omitempty"`
+	Client        int    `json:"client"`
+	Target        int    `json:"target"` // which service instance was asked
+	Kind          Kind   `json:"kind"`
+	Pool          string `json:"pool"`
+	ReservationID string `json:"reservation_id,omitempty"`
+	// Quantity of a hold; of a confirm, the units to confirm (0: all).
+	Quantity int `json:"quantity,omitempty"`
+	// Items are a booking's pools (every booking kind); Pool is the first.
+	Items []Item `json:"items,omitempty"`
+	// TTL of an extend.
+	TTL     string  `json:"ttl,omitempty"`
+	Call    int64   `json:"call"`
+	Return  int64   `json:"return"`
+	Outcome Outcome `json:"outcome"`
+	Status  int     `json:"status,omitempty"`
+	Problem string  `json:"problem,omitempty"` // problem code, e.g. insufficient-capacity
+	// ProblemPool is the pool a refusal names (a booking's first pool short).
+	ProblemPool string `json:"problem_pool,omitempty"`
+	Err         string `json:"err,omitempty"`
 	// Read results (KindRead, OK).
 	Capacity  int `json:"capacity,omitempty"`
 	Held      int `json:"held,omitempty"`
 	Confirmed int `json:"confirmed,omitempty"`
-	// ResStatus is the reservation's status in a write's answer.
+	// ResStatus is the reservation's (or booking's) status in a write's answer.
 	ResStatus string `json:"res_status,omitempty"`
+	// Position is a booking's position in its answer (a min_position).
+	Position uint64 `json:"position,omitempty"`
 	// Times in the pool's recorded time, which no client sees: set by the
 	// check from the stream. A hold's At is the time it was decided at and
 	// ExpiresAt its deadline (the Held event's); a lapse's At is the
 	// deadline the pool's time reaches, Lapses the holds the stream shows
 	// lapsing there, and LapseSeq its place among the pool's lapses in
 	// deadline order (0, 1, ...).
+	// A booking's items carry the At of their own pool (each part is
+	// decided at its pool's time) and share ExpiresAt; an extend's At and
+	// ExpiresAt are its Extended event's.
 	At        time.Time `json:"at,omitzero"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	Lapses    []string  `json:"lapses,omitempty"`
 	LapseSeq  int       `json:"lapse_seq,omitempty"`
+}
+
+// Item is one pool's part of a booking.
+type Item struct {
+	Pool     string    `json:"pool"`
+	Quantity int       `json:"quantity"`
+	At       time.Time `json:"at,omitzero"` // set by the check: the part's Held event's
+}
+
+// Pools returns the pools an operation touches.
+func (op Op) Pools() []string {
+	if len(op.Items) == 0 {
+		return []string{op.Pool}
+	}
+	out := make([]string, len(op.Items))
+	for i, it := range op.Items {
+		out[i] = it.Pool
+	}
+	return out
+}
+
+// IsBooking reports whether op is an operation of a booking.
+func (op Op) IsBooking() bool {
+	switch op.Kind {
+	case KindBook, KindBookConfirm, KindBookRelease, KindBookExtend:
+		return true
+	}
+	return false
 }
 
 // Recorder collects the operations of every client. Each client appends to
@@ -142,6 +191,7 @@ type Response struct {
 	Body        []byte
 	Outcome     Outcome
 	Problem     string // problem code of a 4xx/5xx problem+json answer
+	ProblemPool string // the pool the problem names, if any
 	ProblemJSON bool   // the answer was application/problem+json with a type
 	Err         error  // transport error (outcome unknown)
 }
@@ -152,6 +202,7 @@ type problemDoc struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
+	Pool   string `json:"pool"`
 }
 
 // Do sends a request with an optional JSON body and classifies the answer:
@@ -189,7 +240,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, header h
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/problem+json" {
 		var p problemDoc
 		if json.Unmarshal(data, &p) == nil && strings.HasPrefix(p.Type, ProblemTypeBase) {
-			r.ProblemJSON, r.Problem = true, strings.TrimPrefix(p.Type, ProblemTypeBase)
+			r.ProblemJSON, r.Problem, r.ProblemPool = true, strings.TrimPrefix(p.Type, ProblemTypeBase), p.Pool
 		}
 	}
 	switch {
@@ -242,6 +293,26 @@ type ReservationDoc struct {
 	Status        string    `json:"status"`
 	ExpiresAt     time.Time `json:"expires_at"`
 	Version       uint64    `json:"version"`
+}
+
+// BookingDoc is the booking object of the API.
+type BookingDoc struct {
+	BookingID string `json:"booking_id"`
+	Status    string `json:"status"`
+	Position  uint64 `json:"position"`
+}
+
+// BookRequest is the body of POST /v1/bookings.
+type BookRequest struct {
+	BookingID string            `json:"booking_id"`
+	Items     []BookRequestItem `json:"items"`
+	TTL       string            `json:"ttl,omitempty"`
+}
+
+// BookRequestItem is one pool of a BookRequest.
+type BookRequestItem struct {
+	Pool     string `json:"pool"`
+	Quantity int    `json:"quantity"`
 }
 
 // PoolDefinition is the body of PUT /v1/pools/{pool}.

@@ -110,6 +110,7 @@ func powerLoss(t *testing.T, m powerMode) powerFigures {
 	// Holds and confirms, no releases: every acknowledged hold keeps its
 	// units, so the acknowledged holds of a pool must fit in it.
 	w.Hold, w.Confirm, w.Release, w.Read = 70, 10, 0, 20
+	w.Extend, w.Book, w.PartialShare = 0, 0, 0 // the mix before bookings
 	w.HotShare = 0.2
 	for i := range w.Pools {
 		if !w.Pools[i].Hot {
@@ -165,7 +166,7 @@ func powerLoss(t *testing.T, m powerMode) powerFigures {
 				continue
 			}
 			acked++
-			if h, ok := gt.Held[op.ReservationID]; ok && h.Pool == op.Pool && h.Quantity == op.Quantity {
+			if h, ok := gt.Held[ResKey{op.Pool, op.ReservationID}]; ok && h.Quantity == op.Quantity {
 				continue
 			}
 			if !missing[op.ReservationID] {
