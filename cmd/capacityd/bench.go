@@ -41,6 +41,9 @@ type benchOptions struct {
 	// OpenLoop lists the fractions of each scenario's closed-loop maximum
 	// at which it is then offered load open loop, for --duration/2 each.
 	OpenLoop []float64
+	// Postgres, when set, is the PostgreSQL URL of the peer: the same
+	// holds served by a service on PostgreSQL, measured in the same run.
+	Postgres string
 }
 
 // newBenchOptions returns the defaults of `capacityd bench`.
@@ -73,14 +76,22 @@ durable (hot-pool with --sync always, the service's default durability),
 bookings (two-pool bookings over 1,000 slot pools and 50 picking pools beside
 single-pool holds on the slots, --sync always; each kind reported apart).
 
+With --postgres URL (or $CAPACITY_BENCH_POSTGRES) the bench also starts, in
+this process, a small HTTP service with the same hold route and JSON on
+PostgreSQL (one transaction per hold with a row lock on the pool, in a
+scratch schema it drops afterwards), drives hot-pool's and many-pools' load
+at it with the same client and concurrency, and reports it as a peer with
+each scenario's ratio to it.
+
 Example: capacityd bench --scenario hot-pool,durable --duration 10s --json
 
 Flags:
 `
 
 // parseBenchOptions reads the flags of `capacityd bench`.
-func parseBenchOptions(args []string, stderr io.Writer) (benchOptions, error) {
+func parseBenchOptions(args []string, getenv func(string) string, stderr io.Writer) (benchOptions, error) {
 	o := newBenchOptions()
+	o.Postgres = getenv("CAPACITY_BENCH_POSTGRES")
 	fs := flag.NewFlagSet("capacityd bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage); fs.PrintDefaults() }
@@ -110,6 +121,7 @@ func parseBenchOptions(args []string, stderr io.Writer) (benchOptions, error) {
 		}
 		return nil
 	})
+	fs.StringVar(&o.Postgres, "postgres", o.Postgres, "PostgreSQL URL of the peer to compare with (env CAPACITY_BENCH_POSTGRES); the role needs CREATE on its database")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write a CPU profile of the whole run (load generator and embedded service) to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, errUsage{err}
@@ -212,6 +224,11 @@ func bench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) (err e
 			failed = append(failed, s.Name)
 		}
 	}
+	for _, p := range b.report.Peers {
+		if p.Correctness != nil && !p.Correctness.Passed {
+			failed = append(failed, "peer "+p.Peer+" ("+p.Scenario+")")
+		}
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("correctness check failed: %s", strings.Join(failed, ", "))
 	}
@@ -296,6 +313,11 @@ func (b *benchRun) run(ctx context.Context) error {
 		total += time.Duration(n) * perRun
 		b.status("ceilings first: %d runs of %s warmup + %s, about %s (--ceilings=false skips them)", n, o.Warmup, o.Duration, time.Duration(n)*perRun)
 	}
+	if o.Postgres != "" {
+		n := b.peerRuns()
+		total += time.Duration(n) * perRun
+		b.status("postgres peer: %d runs, about %s", n, time.Duration(n)*perRun)
+	}
 	b.status("%d scenario(s): about %s; in all about %s plus setup", len(o.Scenarios), time.Duration(len(o.Scenarios))*perRun, total)
 	if o.Ceilings {
 		b.note("storage ceilings take one ack per message; the service group-commits the commands queued on a pool as one message (one write, one fsync under --sync always), so it can beat them: a ratio above 1 there is group commit at work")
@@ -303,11 +325,17 @@ func (b *benchRun) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if o.Postgres != "" {
+		if err := b.postgresPeers(ctx); err != nil {
+			return fmt.Errorf("postgres peer: %w", err)
+		}
+	}
 	for _, name := range o.Scenarios {
 		sr, err := b.scenario(ctx, name)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
+		b.comparePeers(&sr)
 		for _, ceiling := range []string{loadgen.CeilingHTTP, loadgen.CeilingStorageSync, loadgen.CeilingStorageAsync} {
 			sync := sr.Sync
 			if sync == "unknown" {

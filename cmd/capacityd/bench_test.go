@@ -172,6 +172,9 @@ func TestBenchURL(t *testing.T) {
 	}
 }
 
+// noEnv is an environment with nothing set.
+func noEnv(string) string { return "" }
+
 // TestBenchFlags checks that bad flags are usage errors.
 func TestBenchFlags(t *testing.T) {
 	for name, args := range map[string][]string{
@@ -181,18 +184,34 @@ func TestBenchFlags(t *testing.T) {
 		"extra argument":   {"now"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := parseBenchOptions(args, io.Discard)
+			_, err := parseBenchOptions(args, noEnv, io.Discard)
 			var usage errUsage
 			if !errors.As(err, &usage) {
 				t.Fatalf("parseBenchOptions(%v) = %v, want a usage error", args, err)
 			}
 		})
 	}
-	o, err := parseBenchOptions([]string{"--scenario", "mixed, hot-pool,mixed"}, io.Discard)
+	o, err := parseBenchOptions([]string{"--scenario", "mixed, hot-pool,mixed"}, noEnv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := o.Scenarios, []string{loadgen.HotPool, loadgen.Mixed}; !slices.Equal(got, want) {
 		t.Errorf("scenarios = %v, want %v", got, want)
+	}
+
+	env := func(k string) string {
+		if k == "CAPACITY_BENCH_POSTGRES" {
+			return "postgres://from-env"
+		}
+		return ""
+	}
+	if o, err := parseBenchOptions(nil, env, io.Discard); err != nil || o.Postgres != "postgres://from-env" {
+		t.Errorf("postgres from the environment = %q, %v", o.Postgres, err)
+	}
+	if o, err := parseBenchOptions([]string{"--postgres", "postgres://flag"}, env, io.Discard); err != nil || o.Postgres != "postgres://flag" {
+		t.Errorf("--postgres over the environment = %q, %v", o.Postgres, err)
+	}
+	if o, err := parseBenchOptions(nil, noEnv, io.Discard); err != nil || o.Postgres != "" {
+		t.Errorf("postgres by default = %q, %v, want none", o.Postgres, err)
 	}
 }

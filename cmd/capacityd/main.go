@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return serve(ctx, cfg, stdout, stderr)
 	case "bench":
-		opts, err := parseBenchOptions(args, stderr)
+		opts, err := parseBenchOptions(args, getenv, stderr)
 		if err != nil {
 			return helpOr(err)
 		}

@@ -118,21 +118,52 @@ type ScenarioReport struct {
 	OpenLoop []OpenFigure `json:"open_loop,omitempty"`
 }
 
+// PeerPostgres names the PostgreSQL peer in reports and ratios.
+const PeerPostgres = "postgres"
+
+// PeerReport is another service with the same hold route, driven with one
+// scenario's load by the same client and concurrency in the same run, so
+// that scenario's figure can be read as a ratio to it.
+type PeerReport struct {
+	Figure
+	Peer     string `json:"peer"`     // PeerPostgres
+	Scenario string `json:"scenario"` // the load it got: HotPool or ManyPools
+	Pools    int    `json:"pools"`
+	// Durable says whether the peer's commits reach the disk before it
+	// answers (for PostgreSQL: fsync on and synchronous_commit not off).
+	Durable     bool         `json:"durable"`
+	Notes       []string     `json:"notes,omitempty"`
+	Correctness *Correctness `json:"correctness,omitempty"`
+}
+
 // Report is everything one bench run measured.
 type Report struct {
-	StartedAt   time.Time        `json:"started_at"`
-	GoVersion   string           `json:"go_version"`
-	GOMAXPROCS  int              `json:"gomaxprocs"`
-	NumCPU      int              `json:"num_cpu"`
-	LoadAvg     []float64        `json:"load_avg,omitempty"` // 1, 5, 15 minutes, at the start
-	LoadAvgEnd  []float64        `json:"load_avg_end,omitempty"`
-	Target      string           `json:"target"` // "embedded" or the --url given
-	Clients     int              `json:"clients"`
-	DurationSec float64          `json:"duration_sec"`
-	WarmupSec   float64          `json:"warmup_sec"`
-	Notes       []string         `json:"notes,omitempty"`
-	Ceilings    []Figure         `json:"ceilings"`
-	Scenarios   []ScenarioReport `json:"scenarios"`
+	StartedAt   time.Time `json:"started_at"`
+	GoVersion   string    `json:"go_version"`
+	GOMAXPROCS  int       `json:"gomaxprocs"`
+	NumCPU      int       `json:"num_cpu"`
+	LoadAvg     []float64 `json:"load_avg,omitempty"` // 1, 5, 15 minutes, at the start
+	LoadAvgEnd  []float64 `json:"load_avg_end,omitempty"`
+	Target      string    `json:"target"` // "embedded" or the --url given
+	Clients     int       `json:"clients"`
+	DurationSec float64   `json:"duration_sec"`
+	WarmupSec   float64   `json:"warmup_sec"`
+	Notes       []string  `json:"notes,omitempty"`
+	Ceilings    []Figure  `json:"ceilings"`
+	// Peers are other services measured with the scenarios' loads
+	// (`--postgres`); absent without one.
+	Peers     []PeerReport     `json:"peers,omitempty"`
+	Scenarios []ScenarioReport `json:"scenarios"`
+}
+
+// Peer returns the peer named name that got scenario's load.
+func (r *Report) Peer(name, scenario string) (PeerReport, bool) {
+	for _, p := range r.Peers {
+		if p.Peer == name && p.Scenario == scenario {
+			return p, true
+		}
+	}
+	return PeerReport{}, false
 }
 
 // Ceiling returns the ceiling named name measured with sync mode sync.
@@ -154,7 +185,14 @@ func WriteTable(w io.Writer, r *Report) error {
 		r.GoVersion, loads(r.LoadAvg), loads(r.LoadAvgEnd))
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\trejected\tcorrect\tvs http\tvs js-sync\tvs js-async\tcores us/others\tok/cpu-s\tvs http per cpu\t")
+	// The peer's column is there only when a peer ran: without one the
+	// table is what it always was.
+	peerHeader, peerCell := "", func(ScenarioReport) string { return "" }
+	if len(r.Peers) > 0 {
+		peerHeader = "vs postgres\t"
+		peerCell = func(s ScenarioReport) string { return ratio(s.Ratios, PeerPostgres) + "\t" }
+	}
+	fmt.Fprintln(tw, "scenario\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\trejected\tcorrect\tvs http\tvs js-sync\tvs js-async\tcores us/others\tok/cpu-s\tvs http per cpu\t"+peerHeader)
 	for _, s := range r.Scenarios {
 		if s.Skipped {
 			fmt.Fprintf(tw, "%s\t%s\tskipped\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", s.Name, s.Sync)
@@ -167,10 +205,10 @@ func WriteTable(w io.Writer, r *Report) error {
 				correct = "FAILED"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Name, s.Sync, rate(s.OpsPerSec),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Sync, rate(s.OpsPerSec),
 			msStr(s.LatencyMS.P50), msStr(s.LatencyMS.P90), msStr(s.LatencyMS.P99), msStr(s.LatencyMS.P999),
 			s.Failed, s.Rejected, correct, ratio(s.Ratios, CeilingHTTP), ratio(s.Ratios, CeilingStorageSync),
-			ratio(s.Ratios, CeilingStorageAsync), cores(s.Figure), perCPU(s.Figure), ratio(s.CPURatios, CeilingHTTP))
+			ratio(s.Ratios, CeilingStorageAsync), cores(s.Figure), perCPU(s.Figure), ratio(s.CPURatios, CeilingHTTP), peerCell(s))
 	}
 	if len(r.Ceilings) > 0 {
 		fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
@@ -182,6 +220,21 @@ func WriteTable(w io.Writer, r *Report) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\t\t\t\t\t%s\t%s\t\t\n", c.Name, sync, rate(c.OpsPerSec),
 				msStr(c.LatencyMS.P50), msStr(c.LatencyMS.P90), msStr(c.LatencyMS.P99), msStr(c.LatencyMS.P999), c.Failed, cores(c), perCPU(c))
+		}
+	}
+	if len(r.Peers) > 0 {
+		fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
+		fmt.Fprintln(tw, "peer (load)\tsync\tok/s\tp50\tp90\tp99\tp99.9\terrors\trejected\tcorrect\t\t\t\tcores us/others\tok/cpu-s\t\t")
+		for _, p := range r.Peers {
+			correct := "-"
+			if p.Correctness != nil {
+				correct = "ok"
+				if !p.Correctness.Passed {
+					correct = "FAILED"
+				}
+			}
+			fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t\t\t\t%s\t%s\t\t\n", p.Peer, p.Scenario, p.Sync, rate(p.OpsPerSec),
+				msStr(p.LatencyMS.P50), msStr(p.LatencyMS.P90), msStr(p.LatencyMS.P99), msStr(p.LatencyMS.P999), p.Failed, p.Rejected, correct, cores(p.Figure), perCPU(p.Figure))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -220,6 +273,21 @@ func WriteTable(w io.Writer, r *Report) error {
 			continue
 		}
 		fmt.Fprintf(&b, "\n%s:\n", s.Name)
+		for _, l := range lines {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+	}
+	for _, p := range r.Peers {
+		lines := p.Notes
+		if len(p.Errors) > 0 {
+			lines = append(lines, "errors: "+counts(p.Errors))
+		}
+		if c := p.Correctness; c != nil {
+			lines = append(lines, fmt.Sprintf("check: %d pools, held %d (want %d), unanswered %d, over capacity %d",
+				c.Pools, c.Held, c.ExpectedHeld, c.Unknown, c.OverCapacity))
+			lines = append(lines, c.Problems...)
+		}
+		fmt.Fprintf(&b, "\npeer %s (%s):\n", p.Peer, p.Scenario)
 		for _, l := range lines {
 			fmt.Fprintf(&b, "  %s\n", l)
 		}
