@@ -11,6 +11,7 @@ import (
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // errDiffers is verify's failure: some copy is not a prefix of the head.
@@ -98,6 +99,29 @@ func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []str
 		}
 		fmt.Fprintf(out, "  domain %s: %s; last_seq %d, lag %d, missing %d, out of order %d, content mismatch %d, diverged tail %d%s\n",
 			d, verdict, c.LastSeq, diff.Lag, len(diff.Missing), diff.OutOfOrder, len(diff.Mismatch), len(diff.Beyond), seqRange(diff.Beyond))
+	}
+	// Copies set aside by failback are history, not copies: reported, never
+	// a reason to fail (their diverged tail is what the fenced region wrote
+	// after the recovery point).
+	for _, d := range domains {
+		js, err := jetstream.NewWithDomain(nc, d)
+		if err != nil {
+			continue
+		}
+		names, err := streams.Asides(ctx, js, region)
+		if err != nil {
+			continue
+		}
+		for _, name := range names {
+			c, err := streams.ReadStream(ctx, nc, d, name)
+			if err != nil {
+				fmt.Fprintf(out, "  domain %s: set aside %s: %v\n", d, name, err)
+				continue
+			}
+			diff := streams.Compare(headCopy, c)
+			fmt.Fprintf(out, "  domain %s: set aside %s (kept, not a copy): last_seq %d, content mismatch %d, diverged tail %d%s\n",
+				d, name, c.LastSeq, len(diff.Mismatch), len(diff.Beyond), seqRange(diff.Beyond))
+		}
 	}
 	if bad {
 		return errDiffers
