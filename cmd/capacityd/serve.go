@@ -63,9 +63,9 @@ type app struct {
 	// followWarned is the epoch of each region whose diverged copy was
 	// reported (once) as not following the head; the terms goroutine's.
 	followWarned map[string]uint64
-	pools     *pools.Service
-	reg       *prometheus.Registry
-	stops     []func() // read models and other workers, stopped in reverse order
+	pools        *pools.Service
+	reg          *prometheus.Registry
+	stops        []func() // read models and other workers, stopped in reverse order
 
 	stopTracing func() // nil unless spans are exported
 
