@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,6 +206,28 @@ func TestRegionsFailback(t *testing.T) {
 		t.Errorf("verify after the failback: want b's copy equal to a's head:\n%s", report)
 	}
 	t.Logf("capacityd verify after the failback:\n%s", report)
+	// verify --watch exports the same as metrics.
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	wctx, stopWatch := context.WithCancel(ctx)
+	watch := exec.CommandContext(wctx, capacitydBin, "verify", "--nats-url", a.NATSURL, "--region", "a", "--domains", "a,b", "--watch", "200ms", "--metrics-listen", addr)
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stopWatch(); _ = watch.Wait() }()
+	waitFor(t, 20*time.Second, func() error {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, line := range []string{`capacity_verify_ok{region="a"} 1`, `capacity_verify_copy_lag{domain="b",region="a"} 0`, `capacity_verify_head_epoch{region="a"} 2`} {
+			if !strings.Contains(string(body), line) {
+				return fmt.Errorf("verify --watch metrics lack %q:\n%s", line, body)
+			}
+		}
+		return nil
+	})
 	t.Logf("failback: takeover in b at last_seq %d; a returned fenced with tail %+v (%d holds acknowledged by a before kill -9 never reached b, kept there); handover back to a at last_seq %d, epoch 2, took %d ms in a (%v from the first promote call to the answer, retries included; %d holds acknowledged from the failback start to the end); %d holds acknowledged after the takeover, %d lost",
 		takeover.LastSeq, returned.Tail, window, failback.LastSeq, failback.TookMS, failbackTook.Round(time.Millisecond), okAf.Load()-okAtFailback, len(acked), lost)
 }
