@@ -59,6 +59,10 @@ type FencedTail struct {
 	Epoch             uint64 // the epoch that fenced it
 	Writer            string // the region that writes its pools now
 	FirstSeq, LastSeq uint64
+	// Stream is where the tail is kept once the region follows the new
+	// head: its old stream, set aside whole (CAPACITY_<REGION>_FENCED_<epoch>);
+	// "" while it is still the region's own stream.
+	Stream string
 }
 
 // Count is the number of messages in the tail.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -178,10 +179,14 @@ func TestRegionsFailover(t *testing.T) {
 		want(t, "hold sent to a, read in b", cb.Do(ctx, http.MethodGet, "/v1/pools/"+pools[1]+"/reservations/via-a", nil, nil), http.StatusOK, "")
 	}
 	t.Logf("a returned fenced: writer b at epoch 1, fenced tail %+v", st2.Tail)
-	// verify finds a's tail: a's stream is not a prefix of the head.
+	// a's copy follows the head now (its old stream, tail included, set
+	// aside): verify passes and reports the aside stream with its tail.
 	report, err := tryCapacityd("verify", "--nats-url", b.NATSURL, "--region", "a", "--domains", "a,b")
-	if hasTail := st2.Tail != nil && st2.Tail.Count > 0; hasTail != (err != nil) {
-		t.Errorf("verify with a fenced tail %v: exit error %v, want one iff there is a tail:\n%s", hasTail, err, report)
+	if err != nil {
+		t.Errorf("verify after a's return: %v\n%s", err, report)
+	}
+	if st2.Tail != nil && (st2.Tail.Stream != "CAPACITY_A_FENCED_1" || !strings.Contains(report, "set aside CAPACITY_A_FENCED_1")) {
+		t.Errorf("a's tail %+v: want it kept in CAPACITY_A_FENCED_1 and reported by verify:\n%s", st2.Tail, report)
 	}
 	t.Logf("capacityd verify after a's return:\n%s", report)
 }
@@ -193,6 +198,7 @@ type selfRegion struct {
 		FirstSeq uint64 `json:"first_seq"`
 		LastSeq  uint64 `json:"last_seq"`
 		Count    uint64 `json:"count"`
+		Stream   string `json:"stream"`
 	} `json:"fenced_tail"`
 }
 

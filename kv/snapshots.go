@@ -216,3 +216,21 @@ func checkKey(key string) error {
 	}
 	return nil
 }
+
+// DeleteRegion deletes every pool snapshot of region (keys "<region>.*"):
+// a region setting aside a diverged copy of its stream must not load a
+// snapshot folded from the tail it set aside.
+func (s *Snapshots) DeleteRegion(ctx context.Context, region string) (int, error) {
+	keys, err := s.kv.ListKeysFiltered(ctx, region+".>")
+	if err != nil {
+		return 0, fmt.Errorf("kv: snapshots of %s: %w", region, err)
+	}
+	n := 0
+	for key := range keys.Keys() {
+		if err := s.kv.Delete(ctx, key); err != nil {
+			return n, fmt.Errorf("kv: delete snapshot %s: %w", key, err)
+		}
+		n++
+	}
+	return n, nil
+}

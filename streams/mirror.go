@@ -40,6 +40,7 @@ type MirrorStatus struct {
 	Active   time.Duration // since the mirror last heard from its origin; -1 if never
 	Error    string        // the mirror's last error, "" if none
 	Promoted bool          // the copy is no longer a mirror: this domain writes it
+	Origin   string        // the domain the mirror follows ("" once promoted)
 }
 
 // Mirror is this domain's copy of another region's event stream.
@@ -56,6 +57,14 @@ type Mirror struct {
 // as is; anything else of that name is refused with ErrInvalid. The origin
 // need not be reachable: the server keeps retrying the mirror.
 func EnsureMirror(ctx context.Context, js jetstream.JetStream, region string, opts ...Option) (*Mirror, error) {
+	return EnsureMirrorFrom(ctx, js, region, region, opts...)
+}
+
+// EnsureMirrorFrom is EnsureMirror with the copy in domain origin as the
+// one to follow (the head after a promotion there). An existing mirror of
+// region's stream is returned as is whatever domain it follows (see
+// MirrorStatus.Origin), as is a promoted copy.
+func EnsureMirrorFrom(ctx context.Context, js jetstream.JetStream, region, origin string, opts ...Option) (*Mirror, error) {
 	if js == nil {
 		return nil, invalidf("nil JetStream")
 	}
@@ -71,7 +80,14 @@ func EnsureMirror(ctx context.Context, js jetstream.JetStream, region string, op
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	name := StreamName(region)
+	if !capacity.ValidID(origin) {
+		return nil, invalidf("origin %q: want [A-Za-z0-9_-]{1,64}", origin)
+	}
 	want := MirrorConfig(region, o.replicas)
+	want.Mirror.External.APIPrefix = DomainAPIPrefix(origin)
+	if origin != region {
+		want.Description = "mirror of region " + region + "'s capacity events, from the head in region " + origin
+	}
 	stream, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		stream, err = js.CreateStream(ctx, want)
@@ -89,7 +105,7 @@ func EnsureMirror(ctx context.Context, js jetstream.JetStream, region string, op
 		if len(cfg.Subjects) != 1 || cfg.Subjects[0] != prefix {
 			return nil, invalidf("stream %s is neither a mirror of region %s nor its promoted copy (subjects %v)", name, region, cfg.Subjects)
 		}
-	case cfg.Mirror.Name != name || cfg.Mirror.External == nil || cfg.Mirror.External.APIPrefix != want.Mirror.External.APIPrefix:
+	case cfg.Mirror.Name != name || mirrorOrigin(cfg) == "":
 		return nil, invalidf("stream %s mirrors %s via %v, want %s via %s", name, cfg.Mirror.Name, cfg.Mirror.External, name, want.Mirror.External.APIPrefix)
 	}
 	return &Mirror{js: js, region: region, name: name, stream: stream}, nil
@@ -138,6 +154,7 @@ func (m *Mirror) Status(ctx context.Context) (MirrorStatus, error) {
 		st.Promoted = true
 		return st, nil
 	}
+	st.Origin = mirrorOrigin(info.Config)
 	if mi := info.Mirror; mi != nil {
 		st.Lag, st.Active = mi.Lag, mi.Active
 		if mi.Error != nil {

@@ -24,6 +24,7 @@ type Store struct {
 	msgGetSubj string // leader-served $JS.API.STREAM.MSG.GET.<name>
 	opts       options
 	inflight   chan struct{} // bounds open atomic batches
+	following  bool          // opened over a mirror: reads only
 }
 
 // Event is one event to append: opaque data plus the headers the store sets.
@@ -101,8 +102,10 @@ func New(ctx context.Context, js jetstream.JetStream, region string, opts ...Opt
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkConfig(stream.CachedInfo().Config); err != nil {
-		return nil, err
+	if s.following = stream.CachedInfo().Config.Mirror != nil; !s.following {
+		if err := s.checkConfig(stream.CachedInfo().Config); err != nil {
+			return nil, err
+		}
 	}
 	s.stream = stream
 	return s, nil
@@ -123,6 +126,10 @@ func StreamName(region string) string {
 	}
 	return b.String()
 }
+
+// Following reports whether the Store was opened over a mirror (see the
+// Following option): it cannot append.
+func (s *Store) Following() bool { return s.following }
 
 // StreamName returns the name of the Store's stream.
 func (s *Store) StreamName() string { return s.name }
@@ -171,6 +178,9 @@ func (s *Store) ensureStream(ctx context.Context) (jetstream.Stream, error) {
 	}
 	current := stream.CachedInfo().Config
 	// Refuse to touch streams we do not own: updating a mirror without Mirror would promote it.
+	if current.Mirror != nil && s.opts.following {
+		return stream, nil
+	}
 	if current.Mirror != nil {
 		return nil, invalidf("stream %s is a mirror; promote it explicitly before writing", s.name)
 	}

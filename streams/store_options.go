@@ -15,6 +15,7 @@ type options struct {
 	timeout         time.Duration
 	attempt         time.Duration
 	maxInflight     int
+	following       bool
 }
 
 func defaultOptions() options {
@@ -82,6 +83,17 @@ func WithAttemptTimeout(d time.Duration) Option {
 			return fmt.Errorf("%w: attempt timeout %v, want > 0", ErrInvalid, d)
 		}
 		o.attempt = d
+		return nil
+	}
+}
+
+// Following lets New open a copy that is a mirror (a region that follows
+// the head elsewhere): the Store reads it; an append finds no stream
+// listening on the region's subjects and fails definitely, until the copy
+// is promoted and a Store opened over it again (Store.Following tells).
+func Following() Option {
+	return func(o *options) error {
+		o.following = true
 		return nil
 	}
 }

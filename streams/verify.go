@@ -25,13 +25,19 @@ type CopyDigest struct {
 
 // ReadCopy reads every message of region's stream in domain over nc.
 func ReadCopy(ctx context.Context, nc *nats.Conn, domain, region string) (*CopyDigest, error) {
+	return ReadStream(ctx, nc, domain, StreamName(region))
+}
+
+// ReadStream reads every message of the stream named name in domain over
+// nc (a copy of a region's stream set aside, say).
+func ReadStream(ctx context.Context, nc *nats.Conn, domain, name string) (*CopyDigest, error) {
 	js, err := jetstream.NewWithDomain(nc, domain)
 	if err != nil {
 		return nil, err
 	}
-	stream, err := js.Stream(ctx, StreamName(region))
+	stream, err := js.Stream(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("streams: %s in domain %s: %w", StreamName(region), domain, err)
+		return nil, fmt.Errorf("streams: %s in domain %s: %w", name, domain, err)
 	}
 	info := stream.CachedInfo()
 	c := &CopyDigest{Domain: domain, Mirror: info.Config.Mirror != nil, LastSeq: info.State.LastSeq, digests: map[uint64][32]byte{}}

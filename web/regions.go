@@ -43,6 +43,7 @@ type tailJSON struct {
 	Writer   string `json:"writer"`
 	FirstSeq uint64 `json:"first_seq"`
 	LastSeq  uint64 `json:"last_seq"`
+	Stream   string `json:"stream,omitempty"`
 	Count    uint64 `json:"count"`
 }
 
@@ -72,7 +73,7 @@ func handleRegions(regions Regions) http.HandlerFunc {
 			out.Regions[i] = regionJSON{Name: st.Name, Writer: st.Writer, Epoch: st.Epoch, Reachable: st.Reachable,
 				LastSeq: st.LastSeq, MirrorLag: st.MirrorLag, MirrorActive: active, ReadPosition: st.ReadPosition, Error: st.Error}
 			if t := st.Tail; t != nil {
-				out.Regions[i].Tail = &tailJSON{Epoch: t.Epoch, Writer: t.Writer, FirstSeq: t.FirstSeq, LastSeq: t.LastSeq, Count: t.Count()}
+				out.Regions[i].Tail = &tailJSON{Epoch: t.Epoch, Writer: t.Writer, FirstSeq: t.FirstSeq, LastSeq: t.LastSeq, Count: t.Count(), Stream: t.Stream}
 			}
 		}
 		encode(w, r, http.StatusOK, out)

@@ -92,7 +92,7 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 			}
 		})
 	}
-	wg.Go(func() { a.pools.SweepLapsed(runCtx, homeLapsed{rm}, a.cfg.SweepEvery) })
+	wg.Go(func() { a.sweepLapsed(runCtx, rm, a.cfg.SweepEvery) })
 	a.stops = append(a.stops, func() { cancel(); wg.Wait() })
 
 	runner := rm.runner
@@ -152,19 +152,35 @@ func (rm *readModels) positions() views.Positions {
 	return p
 }
 
-// homeLapsed hands the sweeper only this region's pools: the others are
-// swept by the region that writes them.
-type homeLapsed struct{ rm *readModels }
-
-func (h homeLapsed) LapsedPools(now time.Time) []string {
-	all := h.rm.availability.LapsedPools(now)
-	out := all[:0:0]
-	for _, pool := range all {
-		if h.rm.homeOf(pool) == h.rm.region {
-			out = append(out, pool)
+// sweepLapsed releases, every interval, the lapsed holds of the pools
+// this instance writes now: its own region's unless fenced, and those of
+// regions promoted here. Each expiry goes through the fencing gate like
+// any write (localPools), so a fenced region never sweeps into its stream.
+func (a *app) sweepLapsed(ctx context.Context, rm *readModels, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	local := localPools{a}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, pool := range rm.availability.LapsedPools(a.now().Add(-interval / 2)) {
+			a.w.gate.RLock()
+			_, writing := a.w.writing[rm.homeOf(pool)]
+			a.w.gate.RUnlock()
+			if !writing {
+				continue // swept by the region that writes it
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := local.Execute(cctx, pool, capacity.Expire{})
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				a.log.Warn().Err(err).Str("pool", pool).Msg("sweeping lapsed holds")
+			}
 		}
 	}
-	return out
 }
 
 // instance names this process among the instances of a region, for its

@@ -59,10 +59,13 @@ type app struct {
 	// w what this instance knows of it and the write sides it runs.
 	terms     *kv.Terms
 	w         writers
-	promoteMu sync.Mutex // one promotion at a time
-	pools     *pools.Service
-	reg       *prometheus.Registry
-	stops     []func() // read models and other workers, stopped in reverse order
+	promoteMu sync.Mutex // one promotion (or one round of follow) at a time
+	// followWarned is the epoch of each region whose diverged copy was
+	// reported (once) as not following the head; the terms goroutine's.
+	followWarned map[string]uint64
+	pools        *pools.Service
+	reg          *prometheus.Registry
+	stops        []func() // read models and other workers, stopped in reverse order
 
 	stopTracing func() // nil unless spans are exported
 
@@ -134,7 +137,7 @@ func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error
 		return nil, err
 	}
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: newClock(cfg.ClockFile),
-		w: writers{terms: map[string]kv.Term{}, writing: map[string]*pools.Service{}}}
+		w: writers{terms: map[string]kv.Term{}, writing: map[string]*pools.Service{}}, followWarned: map[string]uint64{}}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
@@ -224,6 +227,9 @@ func (a *app) connect(ctx context.Context) error {
 func (a *app) openStores(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	// The peers first: a region returning after a takeover must see the
+	// new term before it opens its stream (it may have to follow the head).
+	a.waitPeers(ctx)
 	for attempt := 1; ; attempt++ {
 		err := a.tryOpenStores(ctx)
 		if err == nil {
@@ -243,9 +249,6 @@ func (a *app) openStores(ctx context.Context) error {
 
 func (a *app) tryOpenStores(ctx context.Context) error {
 	var err error
-	if a.store, err = streams.New(ctx, a.js, a.cfg.Region, streams.WithReplicas(a.cfg.Replicas)); err != nil {
-		return fmt.Errorf("event stream: %w", err)
-	}
 	if a.snaps, err = kv.New(ctx, a.js, kv.DefaultBucket, kv.WithReplicas(a.cfg.Replicas)); err != nil {
 		return fmt.Errorf("snapshot bucket: %w", err)
 	}
@@ -256,6 +259,12 @@ func (a *app) tryOpenStores(ctx context.Context) error {
 	}
 	if a.terms, err = kv.OpenTerms(ctx, a.js, a.cfg.Replicas); err != nil {
 		return fmt.Errorf("terms bucket: %w", err)
+	}
+	// Each copy another region writes follows its head (failback).
+	a.followAll(ctx, true)
+	// This region's stream, or its copy following the head elsewhere.
+	if a.store, err = streams.New(ctx, a.js, a.cfg.Region, streams.WithReplicas(a.cfg.Replicas), streams.Following()); err != nil {
+		return fmt.Errorf("event stream: %w", err)
 	}
 	return a.openMirrors(ctx)
 }

@@ -50,18 +50,10 @@ func (a *app) writerOfRegion(region string) (string, uint64) {
 func (a *app) refreshTerms(ctx context.Context) {
 	regions := append([]string{a.cfg.Region}, a.cfg.PeerRegions...)
 	for _, region := range regions {
-		best, err := a.terms.Get(ctx, region)
+		best, err := a.readTerm(ctx, region)
 		if err != nil {
 			a.log.Warn().Err(err).Str("region", region).Msg("terms: own bucket")
 			continue
-		}
-		for _, peer := range a.cfg.PeerRegions {
-			pctx, cancel := context.WithTimeout(ctx, regionProbeTimeout)
-			t, err := kv.PeerTerm(pctx, a.nc, peer, region)
-			cancel()
-			if err == nil && t.Epoch > best.Epoch {
-				best = t
-			}
 		}
 		a.applyTerm(ctx, best)
 	}
@@ -181,6 +173,9 @@ func (a *app) runTerms(ctx context.Context) {
 			return
 		case <-tick.C:
 			a.refreshTerms(ctx)
+			a.promoteMu.Lock()
+			a.followAll(ctx, false)
+			a.promoteMu.Unlock()
 		}
 	}
 }
@@ -200,8 +195,8 @@ type fenceRequest struct {
 // writer's mirror must reach before it writes.
 func (a *app) Fence(ctx context.Context, data []byte) (any, error) {
 	var req fenceRequest
-	if err := json.Unmarshal(data, &req); err != nil || req.Region != a.cfg.Region || req.Writer == "" || req.Epoch == 0 {
-		return nil, capacity.Errorf(capacity.EINVALID, "fence: want {region: %q, writer, epoch}", a.cfg.Region)
+	if err := json.Unmarshal(data, &req); err != nil || req.Region == "" || req.Writer == "" || req.Epoch == 0 {
+		return nil, capacity.Errorf(capacity.EINVALID, "fence: want {region, writer, epoch}")
 	}
 	a.w.gate.Lock()
 	cur, known := a.w.terms[req.Region]
@@ -211,7 +206,8 @@ func (a *app) Fence(ctx context.Context, data []byte) (any, error) {
 		return nil, capacity.Errorf(capacity.ECONFLICT, "region %s does not write its pools at an epoch below %d", req.Region, req.Epoch)
 	}
 	// Held: no write of this region is in flight from here on.
-	last, err := a.store.StreamLastSeq(ctx)
+	c, err := streams.Copy(ctx, a.js, req.Region)
+	last := c.LastSeq
 	if err == nil {
 		t := kv.Term{Region: req.Region, Writer: req.Writer, Epoch: req.Epoch, From: last, Mode: "handover", At: a.now().UTC()}
 		if err = a.terms.Raise(ctx, t); err == nil {
@@ -242,7 +238,7 @@ func (a *app) Promote(ctx context.Context, region string) (capacity.Promotion, e
 			mirror = m.events
 		}
 	}
-	if mirror == nil {
+	if mirror == nil && region != a.cfg.Region {
 		return capacity.Promotion{}, capacity.Errorf(capacity.ENOTFOUND, "region %s is not a peer of region %s (--peer-regions)", region, a.cfg.Region)
 	}
 	a.promoteMu.Lock()
@@ -252,8 +248,23 @@ func (a *app) Promote(ctx context.Context, region string) (capacity.Promotion, e
 	if writer == a.cfg.Region {
 		return capacity.Promotion{}, capacity.Errorf(capacity.ECONFLICT, "region %s writes the pools of region %s already (epoch %d)", a.cfg.Region, region, epoch)
 	}
-	if writer != region {
-		return capacity.Promotion{}, capacity.Errorf(capacity.ECONFLICT, "region %s's pools are written by region %s: promoting from a region other than their home (failback) is not implemented", region, writer)
+	if writer != region || region == a.cfg.Region {
+		// Failback (or a chain of promotions): this region's copy must be
+		// a mirror of the writer's, which follow sets up once the writer
+		// promoted its copy.
+		if region == a.cfg.Region {
+			var err error
+			if mirror, err = streams.EnsureMirrorFrom(ctx, a.js, region, writer, streams.WithReplicas(a.cfg.Replicas)); err != nil {
+				return capacity.Promotion{}, err
+			}
+		}
+		st, err := mirror.Status(ctx)
+		if err != nil {
+			return capacity.Promotion{}, err
+		}
+		if st.Origin != writer {
+			return capacity.Promotion{}, capacity.Errorf(capacity.ECONFLICT, "region %s's copy of region %s's stream does not follow the writer, region %s, yet (it does within about %v of the writer's promotion; a copy with a diverged tail after a restart): retry", a.cfg.Region, region, writer, termsRefresh)
+		}
 	}
 	p := capacity.Promotion{Region: region, Writer: a.cfg.Region, Epoch: epoch + 1, Mode: "takeover"}
 	body, _ := json.Marshal(fenceRequest{Region: region, Writer: a.cfg.Region, Epoch: p.Epoch})

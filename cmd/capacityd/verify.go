@@ -6,11 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // errDiffers is verify's failure: some copy is not a prefix of the head.
@@ -33,6 +38,7 @@ func verifyCommand(ctx context.Context, args []string, getenv func(string) strin
 		return nil
 	})
 	watch := fs.Duration("watch", 0, "verify again at this interval until interrupted (0: once)")
+	listen := fs.String("metrics-listen", "", "with --watch, serve the last results as Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464)")
 	if err := fs.Parse(args); err != nil {
 		return helpOr(errUsage{err})
 	}
@@ -44,8 +50,24 @@ func verifyCommand(ctx context.Context, args []string, getenv func(string) strin
 		return fmt.Errorf("verify: %w", err)
 	}
 	defer nc.Close()
+	var metrics *verifyMetrics
+	if *listen != "" {
+		if *watch <= 0 {
+			return errUsage{fmt.Errorf("--metrics-listen needs --watch")}
+		}
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen %s: %w", *listen, err)
+		}
+		metrics = newVerifyMetrics(*region)
+		srv := &http.Server{Handler: promhttp.HandlerFor(metrics.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		done := make(chan struct{})
+		go func() { defer close(done); _ = srv.Serve(ln) }()
+		defer func() { _ = srv.Close(); <-done }()
+		fmt.Fprintf(stdout, "verify: metrics on http://%s/metrics\n", ln.Addr())
+	}
 	for {
-		err := verifyOnce(ctx, nc, *region, domains, stdout)
+		err := verifyOnce(ctx, nc, *region, domains, stdout, metrics)
 		if *watch <= 0 {
 			return err
 		}
@@ -60,7 +82,7 @@ func verifyCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 }
 
-func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []string, out io.Writer) error {
+func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []string, out io.Writer, metrics *verifyMetrics) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if len(domains) == 0 {
@@ -78,6 +100,7 @@ func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []str
 	}
 	headCopy, err := streams.ReadCopy(ctx, nc, head.Writer, region)
 	if err != nil {
+		metrics.failed()
 		return fmt.Errorf("verify: head of region %s in domain %s: %w", region, head.Writer, err)
 	}
 	fmt.Fprintf(out, "region %s: head in domain %s (epoch %d), last_seq %d, %d messages\n", region, head.Writer, head.Epoch, headCopy.LastSeq, len(headCopy.Order()))
@@ -92,6 +115,7 @@ func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []str
 			continue
 		}
 		diff := streams.Compare(headCopy, c)
+		metrics.copy(d, diff)
 		verdict := "prefix of the head"
 		if !diff.Prefix() {
 			verdict, bad = "DIFFERS", true
@@ -99,6 +123,30 @@ func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []str
 		fmt.Fprintf(out, "  domain %s: %s; last_seq %d, lag %d, missing %d, out of order %d, content mismatch %d, diverged tail %d%s\n",
 			d, verdict, c.LastSeq, diff.Lag, len(diff.Missing), diff.OutOfOrder, len(diff.Mismatch), len(diff.Beyond), seqRange(diff.Beyond))
 	}
+	// Copies set aside by failback are history, not copies: reported, never
+	// a reason to fail (their diverged tail is what the fenced region wrote
+	// after the recovery point).
+	for _, d := range domains {
+		js, err := jetstream.NewWithDomain(nc, d)
+		if err != nil {
+			continue
+		}
+		names, err := streams.Asides(ctx, js, region)
+		if err != nil {
+			continue
+		}
+		for _, name := range names {
+			c, err := streams.ReadStream(ctx, nc, d, name)
+			if err != nil {
+				fmt.Fprintf(out, "  domain %s: set aside %s: %v\n", d, name, err)
+				continue
+			}
+			diff := streams.Compare(headCopy, c)
+			fmt.Fprintf(out, "  domain %s: set aside %s (kept, not a copy): last_seq %d, content mismatch %d, diverged tail %d%s\n",
+				d, name, c.LastSeq, len(diff.Mismatch), len(diff.Beyond), seqRange(diff.Beyond))
+		}
+	}
+	metrics.verdict(head, headCopy.LastSeq, !bad)
 	if bad {
 		return errDiffers
 	}
@@ -119,4 +167,80 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// verifyMetrics are verify --watch's last results as Prometheus gauges
+// (--metrics-listen). A nil *verifyMetrics records nothing.
+type verifyMetrics struct {
+	reg                                   *prometheus.Registry
+	ok, runs, failures, lastRun, headSeq  prometheus.Gauge
+	epoch                                 prometheus.Gauge
+	lag, missing, mismatch, beyond, order *prometheus.GaugeVec
+	prefix                                *prometheus.GaugeVec
+}
+
+func newVerifyMetrics(region string) *verifyMetrics {
+	labels := prometheus.Labels{"region": region}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
+	}
+	vec := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, []string{"domain"})
+	}
+	m := &verifyMetrics{
+		reg:      prometheus.NewRegistry(),
+		ok:       gauge("capacity_verify_ok", "1 if every reachable copy was a prefix of the head at the last run, else 0."),
+		runs:     gauge("capacity_verify_runs", "Runs completed (the head read)."),
+		failures: gauge("capacity_verify_failures", "Runs that could not read the head."),
+		lastRun:  gauge("capacity_verify_last_run_timestamp_seconds", "When the last run completed."),
+		headSeq:  gauge("capacity_verify_head_last_seq", "Last sequence of the head at the last run."),
+		epoch:    gauge("capacity_verify_head_epoch", "Epoch of the head's term at the last run."),
+		lag:      vec("capacity_verify_copy_lag", "Head's last sequence minus the copy's."),
+		missing:  vec("capacity_verify_copy_missing", "Messages the head has up to the copy's last sequence and the copy lacks."),
+		mismatch: vec("capacity_verify_copy_mismatch", "Same sequence, different content."),
+		beyond:   vec("capacity_verify_copy_diverged_tail", "Messages of the copy past the head's last sequence."),
+		order:    vec("capacity_verify_copy_out_of_order", "Messages read out of sequence order."),
+		prefix:   vec("capacity_verify_copy_prefix", "1 if the copy is a prefix of the head."),
+	}
+	m.reg.MustRegister(m.ok, m.runs, m.failures, m.lastRun, m.headSeq, m.epoch, m.lag, m.missing, m.mismatch, m.beyond, m.order, m.prefix)
+	return m
+}
+
+func (m *verifyMetrics) copy(domain string, d streams.Difference) {
+	if m == nil {
+		return
+	}
+	m.lag.WithLabelValues(domain).Set(float64(d.Lag))
+	m.missing.WithLabelValues(domain).Set(float64(len(d.Missing)))
+	m.mismatch.WithLabelValues(domain).Set(float64(len(d.Mismatch)))
+	m.beyond.WithLabelValues(domain).Set(float64(len(d.Beyond)))
+	m.order.WithLabelValues(domain).Set(float64(d.OutOfOrder))
+	prefix := 0.0
+	if d.Prefix() {
+		prefix = 1
+	}
+	m.prefix.WithLabelValues(domain).Set(prefix)
+}
+
+func (m *verifyMetrics) verdict(head kv.Term, headSeq uint64, ok bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	m.ok.Set(v)
+	m.runs.Inc()
+	m.headSeq.Set(float64(headSeq))
+	m.epoch.Set(float64(head.Epoch))
+	m.lastRun.SetToCurrentTime()
+}
+
+func (m *verifyMetrics) failed() {
+	if m == nil {
+		return
+	}
+	m.failures.Inc()
+	m.ok.Set(0)
 }

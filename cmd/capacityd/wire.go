@@ -41,14 +41,17 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 	a.readModels = rm
 	// Every write goes through the router: a pool another region writes is
 	// forwarded to it over NATS (its service's forward operation).
-	a.w.gate.Lock()
-	a.w.writing[a.cfg.Region] = a.pools
-	a.w.gate.Unlock()
+	// A copy following the head elsewhere is not written here (the term
+	// read next says who does).
+	if !a.store.Following() {
+		a.w.gate.Lock()
+		a.w.writing[a.cfg.Region] = a.pools
+		a.w.gate.Unlock()
+	}
 	local := localPools{a}
 	router := natsapi.NewRouter(local, a.nc, a.cfg.Region, a.writerOf, a.cfg.ForwardTimeout)
 	// Terms first, before any write is taken: a region promoted elsewhere
 	// starts fenced; then every termsRefresh.
-	a.waitPeers(ctx)
 	a.refreshTerms(ctx)
 	termsCtx, stopTerms := context.WithCancel(context.Background())
 	var termsDone sync.WaitGroup

@@ -276,3 +276,13 @@ func (r *Runner) checkpointDeadline() time.Time {
 	}
 	return due
 }
+
+// Delete removes stream's checkpoint, if any: the models it holds were
+// folded from a copy of the stream set aside (a diverged tail).
+func (c *Checkpoints) Delete(ctx context.Context, stream string) error {
+	err := c.obs.Delete(ctx, stream)
+	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("projection: delete checkpoint of %s: %w", stream, err)
+	}
+	return nil
+}
