@@ -221,6 +221,26 @@ func (p *Pool) LapsedBookings(now time.Time) []string {
 	return ids
 }
 
+// SingleTimeAt returns the instant a single-pool decision taken at now is
+// taken at: TimeAt(now), but kept before the deadline of any booking part
+// that lapsed by then while the pool's recorded time is short of its
+// deadline. A single pool cannot record such a lapse (a booking's parts
+// expire together, in one commit over all its pools: ExpireBooking), so a
+// decision or a read that relied on it could be undone by a writer whose
+// clock is behind. Held back this way the writer decides as if its clock
+// were a little behind, until the booking's expiry is on record, or the
+// pool's time has passed the deadline anyway (then every booking operation
+// finds the part lapsed).
+func (p *Pool) SingleTimeAt(now time.Time) time.Time {
+	now = p.TimeAt(now)
+	p.walkLapsed(now, func(r *Reservation) {
+		if r.Booking != "" && r.ExpiresAt.After(p.UpdatedAt) && !now.Before(r.ExpiresAt) {
+			now = r.ExpiresAt.Add(-time.Nanosecond)
+		}
+	})
+	return now
+}
+
 // NextDeadline returns the earliest deadline of a live hold, and false if
 // there is none: when the sweeper should look at the pool next.
 func (p *Pool) NextDeadline() (time.Time, bool) {

@@ -116,12 +116,6 @@ func TestFaultClockSkew(t *testing.T) {
 	a := startCapacityd(t, capacitydOpts{Name: "capacityd-a", NATSURL: nats.URLs(), Env: []string{clockA.Env()}})
 	b := startCapacityd(t, capacitydOpts{Name: "capacityd-b", NATSURL: nats.URLs(), Env: []string{clockB.Env()}})
 	w := DefaultWorkload([]string{a.HTTPURL, b.HTTPURL}, 16)
-	// Not bookings, yet: with skewed clocks a booking's lapse is not recorded
-	// when a decision relies on it (a booking's parts expire together, which a
-	// single pool's batch cannot write), so a writer whose clock is behind can
-	// still confirm a booking that one ahead showed as lapsed. Found by this
-	// test (pools pick-1+slot-1-0+slot-1-1); a known gap, stated in the README.
-	w.Book = 0
 	w.TTL = "2s"
 	w.Hold, w.Confirm, w.Release, w.Read = 45, 30, 5, 20
 	rec, tr := startTraffic(t, &w, "local")

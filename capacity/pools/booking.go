@@ -57,11 +57,17 @@ type prepared struct {
 	events      []capacity.Event
 	reservation *capacity.Reservation // the booking's reservation before the events, a copy; nil if none
 	now         time.Time             // the instant the part was decided at
+	// lapsed: the booking's hold in this pool has lapsed at now with no
+	// Expired on record. The coordinator then writes Expired in every part
+	// instead of the operation's events, and answers answerErr (EEXPIRED
+	// for a confirm or an extension).
+	lapsed    bool
+	answerErr error
 }
 
 // verdict is the coordinator's word to a prepared entity.
 type verdict struct {
-	stored bool
+	stored bool   // the prepared part's events (as the coordinator left them) are stored
 	seq    uint64 // stored: the part's events are stored at seq
 	err    error  // not stored and not known not to be: drop the state
 }
@@ -77,6 +83,8 @@ func (e *entity) prepare(r *request) {
 	var events []capacity.Event
 	var err error
 	var now time.Time
+	var lapsed bool
+	id := reservationOfPart(r.cmd)
 	for attempt := 1; ; attempt++ {
 		if err = e.ensureLoaded(); err != nil {
 			break
@@ -86,6 +94,18 @@ func (e *entity) prepare(r *request) {
 			events, err = nil, readPart(e.pool, rd.id)
 		} else {
 			events, err = capacity.Decide(e.pool, r.cmd, now)
+		}
+		// A lapse this operation relies on (a confirm refused, a read
+		// showing it lapsed) is recorded by it, in every part at once.
+		res := e.pool.Reservation(id)
+		lapsed = res != nil && res.Booking == id && res.Status == capacity.StatusHeld && res.StatusAt(now) == capacity.StatusExpired
+		if lapsed {
+			events = nil
+			switch r.cmd.(type) {
+			case capacity.ConfirmBooking, capacity.ExtendBooking:
+				err = capacity.Errorf(capacity.EEXPIRED, "hold expired at %s", res.ExpiresAt.Format(time.RFC3339))
+			}
+			break
 		}
 		if (err != nil || len(events) == 0) && !opts.NoTailCheck && attempt == 1 {
 			// No append will prove the state current: check the tail, as
@@ -99,12 +119,15 @@ func (e *entity) prepare(r *request) {
 		}
 		break
 	}
-	if err != nil {
+	if err != nil && !lapsed {
 		r.reply <- response{err: err} // refused: the pool was not touched
 		return
 	}
-	p := &prepared{pool: e.id, expectedSeq: e.pool.Version, events: events, now: now}
-	if res := e.pool.Reservation(reservationOfPart(r.cmd)); res != nil {
+	p := &prepared{pool: e.id, expectedSeq: e.pool.Version, events: events, now: now, lapsed: lapsed}
+	if lapsed {
+		p.answerErr = err
+	}
+	if res := e.pool.Reservation(id); res != nil {
 		c := *res
 		p.reservation = &c
 	}
@@ -116,6 +139,7 @@ func (e *entity) prepare(r *request) {
 	case v := <-r.part.verdict:
 		switch {
 		case v.stored:
+			events = p.events // the coordinator's (the verdict orders this read after its writes)
 			for _, ev := range events {
 				e.pool.Evolve(ev, 0)
 			}
@@ -309,6 +333,31 @@ func (s *Service) coordinateOnce(ctx context.Context, id string, items, sorted [
 			}
 		}
 	}
+	// A part lapsed with no Expired on record: whatever the operation, the
+	// booking expires now in every pool, in this one unit, and the
+	// operation answers as on a lapsed booking. Parts decided at earlier
+	// clock readings expire at the latest one (a pool's time only moves on).
+	var answerErr error
+	if lapsedPart(preps) {
+		var at time.Time
+		for _, p := range preps {
+			if p.now.After(at) {
+				at = p.now
+			}
+		}
+		for _, p := range preps {
+			p.events = nil
+			if r := p.reservation; r != nil && r.Booking == id && r.Status == capacity.StatusHeld {
+				p.events = []capacity.Event{capacity.Expired{ReservationID: id, At: at, Booking: id}}
+			}
+		}
+		for _, it := range items { // the first in the client's order
+			if p := preps[it.Pool]; p.answerErr != nil {
+				answerErr = namePool(p.answerErr, it.Pool)
+				break
+			}
+		}
+	}
 	var commits []capacity.Commit
 	for _, it := range sorted {
 		if p := preps[it.Pool]; len(p.events) > 0 {
@@ -317,6 +366,9 @@ func (s *Service) coordinateOnce(ctx context.Context, id string, items, sorted [
 	}
 	if len(commits) == 0 {
 		tell(abort)
+		if answerErr != nil {
+			return Booking{}, false, answerErr
+		}
 		return s.bookingOf(id, items, preps, nil), false, nil
 	}
 	seqs, err := s.appendUnit(commits)
@@ -340,7 +392,21 @@ func (s *Service) coordinateOnce(ctx context.Context, id string, items, sorted [
 		return verdict{}
 	})
 	s.stats.appends.Add(1)
+	if answerErr != nil {
+		return Booking{}, false, answerErr
+	}
 	return s.bookingOf(id, items, preps, stored), false, nil
+}
+
+// lapsedPart reports whether some part found the booking lapsed with no
+// Expired on record.
+func lapsedPart(preps map[string]*prepared) bool {
+	for _, p := range preps {
+		if p.lapsed {
+			return true
+		}
+	}
+	return false
 }
 
 // send hands a booking's part to the pool's entity and waits for its

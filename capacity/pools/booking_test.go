@@ -202,9 +202,6 @@ func TestBookingExpiresInAllPoolsAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		clk.Advance(2 * time.Minute)
-		if _, err := svc.ConfirmBooking(context.Background(), "b1", items("slot", 1, "pick", 2)); capacity.ErrorCode(err) != capacity.EEXPIRED {
-			t.Fatalf("confirm a lapsed booking = %v", err)
-		}
 		batches := len(store.batchSizes())
 		if _, err := svc.Execute(context.Background(), "pick", capacity.Expire{}); err != nil {
 			t.Fatal(err)
@@ -219,6 +216,42 @@ func TestBookingExpiresInAllPoolsAtOnce(t *testing.T) {
 			return nil
 		})
 		if store.lastSeq("slot") == store.lastSeq("pick") || len(store.batchSizes()) != batches+1 {
+			t.Fatalf("expiry not one batch: %v", store.batchSizes())
+		}
+		if _, err := svc.ConfirmBooking(context.Background(), "b1", items("slot", 1, "pick", 2)); capacity.ErrorCode(err) != capacity.EEXPIRED {
+			t.Fatalf("confirm a lapsed booking = %v", err)
+		}
+	})
+}
+
+// A confirm that finds a booking lapsed with no Expired on record writes
+// its expiry, in every pool, in one batch, and is refused as expired.
+func TestRefusedConfirmExpiresBookingInAllPoolsAtOnce(t *testing.T) {
+	withAndWithoutCommitter(t, func(t *testing.T, opts pools.Options) {
+		store := newMemStore()
+		clk := poolstest.NewClock(epoch)
+		opts.Now = clk.Now
+		opts.SweepGrace = time.Hour
+		svc := pools.New(store, noSnapshots{}, opts)
+		defer svc.Close()
+		define(t, svc, "slot", 10, epoch)
+		define(t, svc, "pick", 10, epoch)
+		its := items("slot", 1, "pick", 2)
+		if _, err := svc.Book(context.Background(), capacity.Book{BookingID: "b1", Items: its, TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(2 * time.Minute)
+		batches := len(store.batchSizes())
+		if _, err := svc.ConfirmBooking(context.Background(), "b1", its); capacity.ErrorCode(err) != capacity.EEXPIRED {
+			t.Fatalf("confirm a lapsed booking = %v", err)
+		}
+		for _, p := range []string{"slot", "pick"} {
+			evs := store.events(p)
+			if _, ok := evs[len(evs)-1].(capacity.Expired); !ok {
+				t.Fatalf("%s: last event %#v", p, evs[len(evs)-1])
+			}
+		}
+		if len(store.batchSizes()) != batches+1 {
 			t.Fatalf("expiry not one batch: %v", store.batchSizes())
 		}
 	})

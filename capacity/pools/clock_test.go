@@ -98,3 +98,77 @@ func TestAnswerAtDecisionTime(t *testing.T) {
 		})
 	}
 }
+
+// A booking's parts lapse together, so a single pool's batch cannot record
+// one part's lapse. Two writers, clocks 90 s apart: whatever the writer
+// ahead shows of a booking (a refused confirm, a read of one of its pools,
+// the units of a part given to a plain hold), the writer behind must agree
+// with it afterwards (found by TestFaultClockSkew with bookings: the writer
+// behind confirmed a booking the writer ahead had shown lapsed).
+func TestBookingLapseDecidedOnIsFinal(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// act is what the writer ahead does; lapsed: it showed the booking lapsed.
+		act func(ctx context.Context, svc *pools.Service, its []capacity.BookingItem) (lapsed bool, err error)
+	}{
+		{"confirm", func(ctx context.Context, svc *pools.Service, its []capacity.BookingItem) (bool, error) {
+			_, err := svc.ConfirmBooking(ctx, "bk", its)
+			if capacity.ErrorCode(err) == capacity.EEXPIRED {
+				return true, nil
+			}
+			return false, err
+		}},
+		{"extend", func(ctx context.Context, svc *pools.Service, its []capacity.BookingItem) (bool, error) {
+			_, err := svc.ExtendBooking(ctx, "bk", time.Minute, its)
+			if code := capacity.ErrorCode(err); code == capacity.EEXPIRED || code == capacity.EUNAVAILABLE {
+				return true, nil
+			}
+			return false, err
+		}},
+		{"read-booking", func(ctx context.Context, svc *pools.Service, its []capacity.BookingItem) (bool, error) {
+			b, err := svc.Booking(ctx, "bk", its)
+			return b.Status == capacity.StatusExpired, err
+		}},
+		{"read-pool", func(ctx context.Context, svc *pools.Service, its []capacity.BookingItem) (bool, error) {
+			v, err := svc.Pool(ctx, "b")
+			return v.Held == 0, err
+		}},
+		{"read-part", func(ctx context.Context, svc *pools.Service, its []capacity.BookingItem) (bool, error) {
+			r, err := svc.Reservation(ctx, "b", "bk")
+			return r.Status == capacity.StatusExpired, err
+		}},
+		{"hold-its-units", func(ctx context.Context, svc *pools.Service, its []capacity.BookingItem) (bool, error) {
+			_, err := svc.Execute(ctx, "b", capacity.Hold{ReservationID: "r", Quantity: 1, TTL: time.Minute})
+			if capacity.ErrorCode(err) == capacity.EINSUFFICIENT {
+				return false, nil
+			}
+			return err == nil, err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store := newMemStore()
+			behind := pools.New(store, noSnapshots{}, pools.Options{Now: func() time.Time { return epoch }, SweepGrace: time.Hour})
+			defer behind.Close()
+			ahead := pools.New(store, noSnapshots{}, pools.Options{Now: func() time.Time { return epoch.Add(90 * time.Second) }, SweepGrace: time.Hour})
+			defer ahead.Close()
+			ctx := context.Background()
+			define(t, behind, "a", 1, epoch)
+			define(t, behind, "b", 1, epoch)
+			its := items("a", 1, "b", 1)
+			if _, err := behind.Book(ctx, capacity.Book{BookingID: "bk", Items: its, TTL: time.Minute}); err != nil {
+				t.Fatal(err)
+			}
+			lapsed, err := tt.act(ctx, ahead, its)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = behind.ConfirmBooking(ctx, "bk", its)
+			switch code := capacity.ErrorCode(err); {
+			case lapsed && code != capacity.EEXPIRED:
+				t.Fatalf("the writer ahead showed the booking lapsed, then the writer behind confirmed it: %v", err)
+			case !lapsed && err != nil:
+				t.Fatalf("the writer ahead showed the booking held, then the writer behind could not confirm it: %v", err)
+			}
+		})
+	}
+}

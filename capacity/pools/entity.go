@@ -195,7 +195,9 @@ func (e *entity) process(batch []*request) {
 		if err = e.ensureLoaded(); err != nil {
 			break
 		}
-		now := opts.Now()
+		// Never past an unrecorded lapse of a booking's part: this batch
+		// could not record it (capacity.Pool.SingleTimeAt).
+		now := e.pool.SingleTimeAt(opts.Now())
 		decidedAt = now
 		events = events[:0]
 		// Every lapse the batch's decisions may rely on is recorded in the
