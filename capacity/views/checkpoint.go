@@ -9,7 +9,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/capacityd/capacityd/capacity"
 )
@@ -19,24 +18,23 @@ import (
 // the stream after that sequence:
 //
 //	magic "capviews" | version byte | body | CRC-32C of magic, version and body (4 bytes, big endian)
-//	body = position uvarint | pools uvarint | pool*
-//	pool = key string | lastSeq uvarint | id, region, kind string | startsAt, endsAt time
-//	       | capacity, overbook varint | status string | definition | version uvarint | updatedAt time
-//	       | hasReservations byte | reservations uvarint | reservation*
-//	definition  = pool, region, kind string | startsAt, endsAt time | capacity, overbook varint | at time
-//	reservation = id string | quantity, ttl varint | status string | heldAt, expiresAt, updatedAt time | version uvarint
-//	string = length uvarint | bytes
-//	time   = 0 | unix seconds varint | nanoseconds uvarint     (UTC)
-//	       | 1 | length uvarint | time.MarshalBinary             (any other location)
+//	body    = position uvarint | pools uvarint | pool* | retired uvarint | retired*
+//	pool    = key string | lastSeq uvarint | snapshot string (capacity.Pool.MarshalSnapshot)
+//	retired = reservation id string | pools uvarint | pool key string*
+//	string  = length uvarint | bytes
 //
-// Only the folded pools are stored; every index (start-time order,
-// deadlines, reservation ids, board cells) is rebuilt from them on load, so
-// an index can change without a new format version. A binary format rather
-// than JSON: loading is the start time of a process, and this one decodes a
-// reservation in a fraction of the time encoding/json takes.
+// Each pool is stored in the pool's own snapshot form, the one place that
+// knows every field of a pool and its reservations (booking items, the units
+// held before a partial confirmation, retired reservations' records). A
+// retired reservation keeps only a hash of its id, so the ids the lookup by
+// id still knows for retired reservations are stored beside the pools.
+// Every other index (start-time order, deadlines, board cells) is rebuilt
+// from the pools on load, so an index can change without a new format
+// version. Version 1 stored pools field by field and lost those fields; a
+// version 1 checkpoint is refused (the models rebuild from the stream).
 const (
 	checkpointMagic   = "capviews"
-	checkpointVersion = 1
+	checkpointVersion = 2
 )
 
 // ErrCheckpoint means a checkpoint could not be read: corrupt, truncated or
@@ -61,6 +59,15 @@ func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
 		e.str(key)
 		e.uvarint(r.lastSeq)
 		e.pool(&r.pool)
+	}
+	retired := m.Reservations.retiredIDs()
+	e.uvarint(uint64(len(retired)))
+	for id, pools := range retired {
+		e.str(id)
+		e.uvarint(uint64(len(pools)))
+		for _, key := range pools {
+			e.str(key)
+		}
 	}
 	if e.err == nil {
 		e.err = bw.Flush()
@@ -98,7 +105,7 @@ func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 	if got, sum := binary.BigEndian.Uint32(trailer), crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)); got != sum {
 		return 0, fmt.Errorf("%w: checksum %08x, computed %08x", ErrCheckpoint, got, sum)
 	}
-	d := decoder{b: body[len(checkpointMagic)+1:], interned: make(map[string]string)}
+	d := decoder{b: body[len(checkpointMagic)+1:]}
 	position := d.uvarint()
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(d.b)) {
@@ -110,16 +117,25 @@ func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 		r := &row{}
 		r.lastSeq = d.uvarint()
 		d.pool(&r.pool)
-		if r.pool.ID == key {
-			r.pool.ID, r.pool.Definition.Pool = key, key // one copy of the id
-		}
 		if d.err == nil && r.lastSeq > position {
 			d.fail("pool %s at %d, after the position %d", key, r.lastSeq, position)
 		}
 		pools[key] = r
 	}
+	retired := make(map[string][]string)
+	n = d.uvarint()
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		id := d.str()
+		k := d.uvarint()
+		if d.err == nil && k > uint64(len(d.b)) {
+			d.fail("%d pools in %d bytes", k, len(d.b))
+		}
+		for j := uint64(0); j < k && d.err == nil; j++ {
+			retired[id] = append(retired[id], d.str())
+		}
+	}
 	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d bytes after the last pool", len(d.b))
+		d.fail("%d bytes after the retired reservations", len(d.b))
 	}
 	if d.err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrCheckpoint, d.err)
@@ -129,16 +145,17 @@ func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 			return 0, fmt.Errorf("%w: %v", ErrCheckpoint, err)
 		}
 	}
-	m.restore(pools, position)
+	m.restore(pools, retired, position)
 	return position, nil
 }
 
 // Reset empties the models, as New returns them. Board subscribers are dropped.
-func (m *Models) Reset() { m.restore(make(map[string]*row), 0) }
+func (m *Models) Reset() { m.restore(make(map[string]*row), nil, 0) }
 
 // restore installs pools as the models' state at position and rebuilds
-// every index from them.
-func (m *Models) restore(pools map[string]*row, position uint64) {
+// every index from them; retired adds the ids of retired reservations, by
+// pool, to the index by id.
+func (m *Models) restore(pools map[string]*row, retired map[string][]string, position uint64) {
 	byStart := make([]*row, 0, len(pools))
 	n := 0
 	for _, r := range pools {
@@ -166,6 +183,15 @@ func (m *Models) restore(pools map[string]*row, position uint64) {
 			byStart = append(byStart, r)
 		}
 		board.update(r.lastSeq, r) // no subscribers: nothing is published
+	}
+	for id, keys := range retired {
+		for _, key := range keys {
+			if r := pools[key]; r != nil && r.pool.Reservations[id] == nil {
+				byID[id] = append(byID[id], key)
+			}
+		}
+		slices.Sort(byID[id])
+		byID[id] = slices.Compact(byID[id])
 	}
 	slices.SortFunc(byStart, func(x, y *row) int {
 		if c := compareInt(x.start, y.start); c != 0 {
@@ -208,68 +234,23 @@ func (e *encoder) str(s string) {
 	}
 }
 
-func (e *encoder) time(t time.Time) {
-	if t.Location() == time.UTC {
-		e.raw([]byte{0})
-		e.varint(t.Unix())
-		e.uvarint(uint64(t.Nanosecond()))
-		return
-	}
-	b, err := t.MarshalBinary()
+// pool writes the pool in its snapshot form.
+func (e *encoder) pool(p *capacity.Pool) {
+	b, err := p.MarshalSnapshot()
 	if err != nil {
 		if e.err == nil {
 			e.err = err
 		}
 		return
 	}
-	e.raw([]byte{1})
 	e.uvarint(uint64(len(b)))
 	e.raw(b)
 }
 
-func (e *encoder) pool(p *capacity.Pool) {
-	e.str(p.ID)
-	e.str(p.Region)
-	e.str(p.Kind)
-	e.time(p.StartsAt)
-	e.time(p.EndsAt)
-	e.varint(int64(p.Capacity))
-	e.varint(int64(p.Overbook))
-	e.str(string(p.Status))
-	d := &p.Definition
-	e.str(d.Pool)
-	e.str(d.Region)
-	e.str(d.Kind)
-	e.time(d.StartsAt)
-	e.time(d.EndsAt)
-	e.varint(int64(d.Capacity))
-	e.varint(int64(d.Overbook))
-	e.time(d.DefinedAt)
-	e.uvarint(p.Version)
-	e.time(p.UpdatedAt)
-	if p.Reservations == nil {
-		e.raw([]byte{0})
-	} else {
-		e.raw([]byte{1})
-	}
-	e.uvarint(uint64(len(p.Reservations)))
-	for _, r := range p.Reservations {
-		e.str(r.ID)
-		e.varint(int64(r.Quantity))
-		e.varint(int64(r.TTL))
-		e.str(string(r.Status))
-		e.time(r.HeldAt)
-		e.time(r.ExpiresAt)
-		e.time(r.UpdatedAt)
-		e.uvarint(r.Version)
-	}
-}
-
 // decoder reads the checkpoint format from memory; the first error sticks.
 type decoder struct {
-	b        []byte
-	err      error
-	interned map[string]string // regions, kinds, statuses: few values, many pools
+	b   []byte
+	err error
 }
 
 var errTruncated = errors.New("truncated")
@@ -319,14 +300,6 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
-func (d *decoder) int() int {
-	v := d.varint()
-	if int64(int(v)) != v {
-		d.fail("integer %d out of range", v)
-	}
-	return int(v)
-}
-
 func (d *decoder) bytes() []byte {
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(d.b)) {
@@ -338,89 +311,16 @@ func (d *decoder) bytes() []byte {
 
 func (d *decoder) str() string { return string(d.bytes()) }
 
-// internedStr reads a string of a small set (region, kind, status) and
-// returns one shared copy of each value.
-func (d *decoder) internedStr() string {
-	b := d.bytes()
-	if s, ok := d.interned[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if len(d.interned) < 1<<16 {
-		d.interned[s] = s
-	}
-	return s
-}
-
-func (d *decoder) time() time.Time {
-	switch tag := d.raw(1); {
-	case d.err != nil:
-		return time.Time{}
-	case tag[0] == 0:
-		sec, nsec := d.varint(), d.uvarint()
-		if nsec >= 1e9 {
-			d.fail("nanoseconds %d", nsec)
-		}
-		return time.Unix(sec, int64(nsec)).UTC()
-	case tag[0] == 1:
-		var t time.Time
-		if b := d.bytes(); d.err == nil {
-			if err := t.UnmarshalBinary(b); err != nil {
-				d.fail("time: %v", err)
-			}
-		}
-		return t
-	default:
-		d.fail("time tag %d", tag[0])
-		return time.Time{}
-	}
-}
-
+// pool reads a pool in its snapshot form.
 func (d *decoder) pool(p *capacity.Pool) {
-	p.ID = d.str()
-	p.Region = d.internedStr()
-	p.Kind = d.internedStr()
-	p.StartsAt = d.time()
-	p.EndsAt = d.time()
-	p.Capacity = d.int()
-	p.Overbook = d.int()
-	p.Status = capacity.Status(d.internedStr())
-	def := &p.Definition
-	def.Pool = d.str()
-	def.Region = d.internedStr()
-	def.Kind = d.internedStr()
-	def.StartsAt = d.time()
-	def.EndsAt = d.time()
-	def.Capacity = d.int()
-	def.Overbook = d.int()
-	def.DefinedAt = d.time()
-	p.Version = d.uvarint()
-	p.UpdatedAt = d.time()
-	hasMap := d.raw(1)
-	n := d.uvarint()
+	b := d.bytes()
 	if d.err != nil {
 		return
 	}
-	if n > uint64(len(d.b)) {
-		d.fail("%d reservations in %d bytes", n, len(d.b))
+	q, err := capacity.UnmarshalSnapshot(b)
+	if err != nil {
+		d.fail("%v", err)
 		return
 	}
-	if hasMap[0] == 1 {
-		p.Reservations = make(map[string]*capacity.Reservation, n)
-	} else if n > 0 {
-		d.fail("reservations without a map")
-		return
-	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		r := &capacity.Reservation{}
-		r.ID = d.str()
-		r.Quantity = d.int()
-		r.TTL = time.Duration(d.varint())
-		r.Status = capacity.ReservationStatus(d.internedStr())
-		r.HeldAt = d.time()
-		r.ExpiresAt = d.time()
-		r.UpdatedAt = d.time()
-		r.Version = d.uvarint()
-		p.Reservations[r.ID] = r
-	}
+	*p = *q
 }

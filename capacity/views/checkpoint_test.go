@@ -3,9 +3,12 @@ package views
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/capacityd/capacityd/capacity"
 )
 
 func TestCheckpointRoundTrip(t *testing.T) {
@@ -90,5 +93,36 @@ func TestCheckpointUnusable(t *testing.T) {
 				t.Fatalf("models changed by an unusable checkpoint:\n%s", strings.Join(diffs, "\n"))
 			}
 		})
+	}
+}
+
+// A checkpoint keeps every field of a reservation: a booking's id and items,
+// the units first held before a partial confirmation, and reservations
+// retired to their compact record.
+func TestCheckpointKeepsEveryReservationField(t *testing.T) {
+	at := time.Date(2030, 5, 1, 8, 0, 0, 0, time.UTC)
+	items := []capacity.BookingItem{{Pool: "p1", Quantity: 2}, {Pool: "p2", Quantity: 1}}
+	m := New()
+	m.Apply("p1", 1, capacity.PoolDefined{Pool: "p1", Region: "r", Kind: "k", StartsAt: at.Add(72 * time.Hour), EndsAt: at.Add(73 * time.Hour), Capacity: 10, DefinedAt: at})
+	m.Apply("p1", 2, capacity.Held{ReservationID: "b1", Quantity: 2, TTL: time.Minute, ExpiresAt: at.Add(time.Minute), At: at, Booking: "b1", Items: items})
+	m.Apply("p1", 3, capacity.Held{ReservationID: "r1", Quantity: 3, TTL: time.Minute, ExpiresAt: at.Add(time.Minute), At: at},
+		capacity.Confirmed{ReservationID: "r1", Quantity: 1, At: at})
+	m.Apply("p1", 4, capacity.Held{ReservationID: "old", Quantity: 1, TTL: time.Minute, ExpiresAt: at.Add(time.Minute), At: at},
+		capacity.Released{ReservationID: "old", At: at})
+	m.Apply("p1", 5, capacity.CapacityChanged{From: 10, To: 11, At: at.Add(capacity.RetainFinished + time.Hour)}) // "old" retires
+	var buf bytes.Buffer
+	if _, err := m.WriteCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored := New()
+	if _, err := restored.ReadCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"b1", "r1", "old"} {
+		want, _ := m.Reservations.Lookup(id, at)
+		got, _ := restored.Reservations.Lookup(id, at)
+		if len(want) != 1 || !reflect.DeepEqual(got, want) {
+			t.Errorf("reservation %s after a checkpoint = %+v, want %+v", id, got, want)
+		}
 	}
 }

@@ -77,3 +77,19 @@ func (r *Reservations) Count() int {
 	}
 	return n
 }
+
+// retiredIDs returns the ids the index knows of reservations that are
+// retired (capacity.RetainFinished) in some of their pools, with those
+// pools: a retired reservation's pool keeps only a hash of its id.
+// Callers hold the models' lock.
+func (r *Reservations) retiredIDs() map[string][]string {
+	out := make(map[string][]string)
+	for id, pools := range r.byID {
+		for _, key := range pools {
+			if row := r.m.pools[key]; row != nil && row.pool.Reservations[id] == nil {
+				out[id] = append(out[id], key)
+			}
+		}
+	}
+	return out
+}
