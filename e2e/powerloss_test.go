@@ -72,6 +72,7 @@ func (f powerFigures) String() string {
 func TestFaultPowerLoss(t *testing.T) {
 	modes := []powerMode{
 		{name: "always", sync: "always", cuts: 10},
+		{name: "strict", sync: "strict", cuts: 3},
 		{name: "interval-default", sync: "interval", cuts: 2, mayLose: true},
 		{name: "interval-1s", sync: "interval", syncInterval: "1s", cuts: 2, traffic: 2500 * time.Millisecond, mayLose: true},
 	}

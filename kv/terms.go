@@ -42,8 +42,14 @@ type Term struct {
 
 // Terms is this domain's bucket of terms.
 type Terms struct {
-	kv jetstream.KeyValue
+	kv   jetstream.KeyValue
+	sync func(ctx context.Context, stream string) error
 }
+
+// SyncWith makes Raise wait, after the server stored a term, for sync to
+// report the bucket's stream on disk (see streams/groupsync): an epoch must
+// survive a power loss, or a fenced writer could come back unfenced.
+func (t *Terms) SyncWith(sync func(ctx context.Context, stream string) error) { t.sync = sync }
 
 // OpenTerms creates or opens the terms bucket in js's domain.
 func OpenTerms(ctx context.Context, js jetstream.JetStream, replicas int) (*Terms, error) {
@@ -110,6 +116,11 @@ func (t *Terms) Raise(ctx context.Context, term Term) error {
 	}
 	if err != nil {
 		return fmt.Errorf("kv: raise term of %s: %w", term.Region, err)
+	}
+	if t.sync != nil {
+		if err := t.sync(ctx, "KV_"+TermsBucket); err != nil {
+			return fmt.Errorf("kv: term of %s stored but not known to be on disk: %w", term.Region, err)
+		}
 	}
 	return nil
 }

@@ -34,6 +34,25 @@ type pubAck struct {
 // finds its own events (same first and last ID) stored right after expectedSeq succeeds, so retrying an
 // Append with the same expectedSeq and IDs is safe; see the package documentation.
 func (s *Store) Append(ctx context.Context, pool string, expectedSeq uint64, events []Event) (lastSeq uint64, err error) {
+	if lastSeq, err = s.append(ctx, pool, expectedSeq, events); err != nil {
+		return 0, err
+	}
+	return lastSeq, s.synced(ctx)
+}
+
+// synced waits, when the Store was given a sync function (WithSync), until what the server acknowledged so
+// far is on disk. A failure leaves the append stored but not known to be durable: ErrUnknownOutcome.
+func (s *Store) synced(ctx context.Context) error {
+	if s.opts.sync == nil {
+		return nil
+	}
+	if err := s.opts.sync(ctx, s.name); err != nil {
+		return fmt.Errorf("%w: stored, but not known to be on disk: %v", ErrUnknownOutcome, err)
+	}
+	return nil
+}
+
+func (s *Store) append(ctx context.Context, pool string, expectedSeq uint64, events []Event) (lastSeq uint64, err error) {
 	if err := validateAppend(pool, events); err != nil {
 		return 0, err
 	}

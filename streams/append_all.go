@@ -62,13 +62,21 @@ func (s *Store) AppendAll(ctx context.Context, commits []Commit) ([]uint64, erro
 		msgs[i] = batchMsg{subject: s.prefix + c.Pool, expectedSeq: c.ExpectedSeq, check: true, event: &c.Event}
 	}
 	ack, err := s.publishAtomic(ctx, msgs)
-	if err == nil {
-		if ack.Error == nil {
-			return batchSeqs(ack.Seq, len(commits)), nil
+	var seqs []uint64
+	if err == nil && ack.Error == nil {
+		seqs = batchSeqs(ack.Seq, len(commits))
+	} else {
+		if err == nil {
+			err = fmt.Errorf("nats: %w", ack.Error)
 		}
-		err = fmt.Errorf("nats: %w", ack.Error)
+		if seqs, err = s.resolveAll(ctx, commits, err); err != nil {
+			return nil, err
+		}
 	}
-	return s.resolveAll(ctx, commits, err)
+	if err := s.synced(ctx); err != nil {
+		return nil, err
+	}
+	return seqs, nil
 }
 
 // batchSeqs returns the sequences of n messages stored contiguously up to last (see the package doc on

@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -16,6 +17,7 @@ type options struct {
 	attempt         time.Duration
 	maxInflight     int
 	following       bool
+	sync            func(ctx context.Context, stream string) error
 }
 
 func defaultOptions() options {
@@ -94,6 +96,17 @@ func WithAttemptTimeout(d time.Duration) Option {
 func Following() Option {
 	return func(o *options) error {
 		o.following = true
+		return nil
+	}
+}
+
+// WithSync makes every append wait, after the server's ack and before it returns, for sync(ctx, stream) to
+// report that what the server acknowledged so far is on disk (see package groupsync: one fsync shared by every
+// append waiting at the time, for a server that does not fsync each message itself). A sync failure is
+// ErrUnknownOutcome: the events are stored but not known to be durable.
+func WithSync(sync func(ctx context.Context, stream string) error) Option {
+	return func(o *options) error {
+		o.sync = sync
 		return nil
 	}
 }

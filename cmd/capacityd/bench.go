@@ -102,7 +102,7 @@ func parseBenchOptions(args []string, getenv func(string) string, stderr io.Writ
 	fs.IntVar(&o.Pools, "pools", o.Pools, "pools of many-pools and mixed")
 	fs.BoolVar(&o.JSON, "json", o.JSON, "print one JSON document with all results to stdout")
 	fs.StringVar(&o.PoolBatch, "pool-batch", o.PoolBatch, "--pool-batch of the embedded services: auto, on or off")
-	fs.StringVar(&o.Sync, "sync", o.Sync, "sync mode of the embedded service for hot-pool, many-pools and mixed: always or interval (durable always uses always; the service's own default is always)")
+	fs.StringVar(&o.Sync, "sync", o.Sync, "sync mode of the embedded service for hot-pool, many-pools and mixed: always, strict or interval (durable always uses always; the service's own default is always)")
 	fs.BoolVar(&o.KeepData, "keep-data", o.KeepData, "keep the embedded services' data and logs in the temporary directory")
 	fs.StringVar(&o.URL, "url", o.URL, "bench the service running at this URL instead of embedded ones")
 	fs.StringVar(&o.Region, "region", o.Region, "region of the pools the bench defines")
@@ -156,8 +156,8 @@ func parseBenchOptions(args []string, getenv func(string) string, stderr io.Writ
 		return o, errUsage{errors.New("--warmup must not be negative")}
 	case o.Pools < 1:
 		return o, errUsage{errors.New("--pools must be at least 1")}
-	case o.Sync != SyncAlways && o.Sync != SyncInterval:
-		return o, errUsage{fmt.Errorf("--sync %q: want %s or %s", o.Sync, SyncAlways, SyncInterval)}
+	case o.Sync != SyncAlways && o.Sync != SyncStrict && o.Sync != SyncInterval:
+		return o, errUsage{fmt.Errorf("--sync %q: want %s, %s or %s", o.Sync, SyncAlways, SyncStrict, SyncInterval)}
 	}
 	return o, nil
 }
@@ -419,7 +419,11 @@ func (b *benchRun) storageCeilings(ctx context.Context, mode string) error {
 	defer nc.Close()
 	for _, kind := range []string{loadgen.CeilingStorageSync, loadgen.CeilingStorageAsync} {
 		b.status("ceiling: %s, sync %s", kind, mode)
-		res, err := loadgen.StorageCeiling(ctx, nc, kind, b.runConfig("ceiling "+kind))
+		var sync func(context.Context, string) error
+		if ns.syncs != nil {
+			sync = ns.syncs.Wait
+		}
+		res, err := loadgen.StorageCeiling(ctx, nc, kind, b.runConfig("ceiling "+kind), sync)
 		if err != nil {
 			return err
 		}

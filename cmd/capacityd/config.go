@@ -16,7 +16,8 @@ import (
 
 // Durability modes. See the README's "What an ack promises".
 const (
-	SyncAlways   = "always"   // fsync before every ack (one fsync per group-committed batch)
+	SyncAlways   = "always"   // fsync before every ack, one fsync shared by every append waiting for one (groupsync)
+	SyncStrict   = "strict"   // fsync by the server after every message, before anyone (a reader, a mirror) sees it
 	SyncInterval = "interval" // fsync every --sync-interval; acks mean "in the OS page cache"
 )
 
@@ -119,7 +120,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.Region, flagEnv{"region", "CAPACITY_REGION", "the region this instance serves as home"}},
 		{&cfg.LogFormat, flagEnv{"log-format", "CAPACITY_LOG_FORMAT", "log format: auto (console when stderr is a terminal, else json), json or console"}},
 		{&cfg.LogLevel, flagEnv{"log-level", "CAPACITY_LOG_LEVEL", "log level: debug, info, warn, error"}},
-		{&cfg.Sync, flagEnv{"sync", "CAPACITY_SYNC", "durability of the embedded server: always (fsync before ack) or interval (fsync every --sync-interval; faster, loses acked writes on OS crash or power loss)"}},
+		{&cfg.Sync, flagEnv{"sync", "CAPACITY_SYNC", "durability of the embedded server: always (fsync before ack, one fsync shared by the appends waiting together), strict (the server fsyncs each message before anyone reads it; slower) or interval (fsync every --sync-interval; faster, loses acked writes on OS crash or power loss)"}},
 		{&cfg.PoolBatch, flagEnv{"pool-batch", "CAPACITY_POOL_BATCH", "append the commits of all pools ready at once as one atomic batch: auto (on with --replicas > 1), on or off"}},
 		{&cfg.Instance, flagEnv{"instance", "CAPACITY_INSTANCE", "name of this instance among several (its consumer name); default <hostname>-<bound HTTP port>"}},
 		{&cfg.LeafnodeListen, flagEnv{"leafnode-listen", "CAPACITY_LEAFNODE_LISTEN", "embedded NATS accepts other regions' leaf-node connections on this host:port"}},
@@ -230,8 +231,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.LogFormat != "auto" && c.LogFormat != "json" && c.LogFormat != "console":
 		return fmt.Errorf("--log-format %q: want auto, json or console", c.LogFormat)
-	case c.Sync != SyncAlways && c.Sync != SyncInterval:
-		return fmt.Errorf("--sync %q: want %s or %s", c.Sync, SyncAlways, SyncInterval)
+	case c.Sync != SyncAlways && c.Sync != SyncStrict && c.Sync != SyncInterval:
+		return fmt.Errorf("--sync %q: want %s, %s or %s", c.Sync, SyncAlways, SyncStrict, SyncInterval)
 	case c.SyncInterval <= 0:
 		return fmt.Errorf("--sync-interval must be positive")
 	case c.Replicas < 1 || c.Replicas > 5:

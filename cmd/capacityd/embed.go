@@ -11,6 +11,7 @@ import (
 
 	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
+	"github.com/capacityd/capacityd/streams/groupsync"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
 )
@@ -20,11 +21,17 @@ import (
 type embeddedNATS struct {
 	*server.Server
 	lock *os.File
+	// syncs makes appends durable under --sync always (nil otherwise): one
+	// fsync of the stream's files shared by every append waiting for one.
+	syncs *groupsync.Set
 }
 
 // Stop shuts the server down, waits for it, and then releases the data
 // directory.
 func (e *embeddedNATS) Stop() {
+	if e.syncs != nil {
+		e.syncs.Stop()
+	}
 	e.Shutdown()
 	e.WaitForShutdown()
 	if e.lock != nil {
@@ -70,9 +77,11 @@ func startEmbedded(cfg Config, log zerolog.Logger) (_ *embeddedNATS, err error) 
 		StoreDir:   dir,
 		NoSigs:     true,
 		MaxPayload: 8 << 20, // pool snapshots can be large
-		// SyncAlways: fsync before each ack. A group commit is one message and
-		// one fsync, which is why group commit makes it affordable.
-		SyncAlways:   cfg.Sync == SyncAlways,
+		// --sync strict: the server fsyncs after each message, one at a
+		// time on the stream's goroutine. --sync always: the server writes
+		// each message in place before its ack and the appender waits for
+		// a groupsync round (one fsync shared by every append waiting).
+		SyncAlways:   cfg.Sync == SyncStrict,
 		SyncInterval: cfg.SyncInterval,
 		// Each region is its own JetStream domain: losing one never costs
 		// another its quorum, and other regions reach this one's streams
@@ -96,7 +105,11 @@ func startEmbedded(cfg Config, log zerolog.Logger) (_ *embeddedNATS, err error) 
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded NATS started without JetStream (data dir %s)", dir)
 	}
-	return &embeddedNATS{Server: s, lock: lock}, nil
+	e := &embeddedNATS{Server: s, lock: lock}
+	if cfg.Sync == SyncAlways {
+		e.syncs = groupsync.NewSet(s.JetStreamConfig().StoreDir, server.DEFAULT_GLOBAL_ACCOUNT)
+	}
+	return e, nil
 }
 
 // leafOptions sets the leaf-node listener and remotes of the embedded

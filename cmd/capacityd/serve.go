@@ -260,13 +260,27 @@ func (a *app) tryOpenStores(ctx context.Context) error {
 	if a.terms, err = kv.OpenTerms(ctx, a.js, a.cfg.Replicas); err != nil {
 		return fmt.Errorf("terms bucket: %w", err)
 	}
+	if a.ns != nil && a.ns.syncs != nil {
+		a.terms.SyncWith(a.ns.syncs.Wait)
+	}
 	// Each copy another region writes follows its head (failback).
 	a.followAll(ctx, true)
 	// This region's stream, or its copy following the head elsewhere.
-	if a.store, err = streams.New(ctx, a.js, a.cfg.Region, streams.WithReplicas(a.cfg.Replicas), streams.Following()); err != nil {
+	if a.store, err = streams.New(ctx, a.js, a.cfg.Region, append(a.storeOptions(), streams.Following())...); err != nil {
 		return fmt.Errorf("event stream: %w", err)
 	}
 	return a.openMirrors(ctx)
+}
+
+// storeOptions are the options of every event store this instance writes
+// through: under --sync always with the embedded server, each append waits
+// for a groupsync round before it returns.
+func (a *app) storeOptions() []streams.Option {
+	opts := []streams.Option{streams.WithReplicas(a.cfg.Replicas)}
+	if a.ns != nil && a.ns.syncs != nil {
+		opts = append(opts, streams.WithSync(a.ns.syncs.Wait))
+	}
+	return opts
 }
 
 // close stops everything start started, innermost first.

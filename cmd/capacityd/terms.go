@@ -113,7 +113,7 @@ func (a *app) fence(ctx context.Context, t kv.Term) {
 // startWriting opens the promoted copy of t.Region's stream as a store
 // and starts a write side over it.
 func (a *app) startWriting(ctx context.Context, t kv.Term) error {
-	store, err := streams.New(ctx, a.js, t.Region, streams.WithReplicas(a.cfg.Replicas))
+	store, err := streams.New(ctx, a.js, t.Region, a.storeOptions()...)
 	if err != nil {
 		return err
 	}

@@ -129,8 +129,9 @@ var ceilingEvent = []byte(`{"type":"capacity.hold.placed","pool":"bench-hot","re
 // storage, 2 minute dedupe window, a Nats-Msg-Id on every message), from
 // rc.Clients clients, then deletes the stream. mode is CeilingStorageSync
 // or CeilingStorageAsync. The server's sync setting decides whether acks
-// wait for fsync.
-func StorageCeiling(ctx context.Context, nc *nats.Conn, mode string, rc RunConfig) (Result, error) {
+// wait for fsync; sync, when not nil, is waited for after each ack, as the
+// service waits for a groupsync round under --sync always.
+func StorageCeiling(ctx context.Context, nc *nats.Conn, mode string, rc RunConfig, sync func(ctx context.Context, stream string) error) (Result, error) {
 	clients := max(rc.Clients, 1)
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(clients*asyncWindow))
 	if err != nil {
@@ -172,6 +173,11 @@ func StorageCeiling(ctx context.Context, nc *nats.Conn, mode string, rc RunConfi
 			if _, err := js.Publish(ctx, subjects[w], ceilingEvent, jetstream.WithMsgID(msgID(w))); err != nil {
 				return Outcome{Op: "publish", Err: err}
 			}
+			if sync != nil {
+				if err := sync(ctx, name); err != nil {
+					return Outcome{Op: "publish", Err: err}
+				}
+			}
 			return Outcome{Op: "publish", Status: http.StatusOK}
 		}
 	case CeilingStorageAsync:
@@ -195,6 +201,11 @@ func StorageCeiling(ctx context.Context, nc *nats.Conn, mode string, rc RunConfi
 			inflight[w] = inflight[w][1:]
 			select {
 			case <-s.f.Ok():
+				if sync != nil {
+					if err := sync(ctx, name); err != nil {
+						return Outcome{Op: "publish", Err: err, Latency: time.Since(s.at)}
+					}
+				}
 				return Outcome{Op: "publish", Status: http.StatusOK, Latency: time.Since(s.at)}
 			case err := <-s.f.Err():
 				return Outcome{Op: "publish", Err: err, Latency: time.Since(s.at)}
