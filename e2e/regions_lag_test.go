@@ -18,8 +18,9 @@ import (
 )
 
 // TestRegionsReplicationLagUnderLoad: an open-loop offered load of 5,000
-// holds/s (sent on schedule whatever the answers do, up to 4,096 in
-// flight) over 400 of region a's pools for 6 s; per hold, the replication
+// holds/s (sent on schedule whatever the answers do, up to 1,024 in
+// flight; what is not sent within the 6 s is not sent) over 400 of region
+// a's pools; per hold, the replication
 // lag from its ack in a to its message in b's mirror of a's stream (an
 // ordered consumer on b's copy, timed on arrival) and to b's read model
 // reflecting it (sampled every ~5 ms, as in TestRegionsHoldsInAVisibleInB).
@@ -31,7 +32,7 @@ func TestRegionsReplicationLagUnderLoad(t *testing.T) {
 	const (
 		rate        = 5000 // offered holds a second
 		npools      = 400
-		maxInflight = 4096
+		maxInflight = 1024
 	)
 	length := 6 * time.Second
 	if *soak > 0 {
@@ -119,13 +120,19 @@ func TestRegionsReplicationLagUnderLoad(t *testing.T) {
 	var wg sync.WaitGroup
 	var maxLate time.Duration
 	begin := time.Now()
+	end := begin.Add(length)
+	sent := 0
 	for i := range total {
 		due := begin.Add(time.Duration(i) * time.Second / rate)
 		if d := time.Until(due); d > 0 {
 			time.Sleep(d)
 		}
+		if time.Now().After(end) {
+			break // behind schedule at the end of the window: the rest is not offered
+		}
 		maxLate = max(maxLate, time.Since(due))
 		sem <- struct{}{}
+		sent++
 		wg.Go(func() {
 			defer func() { <-sem }()
 			pool, id := pools[i%npools], fmt.Sprintf("l-%d", i)
@@ -146,7 +153,7 @@ func TestRegionsReplicationLagUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	sent := time.Since(begin)
+	sending := time.Since(begin)
 	wg.Wait()
 	var lastAck time.Time
 	var maxSeq uint64
@@ -163,8 +170,8 @@ func TestRegionsReplicationLagUnderLoad(t *testing.T) {
 	if rejected.Load() > 0 {
 		t.Errorf("%d holds refused (capacity is ample): first %v", rejected.Load(), firstErr.Load())
 	}
-	if acked < total/10 {
-		t.Fatalf("only %d of %d holds acknowledged (%d failed: %v)", acked, total, failed.Load(), firstErr.Load())
+	if acked < sent/2 {
+		t.Fatalf("only %d of %d holds sent acknowledged (%d failed: %v)", acked, sent, failed.Load(), firstErr.Load())
 	}
 
 	// Every acknowledged hold in b's copy at the sequence a answered.
@@ -222,8 +229,8 @@ func TestRegionsReplicationLagUnderLoad(t *testing.T) {
 	}
 
 	elapsed := lastAck.Sub(begin)
-	t.Logf("offered %d holds/s open-loop over %d pools of region a (--sync always, up to %d in flight): %d sent in %v (%.0f/s, at most %v behind schedule), %d acknowledged in %v: %.0f holds/s achieved; %d failed (first: %v)",
-		rate, npools, maxInflight, total, sent.Round(time.Millisecond), float64(total)/sent.Seconds(), maxLate.Round(time.Millisecond),
+	t.Logf("offered %d holds/s open-loop for %v over %d pools of region a (--sync always, up to %d in flight): %d of %d sent (%.0f/s, at most %v behind schedule), %d acknowledged in %v: %.0f holds/s achieved; %d failed (first: %v)",
+		rate, length, npools, maxInflight, sent, total, float64(sent)/sending.Seconds(), maxLate.Round(time.Millisecond),
 		acked, elapsed.Round(time.Millisecond), float64(acked)/elapsed.Seconds(), failed.Load(), firstErr.Load())
 	t.Logf("replication lag, ack in a -> message in b's copy (%d holds, 0 missing: %v): %s", len(lags), missing == 0, quantiles(lags))
 	t.Logf("replication lag, ack in a -> b's read model (%d holds, sampled every ~5 ms, sampling included): %s", len(modelLags), quantiles(modelLags))
