@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -17,8 +18,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// lagRate is the offered load of TestRegionsReplicationLagUnderLoad.
+var lagRate = flag.Int("lag-rate", 5000, "holds a second offered by TestRegionsReplicationLagUnderLoad")
+
 // TestRegionsReplicationLagUnderLoad: an open-loop offered load of 5,000
-// holds/s (sent on schedule whatever the answers do, up to 1,024 in
+// holds/s (-lag-rate) (sent on schedule whatever the answers do, up to 1,024 in
 // flight; what is not sent within the 6 s is not sent) over 400 of region
 // a's pools; per hold, the replication
 // lag from its ack in a to its message in b's mirror of a's stream (an
@@ -29,16 +33,13 @@ import (
 // (its Held event with its reservation id at the sequence a answered), and
 // b's read model holds them all.
 func TestRegionsReplicationLagUnderLoad(t *testing.T) {
-	const (
-		rate        = 5000 // offered holds a second
-		npools      = 400
-		maxInflight = 1024
-	)
+	const npools, maxInflight = 400, 1024
+	rate := *lagRate
 	length := 6 * time.Second
 	if *soak > 0 {
 		length = max(length, *soak)
 	}
-	total := int(length.Seconds() * rate)
+	total := int(length.Seconds() * float64(rate))
 	a, b := startTwoRegions(t, "always")
 	ctx := context.Background()
 	ca, cb := NewClient(a.HTTPURL, 10*time.Second), NewClient(b.HTTPURL, 10*time.Second)
@@ -123,7 +124,7 @@ func TestRegionsReplicationLagUnderLoad(t *testing.T) {
 	end := begin.Add(length)
 	sent := 0
 	for i := range total {
-		due := begin.Add(time.Duration(i) * time.Second / rate)
+		due := begin.Add(time.Duration(i) * time.Second / time.Duration(rate))
 		if d := time.Until(due); d > 0 {
 			time.Sleep(d)
 		}
