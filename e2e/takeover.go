@@ -18,9 +18,11 @@ import (
 //
 //   - A write a acknowledged whose answer names a version past the
 //     recovery point, and whose event a's own stream (its copy set aside
-//     when it returned) holds at that sequence, is in the window: a
+//     when it returned) holds past the recovery point, is in the window: a
 //     promised it and the takeover lost it, which a takeover may do. It
-//     is left out of the history and counted. Any other acknowledged write
+//     is left out of the history and counted. (Past the recovery point,
+//     not at the version answered: a repeated confirm or release answers
+//     with the pool's version, its event may be earlier in the tail.) Any other acknowledged write
 //     stays: if b's stream lacks it, the check reports it lost, so a write
 //     acknowledged before the recovery point that the mirror dropped, one
 //     acknowledged by b after the promotion, or one a acknowledged and
@@ -63,17 +65,15 @@ func SplitTakeover(history []Op, fromOld func(Op) bool, recoveryPoint uint64, ol
 	type fact struct {
 		kind     string
 		pool, id string
-		seq      uint64 // 0 in anySeq
 	}
-	inTail, anySeq := map[fact]bool{}, map[fact]bool{}
+	inTail := map[fact]bool{}
 	tailPools := map[string]bool{}
 	for _, ev := range oldStream {
 		if ev.Seq <= recoveryPoint || ev.Err != "" {
 			continue
 		}
 		tailPools[ev.Pool] = true
-		inTail[fact{kind: ev.Type, pool: ev.Pool, id: ev.ReservationID, seq: ev.Seq}] = true
-		anySeq[fact{kind: ev.Type, pool: ev.Pool, id: ev.ReservationID}] = true
+		inTail[fact{kind: ev.Type, pool: ev.Pool, id: ev.ReservationID}] = true
 	}
 	eventType := map[Kind]string{
 		KindHold: capacity.HeldType, KindConfirm: capacity.ConfirmedType,
@@ -85,7 +85,7 @@ func SplitTakeover(history []Op, fromOld func(Op) bool, recoveryPoint uint64, ol
 	firstTailCall := map[string]int64{}
 	tailOf := func(op Op) bool {
 		typ, ok := eventType[op.Kind]
-		return ok && anySeq[fact{kind: typ, pool: op.Pool, id: op.ReservationID}]
+		return ok && inTail[fact{kind: typ, pool: op.Pool, id: op.ReservationID}]
 	}
 	matched := map[string]bool{}
 	for _, op := range history {
@@ -112,8 +112,7 @@ func SplitTakeover(history []Op, fromOld func(Op) bool, recoveryPoint uint64, ol
 		switch {
 		case op.Outcome == OK && op.Kind == KindRead && op.Version > recoveryPoint:
 			s.TailReads = append(s.TailReads, op)
-		case op.Outcome == OK && op.Kind != KindRead && op.Version > recoveryPoint &&
-			inTail[fact{kind: eventType[op.Kind], pool: op.Pool, id: op.ReservationID, seq: op.Version}]:
+		case op.Outcome == OK && op.Kind != KindRead && op.Version > recoveryPoint && tailOf(op):
 			s.Window = append(s.Window, op)
 		case op.Outcome == Rejected && hasTail(firstTailCall, op.Pool) && op.Return > firstTailCall[op.Pool]:
 			s.Tainted = append(s.Tainted, op)
