@@ -15,11 +15,18 @@ import (
 // the other, and waits until b sees a reachable.
 func startTwoRegions(t *testing.T, sync string) (a, b *capacityd) {
 	t.Helper()
+	return startTwoRegionsLinked(t, sync, func(leaf string) string { return leaf })
+}
+
+// startTwoRegionsLinked is startTwoRegions with b's leaf remote dialling
+// link(a's leaf-node listen address) instead: a proxy, say.
+func startTwoRegionsLinked(t *testing.T, sync string, link func(leaf string) string) (a, b *capacityd) {
+	t.Helper()
 	leaf := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	a = startCapacityd(t, capacitydOpts{Name: "a", Region: "a", Sync: sync,
 		Extra: []string{"--peer-regions", "b", "--leafnode-listen", leaf}})
 	b = startCapacityd(t, capacitydOpts{Name: "b", Region: "b", Sync: sync,
-		Extra: []string{"--peer-regions", "a", "--leafnode-remote", "nats-leaf://" + leaf}})
+		Extra: []string{"--peer-regions", "a", "--leafnode-remote", "nats-leaf://" + link(leaf)}})
 	c := NewClient(b.HTTPURL, 5*time.Second)
 	defer c.Close()
 	waitFor(t, 20*time.Second, func() error {
