@@ -22,11 +22,11 @@ import (
 //     promised it and the takeover lost it, which a takeover may do. It
 //     is left out of the history and counted. (Past the recovery point,
 //     not at the version answered: a repeated confirm or release answers
-//     with the pool's version, its event may be earlier in the tail.) Any other acknowledged write
-//     stays: if b's stream lacks it, the check reports it lost, so a write
-//     acknowledged before the recovery point that the mirror dropped, one
-//     acknowledged by b after the promotion, or one a acknowledged and
-//     never stored, fails the test.
+//     with the pool's version, its event may be earlier in the tail.)
+//     Any other acknowledged write stays: if b's stream lacks it, the
+//     check reports it lost, so a write acknowledged before the recovery
+//     point that the mirror dropped, one acknowledged by b after the
+//     promotion, or one a acknowledged and never stored, fails the test.
 //   - An unknown write of a is resolved against b's stream like any other:
 //     one stored only in a's tail did not happen in this history.
 //   - A read a answered with a version past the recovery point reflects
