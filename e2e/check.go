@@ -116,38 +116,100 @@ func ReadGroundTruth(ctx context.Context, urls, region string, replicas int) (*G
 	}
 	var events []StreamEvent
 	for ev, err := range streams.NewPoolEvents(store).Log(ctx, 1) {
-		se := StreamEvent{Seq: ev.Seq, Pool: ev.Pool}
 		if err != nil {
 			if ev.Seq == 0 {
 				return nil, fmt.Errorf("reading the stream: %w", err)
 			}
-			se.Err = err.Error()
-			events = append(events, se)
+			events = append(events, StreamEvent{Seq: ev.Seq, Pool: ev.Pool, Err: err.Error()})
 			continue
 		}
-		se.Type = ev.Event.EventType()
-		switch e := ev.Event.(type) {
-		case capacity.PoolDefined:
-			se.Capacity, se.At = e.Capacity+e.Overbook, e.DefinedAt
-		case capacity.CapacityChanged:
-			se.Capacity, se.At = e.To, e.At
-		case capacity.Held:
-			se.ReservationID, se.Quantity, se.At, se.ExpiresAt, se.Booking = e.ReservationID, e.Quantity, e.At, e.ExpiresAt, e.Booking
-			for _, it := range e.Items {
-				se.Items = append(se.Items, Item{Pool: it.Pool, Quantity: it.Quantity})
-			}
-		case capacity.Confirmed:
-			se.ReservationID, se.At, se.Quantity, se.Booking = e.ReservationID, e.At, e.Quantity, e.Booking
-		case capacity.Released:
-			se.ReservationID, se.At, se.Booking = e.ReservationID, e.At, e.Booking
-		case capacity.Expired:
-			se.ReservationID, se.At, se.Booking = e.ReservationID, e.At, e.Booking
-		case capacity.Extended:
-			se.ReservationID, se.At, se.ExpiresAt, se.TTL, se.Booking = e.ReservationID, e.At, e.ExpiresAt, e.TTL, e.Booking
-		}
-		events = append(events, se)
+		events = append(events, streamEventOf(ev.Seq, ev.Pool, ev.Event))
 	}
 	return GroundTruthOf(events), nil
+}
+
+// streamEventOf describes one decoded event of a pool's commit at seq.
+func streamEventOf(seq uint64, pool string, event capacity.Event) StreamEvent {
+	se := StreamEvent{Seq: seq, Pool: pool, Type: event.EventType()}
+	switch e := event.(type) {
+	case capacity.PoolDefined:
+		se.Capacity, se.At = e.Capacity+e.Overbook, e.DefinedAt
+	case capacity.CapacityChanged:
+		se.Capacity, se.At = e.To, e.At
+	case capacity.Held:
+		se.ReservationID, se.Quantity, se.At, se.ExpiresAt, se.Booking = e.ReservationID, e.Quantity, e.At, e.ExpiresAt, e.Booking
+		for _, it := range e.Items {
+			se.Items = append(se.Items, Item{Pool: it.Pool, Quantity: it.Quantity})
+		}
+	case capacity.Confirmed:
+		se.ReservationID, se.At, se.Quantity, se.Booking = e.ReservationID, e.At, e.Quantity, e.Booking
+	case capacity.Released:
+		se.ReservationID, se.At, se.Booking = e.ReservationID, e.At, e.Booking
+	case capacity.Expired:
+		se.ReservationID, se.At, se.Booking = e.ReservationID, e.At, e.Booking
+	case capacity.Extended:
+		se.ReservationID, se.At, se.ExpiresAt, se.TTL, se.Booking = e.ReservationID, e.At, e.ExpiresAt, e.TTL, e.Booking
+	}
+	return se
+}
+
+// ReadStreamEvents reads every event of the stream called name in the
+// JetStream of the NATS at url, whatever it is (a region's stream, a copy,
+// one set aside by failback), without changing it: an ordered consumer
+// from the first message to the last one stored when it starts.
+func ReadStreamEvents(ctx context.Context, url, name string) ([]StreamEvent, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	last := stream.CachedInfo().State.LastSeq
+	if last == 0 {
+		return nil, nil
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	msgs, err := cons.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	defer msgs.Stop()
+	var events []StreamEvent
+	for {
+		m, err := msgs.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return nil, err
+		}
+		seq := meta.Sequence.Stream
+		rec, err := streams.Decode(m.Subject(), seq, meta.Timestamp, m.Headers(), m.Data())
+		var decoded []capacity.Event
+		if err == nil {
+			decoded, err = rec.Events()
+		}
+		if err != nil {
+			events = append(events, StreamEvent{Seq: seq, Pool: rec.Pool, Err: err.Error()})
+		}
+		for _, e := range decoded {
+			events = append(events, streamEventOf(seq, rec.Pool, e))
+		}
+		if seq >= last {
+			return events, nil
+		}
+	}
 }
 
 // GroundTruthOf folds decoded stream events (as ReadGroundTruth reads them,

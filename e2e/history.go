@@ -81,6 +81,10 @@ type Op struct {
 	ResStatus string `json:"res_status,omitempty"`
 	// Position is a booking's position in its answer (a min_position).
 	Position uint64 `json:"position,omitempty"`
+	// Version is the pool's version in an acknowledged answer: of a read,
+	// the stream sequence of the pool's last event it reflects; of a
+	// write, the sequence its answer names (its event's, when it wrote).
+	Version uint64 `json:"version,omitempty"`
 	// Times in the pool's recorded time, which no client sees: set by the
 	// check from the stream. A hold's At is the time it was decided at and
 	// ExpiresAt its deadline (the Held event's); a lapse's At is the

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,11 +15,18 @@ import (
 // the other, and waits until b sees a reachable.
 func startTwoRegions(t *testing.T, sync string) (a, b *capacityd) {
 	t.Helper()
+	return startTwoRegionsLinked(t, sync, func(leaf string) string { return leaf })
+}
+
+// startTwoRegionsLinked is startTwoRegions with b's leaf remote dialling
+// link(a's leaf-node listen address) instead: a proxy, say.
+func startTwoRegionsLinked(t *testing.T, sync string, link func(leaf string) string) (a, b *capacityd) {
+	t.Helper()
 	leaf := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	a = startCapacityd(t, capacitydOpts{Name: "a", Region: "a", Sync: sync,
 		Extra: []string{"--peer-regions", "b", "--leafnode-listen", leaf}})
 	b = startCapacityd(t, capacitydOpts{Name: "b", Region: "b", Sync: sync,
-		Extra: []string{"--peer-regions", "a", "--leafnode-remote", "nats-leaf://" + leaf}})
+		Extra: []string{"--peer-regions", "a", "--leafnode-remote", "nats-leaf://" + link(leaf)}})
 	c := NewClient(b.HTTPURL, 5*time.Second)
 	defer c.Close()
 	waitFor(t, 20*time.Second, func() error {
@@ -104,32 +110,8 @@ func TestRegionsHoldsInAVisibleInB(t *testing.T) {
 	}
 
 	// b's read-model position of a's stream, sampled every 2 ms.
-	type sample struct {
-		at  time.Time
-		pos uint64
-	}
-	var (
-		samples []sample
-		mu      sync.Mutex
-	)
-	pollCtx, stopPoll := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for pollCtx.Err() == nil {
-			r := cb.Do(pollCtx, http.MethodGet, "/v1/availability?limit=1", nil, nil)
-			at := time.Now()
-			var page struct {
-				Positions map[string]uint64 `json:"positions"`
-			}
-			if r.Outcome == OK && json.Unmarshal(r.Body, &page) == nil {
-				mu.Lock()
-				samples = append(samples, sample{at, page.Positions["a"]})
-				mu.Unlock()
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	})
-	defer func() { stopPoll(); wg.Wait() }()
+	sampler := samplePositions(ctx, cb, "a", 2*time.Millisecond)
+	defer sampler.stop()
 
 	type ack struct {
 		at  time.Time
@@ -207,31 +189,19 @@ func TestRegionsHoldsInAVisibleInB(t *testing.T) {
 	if st.LastSeq < maxSeq || st.Writer != "a" {
 		t.Errorf("b's view of a = %+v, want last_seq >= %d, writer a", st, maxSeq)
 	}
-	stopPoll()
-	wg.Wait()
+	samples := sampler.stop()
 
 	// Replication lag of each hold: its ack in a to the first sample of b's
 	// read model at or past its sequence (the 2 ms sampling is included).
-	mu.Lock()
-	defer mu.Unlock()
 	lags := make([]time.Duration, 0, holds)
 	for _, a := range acks {
-		i, _ := slices.BinarySearchFunc(samples, a.seq, func(s sample, seq uint64) int {
-			if s.pos < seq {
-				return -1
-			}
-			return 1
-		})
-		if i < len(samples) {
-			lags = append(lags, max(0, samples[i].at.Sub(a.at)))
+		if d, ok := samples.after(a.seq, a.at); ok {
+			lags = append(lags, d)
 		}
 	}
-	slices.Sort(lags)
 	if len(lags) < holds*9/10 {
 		t.Fatalf("only %d of %d holds were seen in b's samples", len(lags), holds)
 	}
-	q := func(p float64) time.Duration { return lags[int(p*float64(len(lags)-1))] }
-	t.Logf("%d holds in region a in %v (%.0f holds/s, %d clients, --sync always); replication lag a -> b read model: p50 %v, p99 %v, max %v (%d samples)",
-		holds, elapsed.Round(time.Millisecond), float64(holds)/elapsed.Seconds(), clients,
-		q(0.5).Round(100*time.Microsecond), q(0.99).Round(100*time.Microsecond), lags[len(lags)-1].Round(100*time.Microsecond), len(samples))
+	t.Logf("%d holds in region a in %v (%.0f holds/s, %d clients, --sync always); replication lag a -> b read model: %s (%d samples)",
+		holds, elapsed.Round(time.Millisecond), float64(holds)/elapsed.Seconds(), clients, quantiles(lags), len(samples))
 }

@@ -61,6 +61,10 @@ type Workload struct {
 	RunID string
 	// OnOK, if set, is called after each acknowledged operation.
 	OnOK func(Op)
+	// FirstClient is the id of the first client (then FirstClient+1, ...):
+	// a workload started again on other targets into the same recorder
+	// keeps its clients apart from the earlier ones.
+	FirstClient int
 }
 
 // DefaultWorkload is a mix of few small hot pools and some cold ones, with
@@ -179,8 +183,8 @@ type live struct {
 	extends  int    // extensions asked so far
 }
 
-func (w *Workload) client(ctx context.Context, t *Traffic, id int, prefix string) {
-	target := id % len(w.Targets)
+func (w *Workload) client(ctx context.Context, t *Traffic, i int, prefix string) {
+	target, id := i%len(w.Targets), w.FirstClient+i
 	c := NewClient(w.Targets[target], w.Timeout)
 	defer c.Close()
 	rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
@@ -357,7 +361,7 @@ func fill(op *Op, r Response) {
 			op.Outcome, op.Err = Unknown, "decoding pool: "+err.Error()
 			return
 		}
-		op.Capacity, op.Held, op.Confirmed = p.Capacity, p.Held, p.Confirmed
+		op.Capacity, op.Held, op.Confirmed, op.Version = p.Capacity, p.Held, p.Confirmed, p.Version
 	case KindBook, KindBookConfirm, KindBookRelease, KindBookExtend:
 		var b BookingDoc
 		if err := r.Decode(&b); err != nil {
@@ -371,6 +375,6 @@ func fill(op *Op, r Response) {
 			op.Outcome, op.Err = Unknown, "decoding reservation: "+err.Error()
 			return
 		}
-		op.ResStatus = res.Status
+		op.ResStatus, op.Version = res.Status, res.Version
 	}
 }

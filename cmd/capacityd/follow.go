@@ -33,13 +33,15 @@ func (a *app) readTerm(ctx context.Context, region string) (kv.Term, error) {
 // already such a mirror is set aside whole under streams.FencedName and a
 // fresh mirror of the head takes its name, once the writer has promoted
 // its copy (its own bucket holds the term: before that its copy may still
-// be mirroring this one). A copy with a diverged tail (beyond t.From) is
-// set aside only at start, before the read models and write sides exist:
-// then the snapshots of the region's pools in this domain and the read
-// models' checkpoint are deleted too (they may hold folds of the tail),
-// and for this region's own pools the tail is reported in GET /v1/regions.
-// Running, such a copy is left as it is and an error logged: a restart
-// rejoins (README, "Failback").
+// be mirroring this one). A copy with a diverged tail (beyond t.From) also
+// costs the folds of that tail: the snapshots of the region's pools in
+// this domain and the read models' checkpoint are deleted, and the read
+// models are rebuilt from the head (at start they do not exist yet; while
+// running, readModels.rebuild stops their projections around the set
+// aside and feeds them again from the first message of every source).
+// For this region's own pools the tail is reported in GET /v1/regions.
+// Nothing writes the region's pools here meanwhile: a copy that does not
+// follow the head is one of a region this one does not write (fenced).
 func (a *app) follow(ctx context.Context, t kv.Term, atStart bool) error {
 	if t.Writer == a.cfg.Region || t.Epoch == 0 {
 		return nil // this region writes it, or nobody ever promoted it: the plain mirror of openMirrors
@@ -56,17 +58,11 @@ func (a *app) follow(ctx context.Context, t kv.Term, atStart bool) error {
 	}
 	log := a.log.With().Str("region", t.Region).Str("head", t.Writer).Uint64("epoch", t.Epoch).Logger()
 	var tail *capacity.FencedTail
-	if c.Exists {
-		if c.LastSeq > t.From {
-			tail = &capacity.FencedTail{Epoch: t.Epoch, Writer: t.Writer, FirstSeq: t.From + 1, LastSeq: c.LastSeq, Stream: streams.FencedName(t.Region, t.Epoch)}
-			if !atStart {
-				if a.followWarned[t.Region] != t.Epoch {
-					a.followWarned[t.Region] = t.Epoch
-					log.Error().Uint64("tail_first_seq", tail.FirstSeq).Uint64("tail_last_seq", tail.LastSeq).
-						Msg("this region's copy has a diverged tail: it keeps it and does not follow the head until capacityd restarts (the restart sets it aside and rebuilds the read models)")
-				}
-				return nil
-			}
+	if c.Exists && c.LastSeq > t.From {
+		tail = &capacity.FencedTail{Epoch: t.Epoch, Writer: t.Writer, FirstSeq: t.From + 1, LastSeq: c.LastSeq, Stream: streams.FencedName(t.Region, t.Epoch)}
+	}
+	followHead := func(ctx context.Context) error {
+		if tail != nil {
 			n, err := a.snaps.DeleteRegion(ctx, t.Region)
 			if err != nil {
 				return err
@@ -76,20 +72,33 @@ func (a *app) follow(ctx context.Context, t kv.Term, atStart bool) error {
 					return err
 				}
 			}
-			log.Warn().Int("snapshots_deleted", n).Msg("diverged copy: its pool snapshots and the read models' checkpoint deleted (rebuilt from the head)")
+			log.Warn().Int("snapshots_deleted", n).Bool("at_start", atStart).Msg("diverged copy: its pool snapshots and the read models' checkpoint deleted (rebuilt from the head)")
 		}
-		aside, err := streams.SetAside(ctx, a.js, t.Region, streams.FencedName(t.Region, t.Epoch))
-		if err != nil {
-			return fmt.Errorf("setting aside the copy of region %s: %w", t.Region, err)
+		if c.Exists {
+			aside, err := streams.SetAside(ctx, a.js, t.Region, streams.FencedName(t.Region, t.Epoch))
+			if err != nil {
+				return fmt.Errorf("setting aside the copy of region %s: %w", t.Region, err)
+			}
+			ev := log.Warn().Str("aside", aside.Stream).Uint64("aside_last_seq", aside.LastSeq).Uint64("from", t.From)
+			if tail != nil {
+				ev = ev.Uint64("tail_first_seq", tail.FirstSeq).Uint64("tail_last_seq", tail.LastSeq).Uint64("tail_count", tail.Count())
+			}
+			ev.Msg("copy set aside (kept, sealed, never merged); following the head with a fresh mirror")
 		}
-		ev := log.Warn().Str("aside", aside.Stream).Uint64("aside_last_seq", aside.LastSeq).Uint64("from", t.From)
-		if tail != nil {
-			ev = ev.Uint64("tail_first_seq", tail.FirstSeq).Uint64("tail_last_seq", tail.LastSeq).Uint64("tail_count", tail.Count())
+		if _, err := streams.EnsureMirrorFrom(ctx, a.js, t.Region, t.Writer, streams.WithReplicas(a.cfg.Replicas)); err != nil {
+			return fmt.Errorf("mirror of region %s from %s: %w", t.Region, t.Writer, err)
 		}
-		ev.Msg("copy set aside (kept, sealed, never merged); following the head with a fresh mirror")
+		return nil
 	}
-	if _, err := streams.EnsureMirrorFrom(ctx, a.js, t.Region, t.Writer, streams.WithReplicas(a.cfg.Replicas)); err != nil {
-		return fmt.Errorf("mirror of region %s from %s: %w", t.Region, t.Writer, err)
+	if tail != nil && !atStart {
+		log.Warn().Uint64("tail_first_seq", tail.FirstSeq).Uint64("tail_last_seq", tail.LastSeq).
+			Msg("this region's copy has a diverged tail: setting it aside and rebuilding the read models from the head while running")
+		err = a.readModels.rebuild(ctx, followHead)
+	} else {
+		err = followHead(ctx)
+	}
+	if err != nil {
+		return err
 	}
 	if tail != nil && t.Region == a.cfg.Region {
 		a.w.gate.Lock()

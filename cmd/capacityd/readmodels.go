@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
@@ -14,6 +15,7 @@ import (
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/projection"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 )
 
 // readModels are the in-memory read models of this instance and the
@@ -28,21 +30,36 @@ type readModels struct {
 	availability *views.Availability
 	reservations *views.Reservations
 	board        *views.Board
-	runner       *projection.Runner // this region's stream
-	sources      []*source          // this region first, then the peers in flag order
+	sources      []*source // this region first, then the peers in flag order; fixed
 	now          func() time.Time
 	region       string
 
 	homeMu sync.RWMutex
 	home   map[string]string // pool -> home region, for pools of peer regions
+
+	// The projections' goroutines, stopped and started again by rebuild.
+	runMu     sync.Mutex
+	runCancel context.CancelFunc
+	runWG     sync.WaitGroup
+	newRunner func(src *source) (*projection.Runner, error)
+	log       zerolog.Logger
 }
 
-// source is one stream feeding the read models.
+// source is one stream feeding the read models. Its runner is replaced
+// when the models are rebuilt (rebuild); the source stays.
 type source struct {
-	region string
-	runner *projection.Runner
-	mirror *streams.Mirror // nil for this region's own stream
+	region  string
+	stream  string
+	mirror  *streams.Mirror // nil for this region's own stream
+	current atomic.Pointer[projection.Runner]
 }
+
+// runner returns the source's projection now.
+func (s *source) runner() *projection.Runner { return s.current.Load() }
+
+// homeRunner returns the projection of this region's stream, whose
+// position is the models' own.
+func (rm *readModels) homeRunner() *projection.Runner { return rm.sources[0].runner() }
 
 // startReadModels creates the models and runs their projections until the
 // returned stop function is called.
@@ -58,52 +75,43 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 		home:         make(map[string]string),
 	}
 	durable := projection.DurableName("views", a.cfg.Region, a.instance())
-	add := func(region, stream string, mirror *streams.Mirror) error {
-		opts := []projection.Option{projection.WithLogger(a.log.With().Str("component", "projection").Str("durable", durable).Str("stream", stream).Logger())}
-		if a.views != nil && mirror == nil {
+	rm.log = a.log.With().Str("component", "projection").Str("durable", durable).Logger()
+	rm.newRunner = func(src *source) (*projection.Runner, error) {
+		opts := []projection.Option{projection.WithLogger(rm.log.With().Str("stream", src.stream).Logger())}
+		if a.views != nil && src.mirror == nil {
 			// Only this region's stream checkpoints the models. A restart
 			// restores them whole (peer pools included) and each peer's
 			// projection reads its mirror again from 1: applying a commit
 			// a pool already has changes nothing, so this costs time only.
 			opts = append(opts, projection.WithCheckpoints(a.views, models, a.cfg.CheckpointEvery, a.cfg.CheckpointInterval))
 		}
-		runner, err := projection.New(a.js, stream, durable, rm.handler(region), opts...)
-		if err != nil {
-			return err
-		}
-		rm.sources = append(rm.sources, &source{region: region, runner: runner, mirror: mirror})
-		return nil
+		return projection.New(a.js, src.stream, durable, rm.handler(src.region), opts...)
 	}
-	if err := add(a.cfg.Region, a.store.StreamName(), nil); err != nil {
-		return nil, err
-	}
-	rm.runner = rm.sources[0].runner
+	rm.sources = append(rm.sources, &source{region: a.cfg.Region, stream: a.store.StreamName()})
 	for _, m := range a.mirrors {
-		if err := add(m.events.Region(), m.events.StreamName(), m.events); err != nil {
+		rm.sources = append(rm.sources, &source{region: m.events.Region(), stream: m.events.StreamName(), mirror: m.events})
+	}
+	for _, src := range rm.sources {
+		runner, err := rm.newRunner(src)
+		if err != nil {
 			return nil, err
 		}
+		src.current.Store(runner)
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, src := range rm.sources {
-		wg.Go(func() {
-			if err := src.runner.Run(runCtx); err != nil {
-				a.log.Error().Err(err).Str("durable", durable).Str("region", src.region).Msg("projection stopped")
-			}
-		})
-	}
-	wg.Go(func() { a.sweepLapsed(runCtx, rm, a.cfg.SweepEvery) })
-	a.stops = append(a.stops, func() { cancel(); wg.Wait() })
+	rm.startRunners()
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	var sweeper sync.WaitGroup
+	sweeper.Go(func() { a.sweepLapsed(sweepCtx, rm, a.cfg.SweepEvery) })
+	a.stops = append(a.stops, func() { stopSweep(); sweeper.Wait(); rm.stopRunners() })
 
-	runner := rm.runner
 	a.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "capacity_readmodel_position", Help: "Stream sequence the read models reflect."},
-			func() float64 { return float64(runner.Position()) }),
+			func() float64 { return float64(rm.homeRunner().Position()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "capacity_readmodel_lag", Help: "Stream last sequence minus the read models' position."},
 			func() float64 {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				defer cancel()
-				lag, err := runner.Lag(ctx)
+				lag, err := rm.homeRunner().Lag(ctx)
 				if err != nil {
 					return -1
 				}
@@ -112,6 +120,60 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 		&sourceCollector{rm: rm},
 	)
 	return rm, nil
+}
+
+// startRunners runs every source's projection until stopRunners.
+func (rm *readModels) startRunners() {
+	ctx, cancel := context.WithCancel(context.Background())
+	rm.runCancel = cancel
+	for _, src := range rm.sources {
+		runner := src.runner()
+		rm.runWG.Go(func() {
+			if err := runner.Run(ctx); err != nil {
+				rm.log.Error().Err(err).Str("region", src.region).Msg("projection stopped")
+			}
+		})
+	}
+}
+
+// stopRunners stops every projection (each checkpoints on its way out, if
+// it does) and waits for them.
+func (rm *readModels) stopRunners() {
+	rm.runMu.Lock()
+	defer rm.runMu.Unlock()
+	rm.runCancel()
+	rm.runWG.Wait()
+}
+
+// rebuild empties the models and feeds them again from every source's
+// first message, with fresh projections; between the old projections'
+// stop and the new ones' start it runs during (which replaces a stream,
+// say, and deletes the checkpoint the old home projection left: a
+// checkpoint would be loaded). Queries meanwhile answer from the models
+// as far as they are rebuilt, with the positions to say how far; a
+// min_position waits. The projections start again even if during fails.
+func (rm *readModels) rebuild(ctx context.Context, during func(context.Context) error) error {
+	rm.runMu.Lock()
+	defer rm.runMu.Unlock()
+	rm.runCancel()
+	rm.runWG.Wait()
+	err := during(ctx)
+	rm.models.Reset()
+	rm.homeMu.Lock()
+	clear(rm.home)
+	rm.homeMu.Unlock()
+	for _, src := range rm.sources {
+		runner, nerr := rm.newRunner(src)
+		if nerr != nil {
+			// Not expected (the options were valid at start): go on with
+			// the old one, which continues from its position.
+			rm.log.Error().Err(nerr).Str("region", src.region).Msg("rebuild: new projection")
+			continue
+		}
+		src.current.Store(runner)
+	}
+	rm.startRunners()
+	return err
 }
 
 // handler feeds the shared models from region's stream. Only the home
@@ -147,7 +209,7 @@ func (rm *readModels) homeOf(pool string) string {
 func (rm *readModels) positions() views.Positions {
 	p := views.Positions{Home: rm.region, Regions: make(map[string]uint64, len(rm.sources))}
 	for _, src := range rm.sources {
-		p.Regions[src.region] = src.runner.Position()
+		p.Regions[src.region] = src.runner().Position()
 	}
 	return p
 }
@@ -209,9 +271,9 @@ func (rm *readModels) waitFor(ctx context.Context, minPos views.MinPositions) er
 		if position == 0 {
 			continue
 		}
-		if err := src.runner.WaitFor(ctx, position); err != nil {
+		if err := src.runner().WaitFor(ctx, position); err != nil {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				return capacity.Errorf(capacity.EUNAVAILABLE, "read model of region %s has not reached position %d yet (at %d)", region, position, src.runner.Position())
+				return capacity.Errorf(capacity.EUNAVAILABLE, "read model of region %s has not reached position %d yet (at %d)", region, position, src.runner().Position())
 			}
 			return err
 		}
@@ -278,7 +340,7 @@ const readyWait = time.Second
 // read_models and on /metrics.
 func (rm *readModels) ready(ctx context.Context) error {
 	for _, src := range rm.sources {
-		st, err := src.runner.Status(ctx)
+		st, err := src.runner().Status(ctx)
 		if err != nil {
 			return fmt.Errorf("read models of region %s: %w", src.region, err)
 		}
@@ -286,18 +348,18 @@ func (rm *readModels) ready(ctx context.Context) error {
 			return fmt.Errorf("read models: projection %s of region %s not running", st.Durable, src.region)
 		}
 	}
-	if target, started := rm.runner.ReadyAt(); started && !rm.runner.CaughtUp() {
+	if target, started := rm.homeRunner().ReadyAt(); started && !rm.homeRunner().CaughtUp() {
 		wctx, cancel := context.WithTimeout(ctx, readyWait)
 		defer cancel()
-		if rm.runner.WaitFor(wctx, target) == nil {
+		if rm.homeRunner().WaitFor(wctx, target) == nil {
 			return nil
 		}
 	}
-	if _, started := rm.runner.ReadyAt(); !started {
+	if _, started := rm.homeRunner().ReadyAt(); !started {
 		return fmt.Errorf("read models: projection of region %s starting (loading its checkpoint)", rm.region)
 	}
-	if !rm.runner.CaughtUp() {
-		st := rm.runner.Counters()
+	if !rm.homeRunner().CaughtUp() {
+		st := rm.homeRunner().Counters()
 		from := "a rebuild from sequence 1"
 		if cs := st.Checkpoint; cs != nil && cs.LoadedSeq > 0 {
 			from = fmt.Sprintf("checkpoint at %d", cs.LoadedSeq)
@@ -311,7 +373,7 @@ func (rm *readModels) ready(ctx context.Context) error {
 // projection's status as before, and per peer region its projection and
 // how far its mirror lags.
 func (rm *readModels) readyDetail(ctx context.Context) any {
-	st, _ := rm.runner.Status(ctx)
+	st, _ := rm.homeRunner().Status(ctx)
 	if len(rm.sources) == 1 {
 		return st
 	}
@@ -325,7 +387,7 @@ func (rm *readModels) readyDetail(ctx context.Context) any {
 	peers := map[string]peer{}
 	for _, src := range rm.sources[1:] {
 		var p peer
-		p.Projection, _ = src.runner.Status(ctx)
+		p.Projection, _ = src.runner().Status(ctx)
 		p.ActiveMS = -1
 		if ms, err := src.mirror.Status(ctx); err == nil {
 			p.MirrorLag, p.LastSeq, p.Error = ms.Lag, ms.LastSeq, ms.Error

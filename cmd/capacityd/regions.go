@@ -67,7 +67,7 @@ func (a *app) Regions(ctx context.Context) (capacity.RegionsReport, error) {
 	self.Tail = a.w.tail
 	a.w.gate.RUnlock()
 	if a.readModels != nil {
-		self.ReadPosition = a.readModels.runner.Position()
+		self.ReadPosition = a.readModels.homeRunner().Position()
 	}
 	rep.Regions = append(rep.Regions, self)
 	statuses := make([]capacity.RegionStatus, len(a.mirrors))
@@ -97,7 +97,7 @@ func (a *app) peerStatus(ctx context.Context, m regionMirror) capacity.RegionSta
 	st.LastSeq, st.MirrorLag, st.MirrorActive, st.Error = ms.LastSeq, ms.Lag, ms.Active, ms.Error
 	if a.readModels != nil {
 		if src := a.readModels.source(region); src != nil {
-			st.ReadPosition = src.runner.Position()
+			st.ReadPosition = src.runner().Position()
 		}
 	}
 	return st
@@ -130,9 +130,9 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	for _, src := range c.rm.sources {
-		pos := src.runner.Position()
+		pos := src.runner().Position()
 		ch <- prometheus.MustNewConstMetric(descSourcePosition, prometheus.GaugeValue, float64(pos), src.region)
-		if lag, err := src.runner.Lag(ctx); err == nil {
+		if lag, err := src.runner().Lag(ctx); err == nil {
 			ch <- prometheus.MustNewConstMetric(descReadLag, prometheus.GaugeValue, float64(lag), src.region)
 		}
 		if src.mirror == nil {

@@ -51,7 +51,7 @@ func TestRestartResumesFromCheckpoint(t *testing.T) {
 		}
 		return nil
 	})
-	st := b.readModels.runner.Counters()
+	st := b.readModels.homeRunner().Counters()
 	if st.Checkpoint == nil || st.Checkpoint.LoadedSeq < last || st.StartSeq != st.Checkpoint.LoadedSeq+1 || !st.CaughtUp {
 		t.Fatalf("after restart: status %+v, checkpoint %+v: want a resume from the checkpoint at %d", st, st.Checkpoint, last)
 	}

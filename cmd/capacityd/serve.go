@@ -60,12 +60,9 @@ type app struct {
 	terms     *kv.Terms
 	w         writers
 	promoteMu sync.Mutex // one promotion (or one round of follow) at a time
-	// followWarned is the epoch of each region whose diverged copy was
-	// reported (once) as not following the head; the terms goroutine's.
-	followWarned map[string]uint64
-	pools        *pools.Service
-	reg          *prometheus.Registry
-	stops        []func() // read models and other workers, stopped in reverse order
+	pools     *pools.Service
+	reg       *prometheus.Registry
+	stops     []func() // read models and other workers, stopped in reverse order
 
 	stopTracing func() // nil unless spans are exported
 
@@ -137,7 +134,7 @@ func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error
 		return nil, err
 	}
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: newClock(cfg.ClockFile),
-		w: writers{terms: map[string]kv.Term{}, writing: map[string]*pools.Service{}}, followWarned: map[string]uint64{}}
+		w: writers{terms: map[string]kv.Term{}, writing: map[string]*pools.Service{}}}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {

@@ -263,7 +263,7 @@ func (a *app) Promote(ctx context.Context, region string) (capacity.Promotion, e
 			return capacity.Promotion{}, err
 		}
 		if st.Origin != writer {
-			return capacity.Promotion{}, capacity.Errorf(capacity.ECONFLICT, "region %s's copy of region %s's stream does not follow the writer, region %s, yet (it does within about %v of the writer's promotion; a copy with a diverged tail after a restart): retry", a.cfg.Region, region, writer, termsRefresh)
+			return capacity.Promotion{}, capacity.Errorf(capacity.ECONFLICT, "region %s's copy of region %s's stream does not follow the writer, region %s, yet (it does within about %v of the writer's promotion becoming readable here): retry", a.cfg.Region, region, writer, termsRefresh)
 		}
 	}
 	p := capacity.Promotion{Region: region, Writer: a.cfg.Region, Epoch: epoch + 1, Mode: "takeover"}
