@@ -20,13 +20,13 @@ func startTwoRegions(t *testing.T, sync string) (a, b *capacityd) {
 
 // startTwoRegionsLinked is startTwoRegions with b's leaf remote dialling
 // link(a's leaf-node listen address) instead: a proxy, say.
-func startTwoRegionsLinked(t *testing.T, sync string, link func(leaf string) string) (a, b *capacityd) {
+func startTwoRegionsLinked(t *testing.T, sync string, link func(leaf string) string, extra ...string) (a, b *capacityd) {
 	t.Helper()
 	leaf := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	a = startCapacityd(t, capacitydOpts{Name: "a", Region: "a", Sync: sync,
-		Extra: []string{"--peer-regions", "b", "--leafnode-listen", leaf}})
+		Extra: append([]string{"--peer-regions", "b", "--leafnode-listen", leaf}, extra...)})
 	b = startCapacityd(t, capacitydOpts{Name: "b", Region: "b", Sync: sync,
-		Extra: []string{"--peer-regions", "a", "--leafnode-remote", "nats-leaf://" + link(leaf)}})
+		Extra: append([]string{"--peer-regions", "a", "--leafnode-remote", "nats-leaf://" + link(leaf)}, extra...)})
 	c := NewClient(b.HTTPURL, 5*time.Second)
 	defer c.Close()
 	waitFor(t, 20*time.Second, func() error {

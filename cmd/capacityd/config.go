@@ -49,8 +49,11 @@ type Config struct {
 	// ForwardTimeout bounds a write forwarded to the region that writes
 	// the pool: past it, 503 region-unavailable.
 	ForwardTimeout time.Duration
-	Tokens         string // file of "<role> <token>" lines; empty: open access
-	RateLimit      int    // writes per second per customer token; 0: none
+	// WriteLease, when positive, makes a region write only while every peer
+	// region answered within it, and a takeover wait it out (lease.go).
+	WriteLease time.Duration
+	Tokens     string // file of "<role> <token>" lines; empty: open access
+	RateLimit  int    // writes per second per customer token; 0: none
 	// OTLPEndpoint is $OTEL_EXPORTER_OTLP_ENDPOINT: when set, spans are
 	// exported there (no flag: OpenTelemetry's own variables configure it).
 	OTLPEndpoint string
@@ -162,6 +165,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.SyncInterval, flagEnv{"sync-interval", "CAPACITY_SYNC_INTERVAL", "fsync interval with --sync interval"}},
 		{&cfg.Shutdown, flagEnv{"shutdown-timeout", "CAPACITY_SHUTDOWN_TIMEOUT", "how long SIGTERM waits for in-flight requests"}},
 		{&cfg.ForwardTimeout, flagEnv{"forward-timeout", "CAPACITY_FORWARD_TIMEOUT", "how long a write forwarded to the region that writes the pool may take before 503 region-unavailable"}},
+		{&cfg.WriteLease, flagEnv{"write-lease", "CAPACITY_WRITE_LEASE", "0 (off) or a duration: write only while every peer region answered within it, and make a takeover wait it out, so a region cut off from its peers stops acknowledging writes before another takes its pools over (same value in every region)"}},
 		{&cfg.CheckpointInterval, flagEnv{"checkpoint-interval", "CAPACITY_CHECKPOINT_INTERVAL", "checkpoint the read models at least this often while the stream moves"}},
 	}
 	for _, d := range durs {
@@ -274,6 +278,14 @@ func (c Config) validateRegions() error {
 		if err != nil || u.Host == "" || (u.Scheme != "nats-leaf" && u.Scheme != "nats" && u.Scheme != "tls") {
 			return fmt.Errorf("--leafnode-remote %q: want nats-leaf://host:port", r)
 		}
+	}
+	switch {
+	case c.WriteLease < 0:
+		return fmt.Errorf("--write-lease must not be negative")
+	case c.WriteLease > 0 && len(c.PeerRegions) == 0:
+		return fmt.Errorf("--write-lease needs --peer-regions: the lease is renewed by hearing from them")
+	case c.WriteLease > 0 && c.WriteLease < minWriteLease:
+		return fmt.Errorf("--write-lease %v: want at least %v (the peers are read every %v)", c.WriteLease, minWriteLease, termsRefresh)
 	}
 	seen := map[string]bool{}
 	for _, p := range c.PeerRegions {

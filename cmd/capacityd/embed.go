@@ -130,6 +130,11 @@ func leafOptions(cfg Config, opts *server.Options) error {
 			port = -1
 		}
 		opts.LeafNode.Host, opts.LeafNode.Port = host, port
+		// Other regions reach this one at the addresses they are given
+		// (--leafnode-remote), never at one this server advertises: a link
+		// run through a proxy or a tunnel must not be bypassed on
+		// reconnect (a partition of that link stays one).
+		opts.LeafNode.NoAdvertise = true
 	}
 	deny := append(append(streams.LinkDeny(), kv.LinkDeny(kv.DefaultBucket)...), kv.LinkDeny(kv.TermsBucket)...)
 	for _, r := range cfg.LeafnodeRemotes {

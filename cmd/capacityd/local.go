@@ -19,6 +19,9 @@ type localPools struct{ a *app }
 // service returns the write side of pool's home region with the gate held
 // shared; release it with a.w.gate.RUnlock.
 func (l localPools) service(pool string) (*pools.Service, error) {
+	if err := l.a.leaseCheck(); err != nil {
+		return nil, err
+	}
 	home := l.a.cfg.Region
 	if l.a.readModels != nil {
 		home = l.a.readModels.homeOf(pool)
@@ -41,8 +44,14 @@ func (l localPools) Execute(ctx context.Context, pool string, cmd capacity.Comma
 	if err != nil {
 		return pools.Result{}, err
 	}
-	defer l.a.w.gate.RUnlock()
-	return svc.Execute(ctx, pool, cmd)
+	res, err := func() (pools.Result, error) {
+		defer l.a.w.gate.RUnlock()
+		return svc.Execute(ctx, pool, cmd)
+	}()
+	if err == nil {
+		err = l.a.leaseLapsedWhileRunning() // takes the gate itself
+	}
+	return res, err
 }
 
 func (l localPools) Pool(ctx context.Context, pool string) (capacity.PoolView, error) {
@@ -73,15 +82,21 @@ func first(items []capacity.BookingItem) string {
 }
 
 func (l localPools) booking(items []capacity.BookingItem, f func(*pools.Service) (pools.Booking, error)) (pools.Booking, error) {
-	svc := l.a.pools
-	if pool := first(items); pool != "" {
-		var err error
-		if svc, err = l.service(pool); err != nil {
-			return pools.Booking{}, err
+	b, err := func() (pools.Booking, error) {
+		svc := l.a.pools
+		if pool := first(items); pool != "" {
+			var err error
+			if svc, err = l.service(pool); err != nil {
+				return pools.Booking{}, err
+			}
+			defer l.a.w.gate.RUnlock()
 		}
-		defer l.a.w.gate.RUnlock()
+		return f(svc)
+	}()
+	if err == nil {
+		err = l.a.leaseLapsedWhileRunning() // takes the gate itself
 	}
-	return f(svc)
+	return b, err
 }
 
 func (l localPools) Book(ctx context.Context, b capacity.Book) (pools.Booking, error) {

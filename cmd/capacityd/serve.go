@@ -59,7 +59,8 @@ type app struct {
 	// w what this instance knows of it and the write sides it runs.
 	terms     *kv.Terms
 	w         writers
-	promoteMu sync.Mutex // one promotion (or one round of follow) at a time
+	promoteMu sync.Mutex  // one promotion (or one round of follow) at a time
+	lease     *writeLease // --write-lease (lease.go); nil when off
 	pools     *pools.Service
 	reg       *prometheus.Registry
 	stops     []func() // read models and other workers, stopped in reverse order
@@ -136,6 +137,17 @@ func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), now: newClock(cfg.ClockFile),
 		w: writers{terms: map[string]kv.Term{}, writing: map[string]*pools.Service{}}}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.WriteLease > 0 {
+		a.lease = newWriteLease(cfg.WriteLease)
+		a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "capacityd_write_lease_valid",
+			Help: "1 while every peer region answered within --write-lease (this region writes), 0 when the lease lapsed"},
+			func() float64 {
+				if a.leaseCheck() == nil {
+					return 1
+				}
+				return 0
+			}))
+	}
 	defer func() {
 		if err != nil {
 			a.close()

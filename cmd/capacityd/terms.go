@@ -308,6 +308,16 @@ func (a *app) Promote(ctx context.Context, region string) (capacity.Promotion, e
 	if err := a.terms.Raise(ctx, t); err != nil {
 		return p, err
 	}
+	if wait := a.lease.takeoverWait(); wait > 0 && p.Mode == "takeover" {
+		// The old writer, cut off, stops writing within its lease; it must
+		// have before this region writes (lease.go).
+		a.log.Warn().Str("region", region).Dur("wait", wait).Msg("takeover: waiting out the old writer's write lease before writing")
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return p, capacity.Errorf(capacity.EUNAVAILABLE, "takeover of region %s: epoch %d is raised, but the wait for the old writer's lease (%v) was cut short: %v; promote again to finish", region, p.Epoch, wait, ctx.Err())
+		}
+	}
 	if err := a.startWriting(ctx, t); err != nil {
 		return p, err
 	}
