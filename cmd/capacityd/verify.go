@@ -21,6 +21,10 @@ import (
 // errDiffers is verify's failure: some copy is not a prefix of the head.
 var errDiffers = errors.New("verify: a copy is not a prefix of the head")
 
+// errReadModels is verify's other failure: a read model's figures differ
+// from a fresh fold of the stream it reads.
+var errReadModels = errors.New("verify: a read model differs from a fresh fold of the stream")
+
 // verifyCommand runs `capacityd verify --nats-url URL --region a
 // [--domains a,b] [--watch 5s]`: every copy of region a's stream it can
 // reach (one per JetStream domain) is compared message by message with the
@@ -71,7 +75,7 @@ func verifyCommand(ctx context.Context, args []string, getenv func(string) strin
 		if *watch <= 0 {
 			return err
 		}
-		if err != nil && !errors.Is(err, errDiffers) {
+		if err != nil && !errors.Is(err, errDiffers) && !errors.Is(err, errReadModels) {
 			fmt.Fprintln(stdout, "verify:", err)
 		}
 		select {
@@ -98,30 +102,39 @@ func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []str
 	if !contains(domains, head.Writer) {
 		domains = append(domains, head.Writer)
 	}
-	headCopy, err := streams.ReadCopy(ctx, nc, head.Writer, region)
+	res := verifyResult{Region: region, Head: head.Writer, Epoch: head.Epoch}
+	headCheck := checkReadModels(ctx, nc, head.Writer, region)
+	headCopy, err := streams.ReadCopyEach(ctx, nc, head.Writer, region, headCheck.visit)
 	if err != nil {
 		metrics.failed()
 		return fmt.Errorf("verify: head of region %s in domain %s: %w", region, head.Writer, err)
 	}
+	res.HeadLastSeq = headCopy.LastSeq
 	fmt.Fprintf(out, "region %s: head in domain %s (epoch %d), last_seq %d, %d messages\n", region, head.Writer, head.Epoch, headCopy.LastSeq, len(headCopy.Order()))
-	bad := false
+	headCheck.report(out, &res, metrics)
 	for _, d := range domains {
 		if d == head.Writer {
 			continue
 		}
-		c, err := streams.ReadCopy(ctx, nc, d, region)
+		check := checkReadModels(ctx, nc, d, region)
+		c, err := streams.ReadCopyEach(ctx, nc, d, region, check.visit)
 		if err != nil {
 			fmt.Fprintf(out, "  domain %s: unreachable or no copy: %v\n", d, err)
 			continue
 		}
 		diff := streams.Compare(headCopy, c)
 		metrics.copy(d, diff)
+		res.Copies++
 		verdict := "prefix of the head"
 		if !diff.Prefix() {
-			verdict, bad = "DIFFERS", true
+			verdict = "DIFFERS"
+			res.problem(fmt.Sprintf("copy in %s differs: missing %d, out of order %d, content mismatch %d, diverged tail %d%s",
+				d, len(diff.Missing), diff.OutOfOrder, len(diff.Mismatch), len(diff.Beyond), seqRange(diff.Beyond)))
+			res.copyDiffers = true
 		}
 		fmt.Fprintf(out, "  domain %s: %s; last_seq %d, lag %d, missing %d, out of order %d, content mismatch %d, diverged tail %d%s\n",
 			d, verdict, c.LastSeq, diff.Lag, len(diff.Missing), diff.OutOfOrder, len(diff.Mismatch), len(diff.Beyond), seqRange(diff.Beyond))
+		check.report(out, &res, metrics)
 	}
 	// Copies set aside by failback are history, not copies: reported, never
 	// a reason to fail (their diverged tail is what the fenced region wrote
@@ -146,9 +159,13 @@ func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []str
 				d, name, c.LastSeq, len(diff.Mismatch), len(diff.Beyond), seqRange(diff.Beyond))
 		}
 	}
-	metrics.verdict(head, headCopy.LastSeq, !bad)
-	if bad {
+	metrics.verdict(head, headCopy.LastSeq, res.ok())
+	res.publish(ctx, nc, domains, out)
+	switch {
+	case res.copyDiffers:
 		return errDiffers
+	case res.modelsDiffer:
+		return errReadModels
 	}
 	return nil
 }
@@ -177,6 +194,7 @@ type verifyMetrics struct {
 	epoch                                 prometheus.Gauge
 	lag, missing, mismatch, beyond, order *prometheus.GaugeVec
 	prefix                                *prometheus.GaugeVec
+	readModelMismatch                     *prometheus.GaugeVec
 }
 
 func newVerifyMetrics(region string) *verifyMetrics {
@@ -201,8 +219,10 @@ func newVerifyMetrics(region string) *verifyMetrics {
 		beyond:   vec("capacity_verify_copy_diverged_tail", "Messages of the copy past the head's last sequence."),
 		order:    vec("capacity_verify_copy_out_of_order", "Messages read out of sequence order."),
 		prefix:   vec("capacity_verify_copy_prefix", "1 if the copy is a prefix of the head."),
+		readModelMismatch: vec("capacity_verify_readmodel_mismatch",
+			"Differences between the domain's region's read models and a fresh fold of its copy (figures per pool of the verified region)."),
 	}
-	m.reg.MustRegister(m.ok, m.runs, m.failures, m.lastRun, m.headSeq, m.epoch, m.lag, m.missing, m.mismatch, m.beyond, m.order, m.prefix)
+	m.reg.MustRegister(m.ok, m.runs, m.failures, m.lastRun, m.headSeq, m.epoch, m.lag, m.missing, m.mismatch, m.beyond, m.order, m.prefix, m.readModelMismatch)
 	return m
 }
 
@@ -220,6 +240,13 @@ func (m *verifyMetrics) copy(domain string, d streams.Difference) {
 		prefix = 1
 	}
 	m.prefix.WithLabelValues(domain).Set(prefix)
+}
+
+func (m *verifyMetrics) readModels(domain string, mismatches int) {
+	if m == nil {
+		return
+	}
+	m.readModelMismatch.WithLabelValues(domain).Set(float64(mismatches))
 }
 
 func (m *verifyMetrics) verdict(head kv.Term, headSeq uint64, ok bool) {

@@ -95,6 +95,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		Writer:       a.writerOf,
 		Fence:        a.Fence,
 		Availability: rm,
+		Figures:      rm,
 		Logger:       a.log.With().Str("component", "natsapi").Logger(),
 	})
 	if err != nil {

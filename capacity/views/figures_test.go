@@ -1,0 +1,112 @@
+package views
+
+import (
+	"strings"
+
+	"github.com/capacityd/capacityd/capacity"
+	"testing"
+	"time"
+)
+
+// refoldCheck takes the models' figures (every page) after recording
+// their position, folds the whole history with a Refold and returns the
+// mismatches.
+func refoldCheck(t *testing.T, m *Models, events []recorded, at time.Time, doctor func([]PoolFigures)) []FigureMismatch {
+	t.Helper()
+	position := m.Position()
+	var figures []PoolFigures
+	for after := ""; ; {
+		page, next := m.Figures(after, 7, at, nil)
+		figures = append(figures, page...)
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if doctor != nil {
+		doctor(figures)
+	}
+	r := NewRefold(figures, position)
+	for _, e := range events {
+		r.Apply(e.pool, e.seq, e.events...)
+	}
+	return r.Check(at)
+}
+
+func TestRefoldAgreesWithModelsAndFindsDoctoredFigures(t *testing.T) {
+	events, end := history(t, 11, 30, 3000)
+	at := end.Add(-time.Minute) // some holds lapsed, some live
+	apply := func(m *Models, upTo int, skip int) {
+		for i, e := range events[:upTo] {
+			if i != skip {
+				m.Apply(e.pool, e.seq, e.events...)
+			}
+		}
+	}
+	// A pool's last event with events of other pools after it (the
+	// models' position covers it), and a hold in the middle of a pool's
+	// history.
+	lastOf, heldInside := -1, -1
+	for i := len(events) / 2; i < len(events)-10 && (lastOf < 0 || heldInside < 0); i++ {
+		later := false
+		for _, e := range events[i+1:] {
+			later = later || e.pool == events[i].pool
+		}
+		_, held := events[i].events[0].(capacity.Held)
+		switch {
+		case !later && lastOf < 0:
+			lastOf = i
+		case later && held && len(events[i].events) == 1 && heldInside < 0:
+			heldInside = i
+		}
+	}
+	if lastOf < 0 || heldInside < 0 {
+		t.Fatalf("history lacks the events the test needs: %d, %d", lastOf, heldInside)
+	}
+	cases := []struct {
+		name   string
+		upTo   int // events the models applied
+		skip   int // index of an event the models missed (-1: none)
+		doctor func([]PoolFigures)
+		want   []string // substrings of the mismatches, in order; none: no mismatch
+	}{
+		{name: "caught up", upTo: len(events), skip: -1},
+		{name: "lagging", upTo: len(events) / 2, skip: -1},
+		{name: "held doctored", upTo: len(events), skip: -1,
+			doctor: func(f []PoolFigures) { f[3].View.Held++ },
+			want:   []string{"held is"}},
+		{name: "available and reservations doctored", upTo: len(events), skip: -1,
+			doctor: func(f []PoolFigures) { f[0].View.Available--; f[0].Reservations += 2 },
+			want:   []string{"available is", "reservations is"}},
+		{name: "pool missing", upTo: len(events), skip: -1,
+			doctor: func(f []PoolFigures) { f[5] = PoolFigures{Pool: "zz-not-in-the-stream", Seq: 1} },
+			want:   []string{"pool is absent", "zz-not-in-the-stream at seq 1: pool is present"}},
+		{name: "missed last event of a pool", upTo: len(events), skip: lastOf,
+			want: []string{"is missing in the read model"}},
+		{name: "missed hold inside a pool's history", upTo: len(events), skip: heldInside,
+			want: []string{"reservations is"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := New()
+			apply(m, c.upTo, c.skip)
+			got := refoldCheck(t, m, events, at, c.doctor)
+			if len(c.want) == 0 {
+				if len(got) != 0 {
+					t.Fatalf("mismatches %v, want none", got)
+				}
+				return
+			}
+			var lines []string
+			for _, g := range got {
+				lines = append(lines, g.String())
+			}
+			all := strings.Join(lines, "\n")
+			for _, w := range c.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("mismatches:\n%s\nwant one containing %q", all, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/capacityd/capacityd/streams"
+	"github.com/capacityd/capacityd/web/natsapi"
+	"github.com/nats-io/nats.go"
+)
+
+// maxMismatchesShown bounds the mismatches verify prints per read model.
+const maxMismatchesShown = 20
+
+// readModelCheck is verify's check of one region's read models: their
+// figures of the verified region's pools (natsapi OpFigures), then a fresh
+// fold of the copy of the stream they read, in the same domain, each pool
+// up to the sequence the read model reports for it (views.Refold).
+type readModelCheck struct {
+	domain, region string
+	at             time.Time
+	position       uint64 // lowest position of the region's stream the pages reported
+	skip           string // why the read models were not checked ("" if they were)
+	refold         *views.Refold
+	pools          int // pools the read model reported
+	undecodable    int // messages of the stream that did not decode (skipped, as the models do)
+}
+
+// checkReadModels asks the capacityd of domain (the region of that name)
+// for its read models' figures of region's pools, every page, before the
+// stream is read: a read model never reflects a message the copy lacks.
+// A region without a running capacityd is reported, not a failure.
+func checkReadModels(ctx context.Context, nc *nats.Conn, domain, region string) *readModelCheck {
+	c := &readModelCheck{domain: domain, region: region, at: time.Now().UTC(), position: math.MaxUint64}
+	client := natsapi.NewClient(nc, domain)
+	var figures []views.PoolFigures
+	for after := ""; ; {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		rep, err := client.Figures(rctx, natsapi.FiguresRequest{Home: region, After: after, Limit: views.MaxLimit, At: c.at})
+		cancel()
+		var refusal *natsapi.Error
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			c.skip = "no capacityd of region " + domain + " answers " + natsapi.Subject(domain, natsapi.OpFigures)
+			return c
+		case errors.As(err, &refusal):
+			c.skip = fmt.Sprintf("capacityd of region %s refused: %d %s: %s", domain, refusal.Status, refusal.Code, refusal.Detail)
+			return c
+		case err != nil:
+			c.skip = fmt.Sprintf("capacityd of region %s: %v", domain, err)
+			return c
+		}
+		c.position = min(c.position, rep.Positions[region])
+		for _, p := range rep.Pools {
+			figures = append(figures, p.Views())
+		}
+		if rep.Next == "" {
+			break
+		}
+		after = rep.Next
+	}
+	c.pools = len(figures)
+	c.refold = views.NewRefold(figures, c.position)
+	return c
+}
+
+// visit folds one message of the copy (streams.ReadCopyEach).
+func (c *readModelCheck) visit(rec streams.Recorded, err error) {
+	if c.refold == nil {
+		return
+	}
+	if err != nil {
+		c.undecodable++
+		return
+	}
+	events, err := rec.Events()
+	if err != nil {
+		c.undecodable++
+		return
+	}
+	c.refold.Apply(rec.Pool, rec.Seq, events...)
+}
+
+// report prints the check's outcome and records it in res and metrics.
+func (c *readModelCheck) report(out io.Writer, res *verifyResult, metrics *verifyMetrics) {
+	if c.skip != "" {
+		fmt.Fprintf(out, "  domain %s: read models not checked: %s\n", c.domain, c.skip)
+		return
+	}
+	res.ReadModels++
+	mismatches := c.refold.Check(c.at)
+	metrics.readModels(c.domain, len(mismatches))
+	extra := ""
+	if c.undecodable > 0 {
+		extra = fmt.Sprintf(", %d undecodable messages skipped", c.undecodable)
+	}
+	if len(mismatches) == 0 {
+		fmt.Fprintf(out, "  domain %s: read models equal a fresh fold: %d pools of region %s (position %d, %d pools in the copy%s)\n",
+			c.domain, c.pools, c.region, c.position, c.refold.Pools(), extra)
+		return
+	}
+	res.modelsDiffer = true
+	pools := map[string]bool{}
+	for _, m := range mismatches {
+		pools[m.Pool] = true
+	}
+	fmt.Fprintf(out, "  domain %s: read models DIFFER from a fresh fold: %d mismatches in %d of %d pools of region %s (position %d%s)\n",
+		c.domain, len(mismatches), len(pools), c.pools, c.region, c.position, extra)
+	for i, m := range mismatches {
+		if i == maxMismatchesShown {
+			fmt.Fprintf(out, "    ... and %d more\n", len(mismatches)-i)
+			break
+		}
+		fmt.Fprintf(out, "    %s\n", m)
+	}
+	res.problem(fmt.Sprintf("read models of %s differ: %s", c.domain, mismatches[0]))
+}
+
+// verifyResult is one verify run's outcome, as printed, exported and
+// published (the planner board shows the last).
+type verifyResult struct {
+	Region       string
+	Head         string
+	Epoch        uint64
+	HeadLastSeq  uint64
+	Copies       int // copies compared with the head (the head not counted)
+	ReadModels   int // regions whose read models were checked
+	Problems     []string
+	copyDiffers  bool
+	modelsDiffer bool
+}
+
+func (r *verifyResult) problem(s string) { r.Problems = append(r.Problems, s) }
+
+func (r *verifyResult) ok() bool { return !r.copyDiffers && !r.modelsDiffer }
+
+// summary is the result in one line.
+func (r *verifyResult) summary() string {
+	if len(r.Problems) > 0 {
+		return strings.Join(r.Problems, "; ")
+	}
+	return fmt.Sprintf("%d copies a prefix of the head (%s, last_seq %d), %d read models equal a fresh fold", r.Copies, r.Head, r.HeadLastSeq, r.ReadModels)
+}
+
+// publish is a hook for the verdict (see verify_verdict.go).
+func (r *verifyResult) publish(ctx context.Context, nc *nats.Conn, domains []string, out io.Writer) {}
