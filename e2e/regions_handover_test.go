@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -48,6 +49,17 @@ func TestRegionsHandover(t *testing.T) {
 		}
 		return nil
 	})
+	// Under load the read models lag their streams: verify compares each
+	// pool at the sequence the read model reports for it, so both regions'
+	// read models equal a fresh fold (the copies' comparison may see a's
+	// head move while it reads b's copy, so its exit status is not asked).
+	loaded, _ := tryCapacityd("verify", "--nats-url", b.NATSURL, "--region", "a", "--domains", "a,b")
+	for _, d := range []string{"a", "b"} {
+		if !strings.Contains(loaded, "domain "+d+": read models equal a fresh fold: 10 pools of region a") {
+			t.Errorf("verify under load: want region %s's read models of a's 10 pools equal a fresh fold:\n%s", d, loaded)
+		}
+	}
+	t.Logf("capacityd verify under load:\n%s", loaded)
 	out := runCapacityd(t, "region", "promote", "--url", b.HTTPURL, "a")
 	var prom struct {
 		Mode    string `json:"mode"`
@@ -85,6 +97,11 @@ func TestRegionsHandover(t *testing.T) {
 	}
 	// Every copy of a's stream is a prefix of the head (b's promoted copy).
 	report := runCapacityd(t, "verify", "--nats-url", b.NATSURL, "--region", "a", "--domains", "a,b")
+	for _, d := range []string{"a", "b"} {
+		if !strings.Contains(report, "domain "+d+": read models equal a fresh fold: 10 pools of region a") {
+			t.Errorf("verify after the handover: want region %s's read models of a's 10 pools equal a fresh fold:\n%s", d, report)
+		}
+	}
 	t.Logf("capacityd verify after the handover:\n%s", report)
 	t.Logf("handover under load: last_seq %d, took %d ms; %d holds acknowledged (before and after, all sent to a), %d missing in b", prom.LastSeq, prom.TookMS, len(acked), lost)
 }

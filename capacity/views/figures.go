@@ -90,6 +90,7 @@ func (m FigureMismatch) String() string {
 // model lacks is a mismatch). It is not safe for concurrent use.
 type Refold struct {
 	position uint64
+	last     uint64 // highest sequence given to Apply
 	figures  map[string]PoolFigures
 	pools    map[string]*refoldPool
 }
@@ -116,6 +117,7 @@ func NewRefold(figures []PoolFigures, position uint64) *Refold {
 // Apply folds the events of one commit of pool stored at seq, if seq is
 // at or below what the read model reflects of the pool.
 func (r *Refold) Apply(pool string, seq uint64, events ...capacity.Event) {
+	r.last = max(r.last, seq)
 	p := r.pools[pool]
 	if p == nil {
 		p = &refoldPool{ids: make(map[string]struct{})}
@@ -140,9 +142,13 @@ func (r *Refold) Apply(pool string, seq uint64, events ...capacity.Event) {
 
 // Check compares each pool the read model reported, and each pool of the
 // stream it should hold by its position, with the fold, at now (the time
-// the read model's views were taken at). It returns the mismatches sorted
-// by pool, none if the read model agrees with the stream.
-func (r *Refold) Check(now time.Time) []FigureMismatch {
+// the read model's views were taken at). A pool the read model reflects
+// past the last message folded (a copy replaced by a fresh mirror that is
+// still catching up, while the read model kept what it had read) is
+// compared with fallback instead, a fold of the head fed the same figures,
+// when given; fallback reports how many were. It returns the mismatches
+// sorted by pool, none if the read model agrees with the stream.
+func (r *Refold) Check(now time.Time, fallback *Refold) (mismatches []FigureMismatch, viaFallback int) {
 	var out []FigureMismatch
 	add := func(pool string, seq uint64, field string, got, want any) {
 		out = append(out, FigureMismatch{Pool: pool, Seq: seq, Field: field, Got: fmt.Sprint(got), Want: fmt.Sprint(want)})
@@ -163,7 +169,12 @@ func (r *Refold) Check(now time.Time) []FigureMismatch {
 			continue
 		case !known:
 			continue // past the read model's position: lag
-		case p == nil || p.lastSeq == 0:
+		}
+		if f.Seq > r.last && fallback != nil {
+			viaFallback++
+			p = fallback.pools[id]
+		}
+		if p == nil || p.lastSeq == 0 {
 			add(id, f.Seq, "pool", "present", "absent")
 			continue
 		}
@@ -192,7 +203,7 @@ func (r *Refold) Check(now time.Time) []FigureMismatch {
 			}
 		}
 	}
-	return out
+	return out, viaFallback
 }
 
 // Pools returns how many pools the fold saw.

@@ -30,7 +30,8 @@ func refoldCheck(t *testing.T, m *Models, events []recorded, at time.Time, docto
 	for _, e := range events {
 		r.Apply(e.pool, e.seq, e.events...)
 	}
-	return r.Check(at)
+	got, _ := r.Check(at, nil)
+	return got
 }
 
 func TestRefoldAgreesWithModelsAndFindsDoctoredFigures(t *testing.T) {
@@ -108,5 +109,31 @@ func TestRefoldAgreesWithModelsAndFindsDoctoredFigures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRefoldFallsBackToTheHead: a read model ahead of its own copy (a
+// fresh mirror still catching up) is a mismatch against that copy alone,
+// and none when the pools past the copy are compared with the head.
+func TestRefoldFallsBackToTheHead(t *testing.T) {
+	events, end := history(t, 5, 20, 1500)
+	m := New()
+	for _, e := range events {
+		m.Apply(e.pool, e.seq, e.events...)
+	}
+	figures, _ := m.Figures("", MaxLimit, end, nil)
+	local, head := NewRefold(figures, m.Position()), NewRefold(figures, m.Position())
+	for i, e := range events {
+		if i < len(events)/2 {
+			local.Apply(e.pool, e.seq, e.events...)
+		}
+		head.Apply(e.pool, e.seq, e.events...)
+	}
+	if got, _ := local.Check(end, nil); len(got) == 0 {
+		t.Fatalf("a read model ahead of its copy checked against the copy alone: no mismatch, want some")
+	}
+	got, via := local.Check(end, head)
+	if len(got) != 0 || via == 0 {
+		t.Fatalf("with the head: mismatches %v, %d pools via the head; want none, some", got, via)
 	}
 }

@@ -103,8 +103,19 @@ func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []str
 		domains = append(domains, head.Writer)
 	}
 	res := verifyResult{Region: region, Head: head.Writer, Epoch: head.Epoch}
-	headCheck := checkReadModels(ctx, nc, head.Writer, region)
-	headCopy, err := streams.ReadCopyEach(ctx, nc, head.Writer, region, headCheck.visit)
+	// Every region's read models are asked first, then the head is read
+	// once for all of them: a pool a read model reflects past its own
+	// copy (a fresh mirror catching up) is compared with the head's fold.
+	checks := make(map[string]*readModelCheck, len(domains))
+	for _, d := range domains {
+		checks[d] = checkReadModels(ctx, nc, d, region, d == head.Writer)
+	}
+	headCheck := checks[head.Writer]
+	headCopy, err := streams.ReadCopyEach(ctx, nc, head.Writer, region, func(rec streams.Recorded, err error) {
+		for _, c := range checks {
+			c.visitHead(rec, err)
+		}
+	})
 	if err != nil {
 		metrics.failed()
 		return fmt.Errorf("verify: head of region %s in domain %s: %w", region, head.Writer, err)
@@ -116,10 +127,11 @@ func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []str
 		if d == head.Writer {
 			continue
 		}
-		check := checkReadModels(ctx, nc, d, region)
+		check := checks[d]
 		c, err := streams.ReadCopyEach(ctx, nc, d, region, check.visit)
 		if err != nil {
 			fmt.Fprintf(out, "  domain %s: unreachable or no copy: %v\n", d, err)
+			check.report(out, &res, metrics) // every pool compared with the head
 			continue
 		}
 		diff := streams.Compare(headCopy, c)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/web/natsapi"
@@ -21,23 +22,27 @@ const maxMismatchesShown = 20
 // readModelCheck is verify's check of one region's read models: their
 // figures of the verified region's pools (natsapi OpFigures), then a fresh
 // fold of the copy of the stream they read, in the same domain, each pool
-// up to the sequence the read model reports for it (views.Refold).
+// up to the sequence the read model reports for it (views.Refold), and a
+// fold of the head for the pools the read model reflects past its copy.
 type readModelCheck struct {
 	domain, region string
+	isHead         bool // the domain holds the head: its copy is the head
 	at             time.Time
 	position       uint64 // lowest position of the region's stream the pages reported
 	skip           string // why the read models were not checked ("" if they were)
-	refold         *views.Refold
-	pools          int // pools the read model reported
-	undecodable    int // messages of the stream that did not decode (skipped, as the models do)
+	local          *views.Refold
+	head           *views.Refold // nil when isHead
+	pools          int           // pools the read model reported
+	undecodable    int           // messages of the copy that did not decode (skipped, as the models do)
 }
 
 // checkReadModels asks the capacityd of domain (the region of that name)
 // for its read models' figures of region's pools, every page, before the
-// stream is read: a read model never reflects a message the copy lacks.
-// A region without a running capacityd is reported, not a failure.
-func checkReadModels(ctx context.Context, nc *nats.Conn, domain, region string) *readModelCheck {
-	c := &readModelCheck{domain: domain, region: region, at: time.Now().UTC(), position: math.MaxUint64}
+// streams are read: a read model never reflects a message its copy lacked
+// when the copy is read after. A region without a running capacityd is
+// reported, not a failure.
+func checkReadModels(ctx context.Context, nc *nats.Conn, domain, region string, isHead bool) *readModelCheck {
+	c := &readModelCheck{domain: domain, region: region, isHead: isHead, at: time.Now().UTC(), position: math.MaxUint64}
 	client := natsapi.NewClient(nc, domain)
 	var figures []views.PoolFigures
 	for after := ""; ; {
@@ -66,25 +71,44 @@ func checkReadModels(ctx context.Context, nc *nats.Conn, domain, region string) 
 		after = rep.Next
 	}
 	c.pools = len(figures)
-	c.refold = views.NewRefold(figures, c.position)
+	c.local = views.NewRefold(figures, c.position)
+	if !isHead {
+		c.head = views.NewRefold(figures, c.position)
+	}
 	return c
 }
 
-// visit folds one message of the copy (streams.ReadCopyEach).
+// visit folds one message of the domain's own copy (streams.ReadCopyEach).
 func (c *readModelCheck) visit(rec streams.Recorded, err error) {
-	if c.refold == nil {
+	if c.local == nil {
 		return
+	}
+	fold(c.local, rec, err, &c.undecodable)
+}
+
+// visitHead folds one message of the head.
+func (c *readModelCheck) visitHead(rec streams.Recorded, err error) {
+	switch {
+	case c.local == nil:
+	case c.isHead:
+		fold(c.local, rec, err, &c.undecodable)
+	default:
+		fold(c.head, rec, err, nil)
+	}
+}
+
+func fold(r *views.Refold, rec streams.Recorded, err error, undecodable *int) {
+	var events []capacity.Event
+	if err == nil {
+		events, err = rec.Events()
 	}
 	if err != nil {
-		c.undecodable++
+		if undecodable != nil {
+			*undecodable++
+		}
 		return
 	}
-	events, err := rec.Events()
-	if err != nil {
-		c.undecodable++
-		return
-	}
-	c.refold.Apply(rec.Pool, rec.Seq, events...)
+	r.Apply(rec.Pool, rec.Seq, events...)
 }
 
 // report prints the check's outcome and records it in res and metrics.
@@ -94,15 +118,18 @@ func (c *readModelCheck) report(out io.Writer, res *verifyResult, metrics *verif
 		return
 	}
 	res.ReadModels++
-	mismatches := c.refold.Check(c.at)
+	mismatches, viaHead := c.local.Check(c.at, c.head)
 	metrics.readModels(c.domain, len(mismatches))
 	extra := ""
+	if viaHead > 0 {
+		extra += fmt.Sprintf(", %d pools reflected past this copy compared with the head", viaHead)
+	}
 	if c.undecodable > 0 {
-		extra = fmt.Sprintf(", %d undecodable messages skipped", c.undecodable)
+		extra += fmt.Sprintf(", %d undecodable messages skipped", c.undecodable)
 	}
 	if len(mismatches) == 0 {
-		fmt.Fprintf(out, "  domain %s: read models equal a fresh fold: %d pools of region %s (position %d, %d pools in the copy%s)\n",
-			c.domain, c.pools, c.region, c.position, c.refold.Pools(), extra)
+		fmt.Fprintf(out, "  domain %s: read models equal a fresh fold: %d pools of region %s (position %d%s)\n",
+			c.domain, c.pools, c.region, c.position, extra)
 		return
 	}
 	res.modelsDiffer = true
