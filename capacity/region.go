@@ -17,6 +17,9 @@ type RegionStatus struct {
 	// Tail, for the observer itself when a promotion elsewhere fenced it:
 	// what it wrote that the new writer never received (nil otherwise).
 	Tail *FencedTail
+	// Verify is capacityd verify's last verdict on the region, as
+	// published in the observer's domain (nil if none).
+	Verify *VerifyVerdict
 }
 
 // RegionsReport is what GET /v1/regions answers.
@@ -71,4 +74,21 @@ func (t FencedTail) Count() uint64 {
 		return 0
 	}
 	return t.LastSeq - t.FirstSeq + 1
+}
+
+// VerifyVerdict is the outcome of one run of capacityd verify on a
+// region's stream, as published for the regions it reached: when, whether
+// every copy was a prefix of the head and every read model equal to a
+// fresh fold, the head it compared with, how much it checked and, when it
+// failed, what differed.
+type VerifyVerdict struct {
+	Region      string
+	At          time.Time
+	OK          bool
+	Head        string // the domain holding the head
+	Epoch       uint64 // the head's term
+	HeadLastSeq uint64
+	Copies      int // copies compared with the head
+	ReadModels  int // regions whose read models were checked
+	Summary     string
 }

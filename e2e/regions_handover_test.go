@@ -103,6 +103,16 @@ func TestRegionsHandover(t *testing.T) {
 		}
 	}
 	t.Logf("capacityd verify after the handover:\n%s", report)
+	// The verdict is published in both domains: each region shows it.
+	for _, c := range []*Client{ca, cb} {
+		st, err := regionStatus(ctx, c, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := st.Verify; v == nil || !v.OK || v.Head != "b" || v.ReadModels != 2 {
+			t.Errorf("GET /v1/regions: verify on a = %+v, want ok, head b, 2 read models", v)
+		}
+	}
 	t.Logf("handover under load: last_seq %d, took %d ms; %d holds acknowledged (before and after, all sent to a), %d missing in b", prom.LastSeq, prom.TookMS, len(acked), lost)
 }
 

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -34,6 +35,22 @@ type regionJSON struct {
 	// Tail is, for the serving region when it was fenced, what it wrote
 	// that the new writer never received.
 	Tail *tailJSON `json:"fenced_tail,omitempty"`
+	// Verify is capacityd verify's last verdict on the region, as
+	// published in the serving region's domain.
+	Verify *verdictJSON `json:"verify,omitempty"`
+}
+
+// verdictJSON is capacityd verify's last verdict on a region.
+type verdictJSON struct {
+	At          time.Time `json:"at"`
+	AgeMS       int64     `json:"age_ms"`
+	OK          bool      `json:"ok"`
+	Head        string    `json:"head"`
+	Epoch       uint64    `json:"epoch"`
+	HeadLastSeq uint64    `json:"head_last_seq"`
+	Copies      int       `json:"copies"`
+	ReadModels  int       `json:"read_models"`
+	Summary     string    `json:"summary"`
 }
 
 // tailJSON is a fenced region's tail: events first_seq..last_seq of its
@@ -64,6 +81,7 @@ func handleRegions(regions Regions) http.HandlerFunc {
 			Error(w, r, err)
 			return
 		}
+		now := time.Now()
 		out := regionsJSON{Region: rep.Region, Regions: make([]regionJSON, len(rep.Regions))}
 		for i, st := range rep.Regions {
 			active := int64(-1)
@@ -72,6 +90,10 @@ func handleRegions(regions Regions) http.HandlerFunc {
 			}
 			out.Regions[i] = regionJSON{Name: st.Name, Writer: st.Writer, Epoch: st.Epoch, Reachable: st.Reachable,
 				LastSeq: st.LastSeq, MirrorLag: st.MirrorLag, MirrorActive: active, ReadPosition: st.ReadPosition, Error: st.Error}
+			if v := st.Verify; v != nil {
+				out.Regions[i].Verify = &verdictJSON{At: v.At, AgeMS: max(0, now.Sub(v.At).Milliseconds()), OK: v.OK, Head: v.Head, Epoch: v.Epoch,
+					HeadLastSeq: v.HeadLastSeq, Copies: v.Copies, ReadModels: v.ReadModels, Summary: v.Summary}
+			}
 			if t := st.Tail; t != nil {
 				out.Regions[i].Tail = &tailJSON{Epoch: t.Epoch, Writer: t.Writer, FirstSeq: t.FirstSeq, LastSeq: t.LastSeq, Count: t.Count(), Stream: t.Stream}
 			}

@@ -29,8 +29,12 @@ var errReadModels = errors.New("verify: a read model differs from a fresh fold o
 // [--domains a,b] [--watch 5s]`: every copy of region a's stream it can
 // reach (one per JetStream domain) is compared message by message with the
 // head (the copy in the domain of the writer of the highest term): missing,
-// out of order, content mismatch, diverged tail, lag. Exit 0 when every
-// copy is a prefix of the head.
+// out of order, content mismatch, diverged tail, lag. The read models of
+// every region reached (its capacityd, over natsapi's figures operation)
+// are compared with a fresh fold of the copy they read, each pool at the
+// sequence they reflect. Exit 0 when every copy is a prefix of the head
+// and every read model equals the fold. Each run's verdict is published
+// (kv.VerifyBucket) unless --publish=false.
 func verifyCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("capacityd verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -42,12 +46,13 @@ func verifyCommand(ctx context.Context, args []string, getenv func(string) strin
 		return nil
 	})
 	watch := fs.Duration("watch", 0, "verify again at this interval until interrupted (0: once)")
+	publish := fs.Bool("publish", true, "store each run's verdict in bucket "+kv.VerifyBucket+" of every domain reached, for GET /v1/regions and the planner board")
 	listen := fs.String("metrics-listen", "", "with --watch, serve the last results as Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464)")
 	if err := fs.Parse(args); err != nil {
 		return helpOr(errUsage{err})
 	}
 	if *url == "" || *region == "" || fs.NArg() > 0 {
-		return errUsage{fmt.Errorf("usage: capacityd verify --nats-url URL --region REGION [--domains a,b] [--watch 5s]")}
+		return errUsage{fmt.Errorf("usage: capacityd verify --nats-url URL --region REGION [--domains a,b] [--watch 5s [--metrics-listen ADDR]] [--publish=false]")}
 	}
 	nc, err := nats.Connect(*url, nats.Name("capacityd-verify"))
 	if err != nil {
@@ -71,7 +76,7 @@ func verifyCommand(ctx context.Context, args []string, getenv func(string) strin
 		fmt.Fprintf(stdout, "verify: metrics on http://%s/metrics\n", ln.Addr())
 	}
 	for {
-		err := verifyOnce(ctx, nc, *region, domains, stdout, metrics)
+		err := verifyOnce(ctx, nc, *region, domains, *publish, stdout, metrics)
 		if *watch <= 0 {
 			return err
 		}
@@ -86,7 +91,7 @@ func verifyCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 }
 
-func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []string, out io.Writer, metrics *verifyMetrics) error {
+func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []string, publish bool, out io.Writer, metrics *verifyMetrics) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if len(domains) == 0 {
@@ -118,7 +123,14 @@ func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []str
 	})
 	if err != nil {
 		metrics.failed()
-		return fmt.Errorf("verify: head of region %s in domain %s: %w", region, head.Writer, err)
+		err = fmt.Errorf("verify: head of region %s in domain %s: %w", region, head.Writer, err)
+		if publish {
+			res.problem(err.Error())
+			v := res.verdict(time.Now().UTC())
+			v.OK = false
+			publishVerdict(ctx, nc, domains, v, out)
+		}
+		return err
 	}
 	res.HeadLastSeq = headCopy.LastSeq
 	fmt.Fprintf(out, "region %s: head in domain %s (epoch %d), last_seq %d, %d messages\n", region, head.Writer, head.Epoch, headCopy.LastSeq, len(headCopy.Order()))
@@ -172,7 +184,9 @@ func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []str
 		}
 	}
 	metrics.verdict(head, headCopy.LastSeq, res.ok())
-	res.publish(ctx, nc, domains, out)
+	if publish {
+		publishVerdict(ctx, nc, domains, res.verdict(time.Now().UTC()), out)
+	}
 	switch {
 	case res.copyDiffers:
 		return errDiffers

@@ -11,6 +11,7 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/capacityd/capacityd/kv"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/web/natsapi"
 	"github.com/nats-io/nats.go"
@@ -175,5 +176,37 @@ func (r *verifyResult) summary() string {
 	return fmt.Sprintf("%d copies a prefix of the head (%s, last_seq %d), %d read models equal a fresh fold", r.Copies, r.Head, r.HeadLastSeq, r.ReadModels)
 }
 
-// publish is a hook for the verdict (see verify_verdict.go).
-func (r *verifyResult) publish(ctx context.Context, nc *nats.Conn, domains []string, out io.Writer) {}
+// verdict is the result as published.
+func (r *verifyResult) verdict(at time.Time) capacity.VerifyVerdict {
+	return capacity.VerifyVerdict{Region: r.Region, At: at, OK: r.ok(), Head: r.Head, Epoch: r.Epoch, HeadLastSeq: r.HeadLastSeq,
+		Copies: r.Copies, ReadModels: r.ReadModels, Summary: r.summary()}
+}
+
+// publishVerdict stores v as the last verdict on its region in every
+// domain given that answers (kv.VerifyBucket), for each region's
+// capacityd to show; a domain that does not answer is noted, not retried.
+func publishVerdict(ctx context.Context, nc *nats.Conn, domains []string, v capacity.VerifyVerdict, out io.Writer) {
+	var done, failed []string
+	for _, d := range domains {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := kv.PutVerdict(pctx, nc, d, v)
+		cancel()
+		if err != nil {
+			failed = append(failed, d)
+			continue
+		}
+		done = append(done, d)
+	}
+	state := "ok"
+	if !v.OK {
+		state = "FAILED"
+	}
+	line := fmt.Sprintf("verdict: %s, published in %s", state, strings.Join(done, ", "))
+	if len(done) == 0 {
+		line = fmt.Sprintf("verdict: %s, published nowhere", state)
+	}
+	if len(failed) > 0 {
+		line += fmt.Sprintf(" (not in %s: unreachable)", strings.Join(failed, ", "))
+	}
+	fmt.Fprintln(out, line)
+}

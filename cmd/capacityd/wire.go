@@ -66,6 +66,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		History:      events,
 		Board:        rm.board,
 		Availability: rm.availability,
+		Verdicts:     a,
 		Now:          a.now,
 		Logger:       a.log.With().Str("component", "ui").Logger(),
 	})
