@@ -44,8 +44,8 @@ func (m *Models) Figures(after string, limit int, now time.Time, keep func(pool 
 	next := ""
 	for ; i < len(ids); i++ {
 		id := ids[i]
-		if keep != nil && !keep(id) {
-			continue
+		if m.pools[id].lastSeq == 0 || keep != nil && !keep(id) {
+			continue // a row left empty by Refold holds nothing
 		}
 		if len(out) == limit {
 			next = out[limit-1].Pool

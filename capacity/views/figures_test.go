@@ -137,3 +137,50 @@ func TestRefoldFallsBackToTheHead(t *testing.T) {
 		t.Fatalf("with the head: mismatches %v, %d pools via the head; want none, some", got, via)
 	}
 }
+
+// TestRefoldDropsAFencedCommit: the models applied a commit that was then
+// removed from the stream (a partial atomic commit fenced at promotion,
+// here the last commit of two pools, one of which it defined); after
+// Refold of each pool with its remaining history they equal a replay of
+// the stream without it, and the fenced sequence delivered again (fetched
+// before its removal) changes nothing.
+func TestRefoldDropsAFencedCommit(t *testing.T) {
+	events, end := history(t, 3, 12, 1200)
+	m := New()
+	for _, e := range events {
+		m.Apply(e.pool, e.seq, e.events...)
+	}
+	last := events[len(events)-1].seq
+	start := epoch.Add(72 * time.Hour)
+	fenced := []recorded{
+		{pool: events[0].pool, seq: last + 1, events: []capacity.Event{capacity.Held{ReservationID: "ghost", Quantity: 1, TTL: time.Hour, ExpiresAt: end.Add(time.Hour), At: end}}},
+		{pool: "new-in-fence", seq: last + 2, events: []capacity.Event{capacity.PoolDefined{Pool: "new-in-fence", Region: "eu", Kind: "delivery", StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 3}}},
+	}
+	for _, f := range fenced {
+		m.Apply(f.pool, f.seq, f.events...)
+	}
+	for _, f := range fenced {
+		var commits []Commit
+		for _, e := range events {
+			if e.pool == f.pool {
+				commits = append(commits, Commit{Seq: e.seq, Events: e.events})
+			}
+		}
+		m.Refold(f.pool, commits, []uint64{f.seq})
+		m.Apply(f.pool, f.seq, f.events...) // a late delivery
+	}
+	replay := NewReplay()
+	for _, e := range events {
+		replay.Apply(e.pool, e.seq, e.events...)
+	}
+	replay.Advance(last + 2) // the models' position moved past the fenced commits
+	if diffs := replay.Diff(m.Availability, m.Reservations, m.Board, end, 10); len(diffs) != 0 {
+		t.Fatalf("after Refold the models differ from the stream:\n%s", strings.Join(diffs, "\n"))
+	}
+	figures, _ := m.Figures("", MaxLimit, end, nil)
+	for _, f := range figures {
+		if f.Pool == "new-in-fence" {
+			t.Fatalf("a pool defined only by the fenced commit is still reported: %+v", f)
+		}
+	}
+}
