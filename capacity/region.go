@@ -41,17 +41,31 @@ type Promotion struct {
 	Mode    string // "handover" or "takeover"
 	LastSeq uint64
 	// Incomplete is an atomic commit the copy held only part of when it
-	// was promoted (nil if none): reported, not repaired.
+	// was promoted (nil if none): fenced, and LastSeq is the sequence
+	// before it.
 	Incomplete *IncompleteCommit
 	Took       time.Duration
 }
 
 // IncompleteCommit is an atomic commit of which a copy holds the first
-// Have of Want messages, at sequences FirstSeq..LastSeq.
+// Have of Want messages, at sequences FirstSeq..LastSeq. Promotion fences
+// it: its messages, Fenced, are deleted from the promoted copy and what
+// was derived from them in the promoting region (snapshots, read models)
+// is dropped.
 type IncompleteCommit struct {
 	Commit            string
 	FirstSeq, LastSeq uint64
 	Have, Want        int
+	Fenced            []FencedMessage
+}
+
+// FencedMessage is one message of an incomplete commit removed from a
+// promoted copy: its sequence, pool, message id and event type.
+type FencedMessage struct {
+	Seq  uint64
+	Pool string
+	ID   string
+	Type string
 }
 
 // FencedTail is what a fenced region wrote after the recovery point of the

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -113,13 +114,24 @@ type promotionJSON struct {
 	TookMS     int64           `json:"took_ms"`
 }
 
-// incompleteJSON is an atomic commit the promoted copy holds only part of.
+// incompleteJSON is an atomic commit the promoted copy held only part of:
+// fenced, its messages deleted from it (fenced, pools).
 type incompleteJSON struct {
-	Commit   string `json:"commit"`
-	FirstSeq uint64 `json:"first_seq"`
-	LastSeq  uint64 `json:"last_seq"`
-	Have     int    `json:"have"`
-	Want     int    `json:"want"`
+	Commit   string       `json:"commit"`
+	FirstSeq uint64       `json:"first_seq"`
+	LastSeq  uint64       `json:"last_seq"`
+	Have     int          `json:"have"`
+	Want     int          `json:"want"`
+	Fenced   []fencedJSON `json:"fenced"`
+	Pools    []string     `json:"pools"`
+}
+
+// fencedJSON is one message of a fenced commit.
+type fencedJSON struct {
+	Seq   uint64 `json:"seq"`
+	Pool  string `json:"pool"`
+	MsgID string `json:"msg_id"`
+	Type  string `json:"type"`
 }
 
 func handlePromote(regions Regions) http.HandlerFunc {
@@ -140,7 +152,14 @@ func handlePromote(regions Regions) http.HandlerFunc {
 		}
 		out := promotionJSON{Region: p.Region, Writer: p.Writer, Epoch: p.Epoch, Mode: p.Mode, LastSeq: p.LastSeq, TookMS: p.Took.Milliseconds()}
 		if ic := p.Incomplete; ic != nil {
-			out.Incomplete = &incompleteJSON{Commit: ic.Commit, FirstSeq: ic.FirstSeq, LastSeq: ic.LastSeq, Have: ic.Have, Want: ic.Want}
+			out.Incomplete = &incompleteJSON{Commit: ic.Commit, FirstSeq: ic.FirstSeq, LastSeq: ic.LastSeq, Have: ic.Have, Want: ic.Want,
+				Fenced: []fencedJSON{}, Pools: []string{}}
+			for _, m := range ic.Fenced {
+				out.Incomplete.Fenced = append(out.Incomplete.Fenced, fencedJSON{Seq: m.Seq, Pool: m.Pool, MsgID: m.ID, Type: m.Type})
+				if !slices.Contains(out.Incomplete.Pools, m.Pool) {
+					out.Incomplete.Pools = append(out.Incomplete.Pools, m.Pool)
+				}
+			}
 		}
 		encode(w, r, http.StatusOK, out)
 	}
