@@ -1,6 +1,7 @@
 package natsapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"time"
@@ -79,7 +80,9 @@ func (p PoolFigures) Views() views.PoolFigures {
 
 func (s *Service) figures(ctx context.Context, _ []string, req micro.Request) (any, error) {
 	var q FiguresRequest
-	if err := json.Unmarshal(req.Data(), &q); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(req.Data()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&q); err != nil {
 		return nil, capacity.Errorf(capacity.EINVALID, "figures: body must be {\"home\",\"after\"?,\"limit\"?,\"at\"?}: %v", err)
 	}
 	if err := web.CheckID("home", q.Home); err != nil {
