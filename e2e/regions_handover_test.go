@@ -91,10 +91,15 @@ func TestRegionsHandover(t *testing.T) {
 	if lost != 0 {
 		t.Errorf("%d of %d acknowledged holds are missing from b after the handover", lost, len(acked))
 	}
-	st, err := selfStatus(ctx, ca)
-	if err != nil || st.Writer != "b" || st.Epoch != 1 || st.Tail != nil {
-		t.Errorf("a after the handover: %+v, %v; want writer b, epoch 1, no tail", st, err)
-	}
+	// a's copy is swapped for a mirror of b's within about a second of the
+	// handover; GET /v1/regions answers 503 while its stream is replaced.
+	waitFor(t, 10*time.Second, func() error {
+		st, err := selfStatus(ctx, ca)
+		if err != nil || st.Writer != "b" || st.Epoch != 1 || st.Tail != nil {
+			return fmt.Errorf("a after the handover: %+v, %v; want writer b, epoch 1, no tail", st, err)
+		}
+		return nil
+	})
 	// Every copy of a's stream is a prefix of the head (b's promoted copy).
 	report := runCapacityd(t, "verify", "--nats-url", b.NATSURL, "--region", "a", "--domains", "a,b")
 	for _, d := range []string{"a", "b"} {

@@ -86,6 +86,7 @@ func readStream(ctx context.Context, nc *nats.Conn, domain, name string, each fu
 			copy(sum[:], h.Sum(nil))
 			c.digests[seq] = sum
 			c.order = append(c.order, seq)
+			c.LastSeq = max(c.LastSeq, seq) // read past the info's: the stream grew meanwhile
 			if each != nil {
 				each(Decode(msg.Subject(), seq, md.Timestamp, msg.Headers(), msg.Data()))
 			}

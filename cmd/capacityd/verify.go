@@ -147,6 +147,16 @@ func verifyOnce(ctx context.Context, nc *nats.Conn, region string, domains []str
 			continue
 		}
 		diff := streams.Compare(headCopy, c)
+		if len(diff.Beyond) > 0 {
+			// The head as read may be older than this copy: under load the
+			// head moves on while the copies are read. Read it again before
+			// calling the copy's tail diverged.
+			if again, err := streams.ReadCopy(ctx, nc, head.Writer, region); err == nil {
+				headCopy, res.HeadLastSeq = again, again.LastSeq
+				diff = streams.Compare(headCopy, c)
+				fmt.Fprintf(out, "  (head read again for domain %s: last_seq %d)\n", d, headCopy.LastSeq)
+			}
+		}
 		metrics.copy(d, diff)
 		res.Copies++
 		verdict := "prefix of the head"
