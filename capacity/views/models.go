@@ -163,9 +163,9 @@ func (m *Models) Refold(pool string, history []Commit, fenced []uint64) {
 				}
 			}
 		}
-		fenced = append(fenced, old.fenced...)
+		fenced = slices.Concat(fenced, old.fenced) // never into the caller's array
 	}
-	r := &row{fenced: fenced}
+	r := &row{fenced: slices.Clone(fenced)}
 	m.pools[pool] = r
 	defined := false
 	for _, c := range history {
