@@ -24,9 +24,9 @@ type PoolFigures struct {
 // that keep selects (nil: every pool), each with its view at now, and the
 // after of the next page ("" on the last). A pool's figures and its Seq are
 // read under one lock, so they agree with a fold of the stream up to Seq,
-// whatever the models' position. It scans the reservation index once per
-// call: a verifier's read, not a hot path. keep is called under the
-// models' read lock and must not take it.
+// whatever the models' position. It sorts the pools' ids on every call: a
+// verifier's read, not a hot path. keep is called under the models' read
+// lock and must not take it.
 func (m *Models) Figures(after string, limit int, now time.Time, keep func(pool string) bool) ([]PoolFigures, string) {
 	if limit <= 0 {
 		limit = DefaultLimit
@@ -40,7 +40,6 @@ func (m *Models) Figures(after string, limit int, now time.Time, keep func(pool 
 		i++
 	}
 	var out []PoolFigures
-	at := make(map[string]int)
 	next := ""
 	for ; i < len(ids); i++ {
 		id := ids[i]
@@ -52,15 +51,7 @@ func (m *Models) Figures(after string, limit int, now time.Time, keep func(pool 
 			break
 		}
 		r := m.pools[id]
-		at[id] = len(out)
-		out = append(out, PoolFigures{Pool: id, View: r.view(now.UnixNano()), Seq: r.lastSeq})
-	}
-	for _, pools := range m.Reservations.byID {
-		for _, p := range pools {
-			if j, ok := at[p]; ok {
-				out[j].Reservations++
-			}
-		}
+		out = append(out, PoolFigures{Pool: id, View: r.view(now.UnixNano()), Seq: r.lastSeq, Reservations: r.indexedIDs})
 	}
 	return out, next
 }

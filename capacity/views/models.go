@@ -50,6 +50,9 @@ type row struct {
 	// fenced are sequences of commits removed from the stream, never
 	// applied (Refold).
 	fenced []uint64
+	// indexedIDs counts the reservation ids the lookup index holds for
+	// the pool (Figures).
+	indexedIDs int
 }
 
 // New returns empty read models sharing one copy of each pool.
