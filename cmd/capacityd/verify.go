@@ -243,7 +243,7 @@ func newVerifyMetrics(region string) *verifyMetrics {
 	}
 	m := &verifyMetrics{
 		reg:      prometheus.NewRegistry(),
-		ok:       gauge("capacity_verify_ok", "1 if every reachable copy was a prefix of the head at the last run, else 0."),
+		ok:       gauge("capacity_verify_ok", "1 if every reachable copy was a prefix of the head and every read model checked equal to a fresh fold at the last run, else 0."),
 		runs:     gauge("capacity_verify_runs", "Runs completed (the head read)."),
 		failures: gauge("capacity_verify_failures", "Runs that could not read the head."),
 		lastRun:  gauge("capacity_verify_last_run_timestamp_seconds", "When the last run completed."),
