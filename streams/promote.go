@@ -121,9 +121,12 @@ func (m *Mirror) Promote(ctx context.Context) (Promotion, error) {
 			p.LastSeq = info.State.LastSeq
 		}
 	}
-	if p.LastSeq == 0 || p.Already {
+	if p.LastSeq == 0 {
 		return p, nil
 	}
+	// Also when promoted before: a promotion that failed while fencing is
+	// finished by the next (a copy ending with a complete commit, or whose
+	// fenced tail is gone, has nothing to fence).
 	ic, err := m.incompleteAt(ctx, p.LastSeq)
 	if err != nil || ic == nil {
 		return p, err
@@ -136,10 +139,16 @@ func (m *Mirror) Promote(ctx context.Context) (Promotion, error) {
 }
 
 // fence deletes the messages of an incomplete commit from the promoted
-// stream, recording each.
+// stream, recording each. Every message is read before any is deleted, so
+// a failure while reading leaves the commit whole for the next promotion
+// to fence; one deleted by a fence that failed later is skipped.
 func (m *Mirror) fence(ctx context.Context, ic *IncompleteCommit) error {
+	var fenced []FencedMessage
 	for seq := ic.FirstSeq; seq <= ic.LastSeq; seq++ {
 		msg, err := m.stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("streams: fencing commit %s: message %d of %s: %w", ic.Commit, seq, m.name, err)
 		}
@@ -147,11 +156,14 @@ func (m *Mirror) fence(ctx context.Context, ic *IncompleteCommit) error {
 			return fmt.Errorf("streams: fencing commit %s: message %d of %s belongs to commit %q", ic.Commit, seq, m.name, got)
 		}
 		pool, _ := poolOfSubject(msg.Subject)
-		if err := m.stream.DeleteMsg(ctx, seq); err != nil {
-			return fmt.Errorf("streams: fencing commit %s: deleting message %d of %s: %w", ic.Commit, seq, m.name, err)
-		}
-		ic.Fenced = append(ic.Fenced, FencedMessage{Seq: seq, Pool: pool, ID: msg.Header.Get(nats.MsgIdHdr), Type: msg.Header.Get(HeaderEventType)})
+		fenced = append(fenced, FencedMessage{Seq: seq, Pool: pool, ID: msg.Header.Get(nats.MsgIdHdr), Type: msg.Header.Get(HeaderEventType)})
 	}
+	for _, f := range fenced {
+		if err := m.stream.DeleteMsg(ctx, f.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("streams: fencing commit %s: deleting message %d of %s: %w", ic.Commit, f.Seq, m.name, err)
+		}
+	}
+	ic.Fenced = fenced
 	return nil
 }
 
