@@ -71,7 +71,7 @@ type regionsJSON struct {
 	Regions []regionJSON `json:"regions"`
 }
 
-func handleRegions(regions Regions) http.HandlerFunc {
+func handleRegions(regions Regions, now func() time.Time) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if regions == nil {
 			Error(w, r, capacity.Errorf(capacity.EUNAVAILABLE, "regions are not configured"))
@@ -82,7 +82,7 @@ func handleRegions(regions Regions) http.HandlerFunc {
 			Error(w, r, err)
 			return
 		}
-		now := time.Now()
+		at := now()
 		out := regionsJSON{Region: rep.Region, Regions: make([]regionJSON, len(rep.Regions))}
 		for i, st := range rep.Regions {
 			active := int64(-1)
@@ -92,7 +92,7 @@ func handleRegions(regions Regions) http.HandlerFunc {
 			out.Regions[i] = regionJSON{Name: st.Name, Writer: st.Writer, Epoch: st.Epoch, Reachable: st.Reachable,
 				LastSeq: st.LastSeq, MirrorLag: st.MirrorLag, MirrorActive: active, ReadPosition: st.ReadPosition, Error: st.Error}
 			if v := st.Verify; v != nil {
-				out.Regions[i].Verify = &verdictJSON{At: v.At, AgeMS: max(0, now.Sub(v.At).Milliseconds()), OK: v.OK, Head: v.Head, Epoch: v.Epoch,
+				out.Regions[i].Verify = &verdictJSON{At: v.At, AgeMS: max(0, at.Sub(v.At).Milliseconds()), OK: v.OK, Head: v.Head, Epoch: v.Epoch,
 					HeadLastSeq: v.HeadLastSeq, Copies: v.Copies, ReadModels: v.ReadModels, Summary: v.Summary}
 			}
 			if t := st.Tail; t != nil {
