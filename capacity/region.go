@@ -17,6 +17,9 @@ type RegionStatus struct {
 	// Tail, for the observer itself when a promotion elsewhere fenced it:
 	// what it wrote that the new writer never received (nil otherwise).
 	Tail *FencedTail
+	// Verify is capacityd verify's last verdict on the region, as
+	// published in the observer's domain (nil if none).
+	Verify *VerifyVerdict
 }
 
 // RegionsReport is what GET /v1/regions answers.
@@ -38,17 +41,31 @@ type Promotion struct {
 	Mode    string // "handover" or "takeover"
 	LastSeq uint64
 	// Incomplete is an atomic commit the copy held only part of when it
-	// was promoted (nil if none): reported, not repaired.
+	// was promoted (nil if none): fenced, and LastSeq is the sequence
+	// before it.
 	Incomplete *IncompleteCommit
 	Took       time.Duration
 }
 
 // IncompleteCommit is an atomic commit of which a copy holds the first
-// Have of Want messages, at sequences FirstSeq..LastSeq.
+// Have of Want messages, at sequences FirstSeq..LastSeq. Promotion fences
+// it: its messages, Fenced, are deleted from the promoted copy and what
+// was derived from them in the promoting region (snapshots, read models)
+// is dropped.
 type IncompleteCommit struct {
 	Commit            string
 	FirstSeq, LastSeq uint64
 	Have, Want        int
+	Fenced            []FencedMessage
+}
+
+// FencedMessage is one message of an incomplete commit removed from a
+// promoted copy: its sequence, pool, message id and event type.
+type FencedMessage struct {
+	Seq  uint64
+	Pool string
+	ID   string
+	Type string
 }
 
 // FencedTail is what a fenced region wrote after the recovery point of the
@@ -71,4 +88,21 @@ func (t FencedTail) Count() uint64 {
 		return 0
 	}
 	return t.LastSeq - t.FirstSeq + 1
+}
+
+// VerifyVerdict is the outcome of one run of capacityd verify on a
+// region's stream, as published for the regions it reached: when, whether
+// every copy was a prefix of the head and every read model equal to a
+// fresh fold, the head it compared with, how much it checked and, when it
+// failed, what differed.
+type VerifyVerdict struct {
+	Region      string
+	At          time.Time
+	OK          bool
+	Head        string // the domain holding the head
+	Epoch       uint64 // the head's term
+	HeadLastSeq uint64
+	Copies      int // copies compared with the head
+	ReadModels  int // regions whose read models were checked
+	Summary     string
 }

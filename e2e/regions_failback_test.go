@@ -205,6 +205,11 @@ func TestRegionsFailback(t *testing.T) {
 	if !strings.Contains(report, "domain b: prefix of the head; last_seq "+fmt.Sprint(st.LastSeq)+", lag 0, missing 0") {
 		t.Errorf("verify after the failback: want b's copy equal to a's head:\n%s", report)
 	}
+	for _, d := range []string{"a", "b"} {
+		if !strings.Contains(report, "domain "+d+": read models equal a fresh fold") {
+			t.Errorf("verify after the failback: want region %s's read models equal a fresh fold of its copy:\n%s", d, report)
+		}
+	}
 	t.Logf("capacityd verify after the failback:\n%s", report)
 	// verify --watch exports the same as metrics.
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -221,7 +226,8 @@ func TestRegionsFailback(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		for _, line := range []string{`capacity_verify_ok{region="a"} 1`, `capacity_verify_copy_lag{domain="b",region="a"} 0`, `capacity_verify_head_epoch{region="a"} 2`} {
+		for _, line := range []string{`capacity_verify_ok{region="a"} 1`, `capacity_verify_copy_lag{domain="b",region="a"} 0`, `capacity_verify_head_epoch{region="a"} 2`,
+			`capacity_verify_readmodel_mismatch{domain="a",region="a"} 0`, `capacity_verify_readmodel_mismatch{domain="b",region="a"} 0`} {
 			if !strings.Contains(string(body), line) {
 				return fmt.Errorf("verify --watch metrics lack %q:\n%s", line, body)
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -48,6 +49,18 @@ func TestRegionsHandover(t *testing.T) {
 		}
 		return nil
 	})
+	// Under load the read models lag their streams: verify compares each
+	// pool at the sequence the read model reports for it, so both regions'
+	// read models equal a fresh fold; b's copy lags a's head and is a
+	// prefix of it (the head is read again if the copy, read later, is
+	// longer than the head as first read): exit 0.
+	loaded := runCapacityd(t, "verify", "--nats-url", b.NATSURL, "--region", "a", "--domains", "a,b")
+	for _, d := range []string{"a", "b"} {
+		if !strings.Contains(loaded, "domain "+d+": read models equal a fresh fold: 10 pools of region a") {
+			t.Errorf("verify under load: want region %s's read models of a's 10 pools equal a fresh fold:\n%s", d, loaded)
+		}
+	}
+	t.Logf("capacityd verify under load:\n%s", loaded)
 	out := runCapacityd(t, "region", "promote", "--url", b.HTTPURL, "a")
 	var prom struct {
 		Mode    string `json:"mode"`
@@ -79,13 +92,33 @@ func TestRegionsHandover(t *testing.T) {
 	if lost != 0 {
 		t.Errorf("%d of %d acknowledged holds are missing from b after the handover", lost, len(acked))
 	}
-	st, err := selfStatus(ctx, ca)
-	if err != nil || st.Writer != "b" || st.Epoch != 1 || st.Tail != nil {
-		t.Errorf("a after the handover: %+v, %v; want writer b, epoch 1, no tail", st, err)
-	}
+	// a's copy is swapped for a mirror of b's within about a second of the
+	// handover; GET /v1/regions answers 503 while its stream is replaced.
+	waitFor(t, 10*time.Second, func() error {
+		st, err := selfStatus(ctx, ca)
+		if err != nil || st.Writer != "b" || st.Epoch != 1 || st.Tail != nil {
+			return fmt.Errorf("a after the handover: %+v, %v; want writer b, epoch 1, no tail", st, err)
+		}
+		return nil
+	})
 	// Every copy of a's stream is a prefix of the head (b's promoted copy).
 	report := runCapacityd(t, "verify", "--nats-url", b.NATSURL, "--region", "a", "--domains", "a,b")
+	for _, d := range []string{"a", "b"} {
+		if !strings.Contains(report, "domain "+d+": read models equal a fresh fold: 10 pools of region a") {
+			t.Errorf("verify after the handover: want region %s's read models of a's 10 pools equal a fresh fold:\n%s", d, report)
+		}
+	}
 	t.Logf("capacityd verify after the handover:\n%s", report)
+	// The verdict is published in both domains: each region shows it.
+	for _, c := range []*Client{ca, cb} {
+		st, err := regionStatus(ctx, c, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := st.Verify; v == nil || !v.OK || v.Head != "b" || v.ReadModels != 2 {
+			t.Errorf("GET /v1/regions: verify on a = %+v, want ok, head b, 2 read models", v)
+		}
+	}
 	t.Logf("handover under load: last_seq %d, took %d ms; %d holds acknowledged (before and after, all sent to a), %d missing in b", prom.LastSeq, prom.TookMS, len(acked), lost)
 }
 

@@ -50,6 +50,14 @@ type regionJSON struct {
 	Reachable bool   `json:"reachable"`
 	LastSeq   uint64 `json:"last_seq"`
 	MirrorLag uint64 `json:"mirror_lag"`
+	// Verify is capacityd verify's last verdict on the region.
+	Verify *struct {
+		OK         bool   `json:"ok"`
+		Head       string `json:"head"`
+		Copies     int    `json:"copies"`
+		ReadModels int    `json:"read_models"`
+		Summary    string `json:"summary"`
+	} `json:"verify"`
 }
 
 // regionStatus returns region as the instance behind c sees it.

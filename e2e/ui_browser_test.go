@@ -159,4 +159,17 @@ func TestUIBrowserPlanner(t *testing.T) {
 	b.screenshot(board, "board-laptop")
 	b.do(board, "tablet width", chromedp.EmulateViewport(768, 1024))
 	b.screenshot(board, "board-tablet")
+
+	// capacityd verify publishes its verdict; the board shows the last one.
+	report := runCapacityd(t, "verify", "--nats-url", svc.NATSURL, "--region", "local")
+	if !strings.Contains(report, "domain local: read models equal a fresh fold: 42 pools of region local") {
+		t.Errorf("verify of the planner's region: want its read models of 42 pools equal a fresh fold:\n%s", report)
+	}
+	b.do(board, "reload the board after verify",
+		chromedp.Navigate(svc.URL+"/?kind=delivery"),
+		chromedp.WaitVisible(chromedp.CSS(`#verify li[data-region="local"]`)))
+	if got := b.text(board, `#verify li[data-region="local"]`); !strings.HasPrefix(got, "verify: region local ok") || !strings.Contains(got, "1 read models") {
+		t.Errorf("board's verify line = %q, want verify: region local ok ... 1 read models", got)
+	}
+	b.screenshot(board, "board-verified")
 }

@@ -18,6 +18,7 @@ import (
 // the API at URL.
 type plannerService struct {
 	URL, Mode string
+	NATSURL   string // its embedded NATS, region "local"
 }
 
 // startPlanner starts the real binary and checks that it serves the
@@ -28,7 +29,7 @@ func startPlanner(t *testing.T) plannerService {
 	if !servesPlanner(c.HTTPURL) {
 		t.Fatalf("capacityd at %s does not serve the planner board at /", c.HTTPURL)
 	}
-	return plannerService{URL: c.HTTPURL, Mode: "binary"}
+	return plannerService{URL: c.HTTPURL, Mode: "binary", NATSURL: c.NATSURL}
 }
 
 // servesPlanner reports whether GET / answers the planner's board.

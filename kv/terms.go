@@ -38,6 +38,19 @@ type Term struct {
 	From uint64    `json:"from"`
 	Mode string    `json:"mode"` // handover or takeover
 	At   time.Time `json:"at"`
+	// Fenced, for a takeover whose copy ended with part of an atomic
+	// commit, is that commit: deleted from the promoted copy, its pools'
+	// read models refolded by every instance of the writer region that
+	// applies the term (nil otherwise).
+	Fenced *FencedCommit `json:"fenced,omitempty"`
+}
+
+// FencedCommit is an incomplete commit removed from a promoted copy: its
+// id, the sequences it had there and their pools.
+type FencedCommit struct {
+	Commit string   `json:"commit"`
+	Seqs   []uint64 `json:"seqs"`
+	Pools  []string `json:"pools"`
 }
 
 // Terms is this domain's bucket of terms.

@@ -31,6 +31,16 @@ func ReadCopy(ctx context.Context, nc *nats.Conn, domain, region string) (*CopyD
 // ReadStream reads every message of the stream named name in domain over
 // nc (a copy of a region's stream set aside, say).
 func ReadStream(ctx context.Context, nc *nats.Conn, domain, name string) (*CopyDigest, error) {
+	return readStream(ctx, nc, domain, name, nil)
+}
+
+// ReadCopyEach is ReadCopy that also hands every message, decoded
+// (Decode), to each, in the order read: verify folds the copy with it.
+func ReadCopyEach(ctx context.Context, nc *nats.Conn, domain, region string, each func(Recorded, error)) (*CopyDigest, error) {
+	return readStream(ctx, nc, domain, StreamName(region), each)
+}
+
+func readStream(ctx context.Context, nc *nats.Conn, domain, name string, each func(Recorded, error)) (*CopyDigest, error) {
 	js, err := jetstream.NewWithDomain(nc, domain)
 	if err != nil {
 		return nil, err
@@ -76,6 +86,10 @@ func ReadStream(ctx context.Context, nc *nats.Conn, domain, name string) (*CopyD
 			copy(sum[:], h.Sum(nil))
 			c.digests[seq] = sum
 			c.order = append(c.order, seq)
+			c.LastSeq = max(c.LastSeq, seq) // read past the info's: the stream grew meanwhile
+			if each != nil {
+				each(Decode(msg.Subject(), seq, md.Timestamp, msg.Headers(), msg.Data()))
+			}
 			last = seq
 			if md.NumPending == 0 {
 				return c, nil

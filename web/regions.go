@@ -3,6 +3,8 @@ package web
 import (
 	"context"
 	"net/http"
+	"slices"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -34,6 +36,22 @@ type regionJSON struct {
 	// Tail is, for the serving region when it was fenced, what it wrote
 	// that the new writer never received.
 	Tail *tailJSON `json:"fenced_tail,omitempty"`
+	// Verify is capacityd verify's last verdict on the region, as
+	// published in the serving region's domain.
+	Verify *verdictJSON `json:"verify,omitempty"`
+}
+
+// verdictJSON is capacityd verify's last verdict on a region.
+type verdictJSON struct {
+	At          time.Time `json:"at"`
+	AgeMS       int64     `json:"age_ms"`
+	OK          bool      `json:"ok"`
+	Head        string    `json:"head"`
+	Epoch       uint64    `json:"epoch"`
+	HeadLastSeq uint64    `json:"head_last_seq"`
+	Copies      int       `json:"copies"`
+	ReadModels  int       `json:"read_models"`
+	Summary     string    `json:"summary"`
 }
 
 // tailJSON is a fenced region's tail: events first_seq..last_seq of its
@@ -53,7 +71,7 @@ type regionsJSON struct {
 	Regions []regionJSON `json:"regions"`
 }
 
-func handleRegions(regions Regions) http.HandlerFunc {
+func handleRegions(regions Regions, now func() time.Time) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if regions == nil {
 			Error(w, r, capacity.Errorf(capacity.EUNAVAILABLE, "regions are not configured"))
@@ -64,6 +82,7 @@ func handleRegions(regions Regions) http.HandlerFunc {
 			Error(w, r, err)
 			return
 		}
+		at := now()
 		out := regionsJSON{Region: rep.Region, Regions: make([]regionJSON, len(rep.Regions))}
 		for i, st := range rep.Regions {
 			active := int64(-1)
@@ -72,6 +91,10 @@ func handleRegions(regions Regions) http.HandlerFunc {
 			}
 			out.Regions[i] = regionJSON{Name: st.Name, Writer: st.Writer, Epoch: st.Epoch, Reachable: st.Reachable,
 				LastSeq: st.LastSeq, MirrorLag: st.MirrorLag, MirrorActive: active, ReadPosition: st.ReadPosition, Error: st.Error}
+			if v := st.Verify; v != nil {
+				out.Regions[i].Verify = &verdictJSON{At: v.At, AgeMS: max(0, at.Sub(v.At).Milliseconds()), OK: v.OK, Head: v.Head, Epoch: v.Epoch,
+					HeadLastSeq: v.HeadLastSeq, Copies: v.Copies, ReadModels: v.ReadModels, Summary: v.Summary}
+			}
 			if t := st.Tail; t != nil {
 				out.Regions[i].Tail = &tailJSON{Epoch: t.Epoch, Writer: t.Writer, FirstSeq: t.FirstSeq, LastSeq: t.LastSeq, Count: t.Count(), Stream: t.Stream}
 			}
@@ -91,13 +114,24 @@ type promotionJSON struct {
 	TookMS     int64           `json:"took_ms"`
 }
 
-// incompleteJSON is an atomic commit the promoted copy holds only part of.
+// incompleteJSON is an atomic commit the promoted copy held only part of:
+// fenced, its messages deleted from it (fenced, pools).
 type incompleteJSON struct {
-	Commit   string `json:"commit"`
-	FirstSeq uint64 `json:"first_seq"`
-	LastSeq  uint64 `json:"last_seq"`
-	Have     int    `json:"have"`
-	Want     int    `json:"want"`
+	Commit   string       `json:"commit"`
+	FirstSeq uint64       `json:"first_seq"`
+	LastSeq  uint64       `json:"last_seq"`
+	Have     int          `json:"have"`
+	Want     int          `json:"want"`
+	Fenced   []fencedJSON `json:"fenced"`
+	Pools    []string     `json:"pools"`
+}
+
+// fencedJSON is one message of a fenced commit.
+type fencedJSON struct {
+	Seq   uint64 `json:"seq"`
+	Pool  string `json:"pool"`
+	MsgID string `json:"msg_id"`
+	Type  string `json:"type"`
 }
 
 func handlePromote(regions Regions) http.HandlerFunc {
@@ -118,7 +152,14 @@ func handlePromote(regions Regions) http.HandlerFunc {
 		}
 		out := promotionJSON{Region: p.Region, Writer: p.Writer, Epoch: p.Epoch, Mode: p.Mode, LastSeq: p.LastSeq, TookMS: p.Took.Milliseconds()}
 		if ic := p.Incomplete; ic != nil {
-			out.Incomplete = &incompleteJSON{Commit: ic.Commit, FirstSeq: ic.FirstSeq, LastSeq: ic.LastSeq, Have: ic.Have, Want: ic.Want}
+			out.Incomplete = &incompleteJSON{Commit: ic.Commit, FirstSeq: ic.FirstSeq, LastSeq: ic.LastSeq, Have: ic.Have, Want: ic.Want,
+				Fenced: []fencedJSON{}, Pools: []string{}}
+			for _, m := range ic.Fenced {
+				out.Incomplete.Fenced = append(out.Incomplete.Fenced, fencedJSON{Seq: m.Seq, Pool: m.Pool, MsgID: m.ID, Type: m.Type})
+				if !slices.Contains(out.Incomplete.Pools, m.Pool) {
+					out.Incomplete.Pools = append(out.Incomplete.Pools, m.Pool)
+				}
+			}
 		}
 		encode(w, r, http.StatusOK, out)
 	}

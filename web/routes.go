@@ -43,7 +43,7 @@ func routes(cfg Config) *chi.Mux {
 	r.With(customer).Post("/v1/bookings/{id}/release", handleReleaseBooking(cfg.Pools, cfg.Reservations, cfg.Now))
 	r.With(customer).Post("/v1/bookings/{id}/extend", handleExtendBooking(cfg.Pools, cfg.Reservations, cfg.Now))
 	r.With(planner).Get("/v1/board/stream", handleBoardStream(cfg.UI))
-	r.With(customer).Get("/v1/regions", handleRegions(cfg.Regions))
+	r.With(customer).Get("/v1/regions", handleRegions(cfg.Regions, cfg.Now))
 	r.With(admin).Post("/v1/admin/regions/{region}/promote", handlePromote(cfg.Regions))
 	if cfg.UI != nil {
 		cfg.UI.Routes(r) // the planner's pages: / and /ui/... (web/ui)

@@ -193,6 +193,11 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 		slices.Sort(byID[id])
 		byID[id] = slices.Compact(byID[id])
 	}
+	for _, keys := range byID {
+		for _, key := range keys {
+			pools[key].indexedIDs++
+		}
+	}
 	slices.SortFunc(byStart, func(x, y *row) int {
 		if c := compareInt(x.start, y.start); c != 0 {
 			return c

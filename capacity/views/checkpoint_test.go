@@ -52,6 +52,11 @@ func TestCheckpointRoundTrip(t *testing.T) {
 			t.Fatalf("models restored then fed differ from the replay at %v:\n%s", at, strings.Join(diffs, "\n"))
 		}
 	}
+	// verify's figures (reservation ids indexed per pool included) agree
+	// with a fresh fold after a restore too.
+	if got := refoldCheck(t, restored, events, end, nil); len(got) > 0 {
+		t.Fatalf("restored models' figures differ from a fresh fold: %v", got)
+	}
 }
 
 func TestCheckpointUnusable(t *testing.T) {

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -45,6 +46,13 @@ type row struct {
 	key     cellKey
 	counted bool  // whether contrib is added to the cell at key
 	contrib share // what the pool adds to its cell
+
+	// fenced are sequences of commits removed from the stream, never
+	// applied (Refold).
+	fenced []uint64
+	// indexedIDs counts the reservation ids the lookup index holds for
+	// the pool (Figures).
+	indexedIDs int
 }
 
 // New returns empty read models sharing one copy of each pool.
@@ -77,7 +85,7 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 		r = &row{}
 		m.pools[pool] = r
 	}
-	if !r.apply(seq, events, r.holdChanged) {
+	if len(r.fenced) > 0 && slices.Contains(r.fenced, seq) || !r.apply(seq, events, r.holdChanged) {
 		return
 	}
 	r.gen++
@@ -119,4 +127,66 @@ func (r *row) holdChanged(id string, before, after holdState) {
 	if after.held {
 		r.insertDeadline(deadline{at: after.expiresAt, id: id, quantity: after.quantity})
 	}
+}
+
+// Commit is one commit of a pool's history: its stream sequence and its
+// events.
+type Commit struct {
+	Seq    uint64
+	Events []capacity.Event
+}
+
+// Refold replaces what the models hold of pool by a fold of history, the
+// pool's commits still in the stream in order, and from then on ignores
+// the sequences in fenced: commits removed from the stream (an incomplete
+// atomic commit fenced at promotion) whose effects the models may have
+// applied, or may still be handed by a consumer that fetched them before
+// they were removed. Every model follows: availability's index and
+// deadlines, the reservation index (the pool's ids as history has them),
+// the board's cell, whose change is published. It takes the write lock
+// once; a commit of the pool after history's last is applied as usual.
+func (m *Models) Refold(pool string, history []Commit, fenced []uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old := m.pools[pool]; old != nil {
+		if old.counted {
+			m.Board.add(m.position, old.key, old.contrib, -1, true)
+		}
+		if old.indexed {
+			if i, ok := m.Availability.findRow(old.start, old.pool.ID); ok {
+				m.Availability.byStart = slices.Delete(m.Availability.byStart, i, i+1)
+			}
+		}
+		for id, pools := range m.Reservations.byID {
+			if i, ok := slices.BinarySearch(pools, pool); ok {
+				if pools = slices.Delete(pools, i, i+1); len(pools) == 0 {
+					delete(m.Reservations.byID, id)
+				} else {
+					m.Reservations.byID[id] = pools
+				}
+			}
+		}
+		fenced = slices.Concat(fenced, old.fenced) // never into the caller's array
+	}
+	r := &row{fenced: slices.Clone(fenced)}
+	m.pools[pool] = r
+	defined := false
+	for _, c := range history {
+		if slices.Contains(fenced, c.Seq) || !r.apply(c.Seq, c.Events, r.holdChanged) {
+			continue
+		}
+		for _, e := range c.Events {
+			switch e := e.(type) {
+			case capacity.PoolDefined:
+				defined = true
+			case capacity.Held:
+				m.Reservations.index(pool, e.ReservationID)
+			}
+		}
+	}
+	r.gen++
+	if defined {
+		m.Availability.reindex(r)
+	}
+	m.Board.update(m.position, r)
 }

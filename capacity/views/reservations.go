@@ -35,6 +35,9 @@ func (r *Reservations) index(pool, id string) {
 	ids := r.byID[id]
 	if i, found := slices.BinarySearch(ids, pool); !found {
 		r.byID[id] = slices.Insert(ids, i, pool)
+		if row := r.m.pools[pool]; row != nil {
+			row.indexedIDs++
+		}
 	}
 }
 

@@ -97,7 +97,9 @@ Usage:
                               REGION's pools (handover or takeover)
   capacityd verify --nats-url URL --region REGION [--domains a,b] [--watch 5s]
                               compare every copy of REGION's stream with the
-                              head; exit 0 iff each is a prefix of it
+                              head, and each region's read models with a
+                              fresh fold; exit 0 iff each copy is a prefix
+                              of it and each read model equals the fold
   capacityd help              this text
 
 Run 'capacityd serve -h' or 'capacityd bench -h' for the flags.`

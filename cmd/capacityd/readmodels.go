@@ -14,6 +14,7 @@ import (
 	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/projection"
+	"github.com/capacityd/capacityd/web/natsapi"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
@@ -401,4 +402,20 @@ func (rm *readModels) readyDetail(ctx context.Context) any {
 		projection.Status
 		Regions map[string]peer `json:"regions"`
 	}{st, peers}
+}
+
+// Figures implements natsapi.Figures (capacityd verify's read): a page of
+// the pools of home region q.Home, by id, with their figures at q.At, and
+// the positions read before them (a lower bound of what they reflect).
+func (rm *readModels) Figures(_ context.Context, q natsapi.FiguresRequest) (natsapi.FiguresReply, error) {
+	if rm.source(q.Home) == nil {
+		return natsapi.FiguresReply{}, capacity.Errorf(capacity.ENOTFOUND, "region %s does not read region %s's stream (not in --peer-regions)", rm.region, q.Home)
+	}
+	positions := rm.positions()
+	figures, next := rm.models.Figures(q.After, q.Limit, q.At, func(pool string) bool { return rm.homeOf(pool) == q.Home })
+	out := natsapi.FiguresReply{Region: rm.region, At: q.At, Positions: positions.Regions, Next: next, Pools: make([]natsapi.PoolFigures, len(figures))}
+	for i, f := range figures {
+		out.Pools[i] = natsapi.PoolFiguresOf(q.Home, f)
+	}
+	return out, nil
 }

@@ -77,7 +77,37 @@ func (a *app) Regions(ctx context.Context) (capacity.RegionsReport, error) {
 	}
 	wg.Wait()
 	rep.Regions = append(rep.Regions, statuses...)
+	verdicts := a.Verdicts(ctx)
+	for i := range rep.Regions {
+		for j := range verdicts {
+			if verdicts[j].Region == rep.Regions[i].Name {
+				rep.Regions[i].Verify = &verdicts[j]
+			}
+		}
+	}
 	return rep, nil
+}
+
+// Verdicts returns capacityd verify's last verdict on this region and on
+// each peer, as published in this domain (kv.VerifyBucket); a region never
+// verified, or a bucket that does not answer within regionProbeTimeout,
+// has none.
+func (a *app) Verdicts(ctx context.Context) []capacity.VerifyVerdict {
+	ctx, cancel := context.WithTimeout(ctx, regionProbeTimeout)
+	defer cancel()
+	store := kv.NewVerdicts(a.js)
+	var out []capacity.VerifyVerdict
+	for _, region := range append([]string{a.cfg.Region}, a.cfg.PeerRegions...) {
+		v, ok, err := store.Get(ctx, region)
+		if err != nil {
+			a.log.Debug().Err(err).Str("region", region).Msg("verify verdict unreadable")
+			continue
+		}
+		if ok {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // peerStatus reports one peer: its copy here and whether its JetStream

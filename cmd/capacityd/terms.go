@@ -125,6 +125,15 @@ func (a *app) startWriting(ctx context.Context, t kv.Term) error {
 		Now:           a.now,
 		Logger:        a.log.With().Str("component", "pools").Str("home", t.Region).Logger(),
 	})
+	if t.Fenced != nil {
+		// Before the first write: the read models must not keep the
+		// fenced commit's effects (this instance's, and every other
+		// instance of this region's, which applies the term; at a start,
+		// after the checkpoint that may hold them is loaded).
+		if err := a.refoldFenced(ctx, store, t); err != nil {
+			return err
+		}
+	}
 	a.w.gate.Lock()
 	a.w.writing[t.Region] = svc
 	a.w.terms[t.Region] = t
@@ -299,12 +308,22 @@ func (a *app) Promote(ctx context.Context, region string) (capacity.Promotion, e
 		return p, err
 	}
 	p.LastSeq = pr.LastSeq
+	var fenced *kv.FencedCommit
 	if ic := pr.Incomplete; ic != nil {
 		p.Incomplete = &capacity.IncompleteCommit{Commit: ic.Commit, FirstSeq: ic.FirstSeq, LastSeq: ic.LastSeq, Have: ic.Have, Want: ic.Want}
+		fenced = &kv.FencedCommit{Commit: ic.Commit, Pools: ic.Pools()}
+		for _, m := range ic.Fenced {
+			p.Incomplete.Fenced = append(p.Incomplete.Fenced, capacity.FencedMessage(m))
+			fenced.Seqs = append(fenced.Seqs, m.Seq)
+		}
+		if err := a.dropFenced(ctx, region, fenced); err != nil {
+			return p, err
+		}
 		a.log.Error().Str("region", region).Str("commit", ic.Commit).Int("have", ic.Have).Int("want", ic.Want).
-			Uint64("first_seq", ic.FirstSeq).Msg("promotion: the copy holds only part of its last atomic commit (reported, not repaired)")
+			Uint64("first_seq", ic.FirstSeq).Uint64("last_seq", ic.LastSeq).Strs("pools", fenced.Pools).
+			Msg("promotion: the copy held only part of its last atomic commit: fenced (its messages deleted from the promoted copy, its pools' snapshots here dropped, their read models refolded)")
 	}
-	t := kv.Term{Region: region, Writer: a.cfg.Region, Epoch: p.Epoch, From: p.LastSeq, Mode: p.Mode, At: a.now().UTC()}
+	t := kv.Term{Region: region, Writer: a.cfg.Region, Epoch: p.Epoch, From: p.LastSeq, Mode: p.Mode, At: a.now().UTC(), Fenced: fenced}
 	if err := a.terms.Raise(ctx, t); err != nil {
 		return p, err
 	}

@@ -66,6 +66,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		History:      events,
 		Board:        rm.board,
 		Availability: rm.availability,
+		Verdicts:     a,
 		Now:          a.now,
 		Logger:       a.log.With().Str("component", "ui").Logger(),
 	})
@@ -95,6 +96,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		Writer:       a.writerOf,
 		Fence:        a.Fence,
 		Availability: rm,
+		Figures:      rm,
 		Logger:       a.log.With().Str("component", "natsapi").Logger(),
 	})
 	if err != nil {

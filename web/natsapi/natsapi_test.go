@@ -209,6 +209,7 @@ func TestMicroDiscovery(t *testing.T) {
 		natsapi.OpHold: "capacityd.test.hold.*", natsapi.OpConfirm: "capacityd.test.confirm.*.*", natsapi.OpRelease: "capacityd.test.release.*.*",
 		natsapi.OpPool: "capacityd.test.pool.*", natsapi.OpReservation: "capacityd.test.reservation.*.*", natsapi.OpDefine: "capacityd.test.define.*",
 		natsapi.OpChange: "capacityd.test.change.*", natsapi.OpAvailability: "capacityd.test.availability",
+		natsapi.OpFigures: "capacityd.test.figures",
 	} {
 		if subjects[op] != want {
 			t.Errorf("endpoint %s subject = %q, want %q", op, subjects[op], want)
@@ -232,4 +233,30 @@ func TestMicroDiscovery(t *testing.T) {
 		return
 	}
 	t.Errorf("no stats of the hold endpoint: %+v", stats)
+}
+
+// TestFiguresRefusesBadRequests: the figures operation checks its body
+// before the read models (none here: 503 once the request is valid).
+func TestFiguresRefusesBadRequests(t *testing.T) {
+	c, _ := start(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		body   string
+		status int
+		code   string
+	}{
+		{"not JSON", `{`, 400, "invalid-request"},
+		{"no home", `{}`, 400, "invalid-request"},
+		{"unknown field", `{"home":"a","region":"b"}`, 400, "invalid-request"},
+		{"bad home", `{"home":"a.b"}`, 400, "invalid-request"},
+		{"bad after", `{"home":"a","after":"x y"}`, 400, "invalid-request"},
+		{"limit too big", `{"home":"a","limit":100000}`, 400, "invalid-request"},
+		{"no read models", `{"home":"a"}`, 503, "unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.Request(ctx, natsapi.OpFigures, nil, []byte(tc.body), nil)
+			wantError(t, err, tc.status, tc.code)
+		})
+	}
 }

@@ -21,7 +21,7 @@ import (
 const ServiceName = "capacity"
 
 // Version is the service's version as micro reports it.
-const Version = "1.1.0"
+const Version = "1.2.0"
 
 // SubjectRoot is the first token of every subject of the service.
 const SubjectRoot = "capacityd"
@@ -72,6 +72,9 @@ type Config struct {
 	Fence func(ctx context.Context, body []byte) (any, error)
 	// Availability is the read model; nil answers 503.
 	Availability Availability
+	// Figures is the read models' figures per pool (OpFigures); nil
+	// answers 503.
+	Figures Figures
 	// Logger receives internal errors.
 	Logger zerolog.Logger
 	// Now is the clock reservations are shown at. Default time.Now.
@@ -140,6 +143,7 @@ func New(nc *nats.Conn, cfg Config) (*Service, error) {
 		{OpAvailability, OpAvailability, s.availability},
 		{OpForward, OpForward + ".*", s.forward},
 		{OpFence, OpFence, s.fence},
+		{OpFigures, OpFigures, s.figures},
 	}
 	for _, e := range endpoints {
 		s.stats[e.op] = &endpointStats{} // before the service answers STATS

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"cmp"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -121,6 +122,28 @@ type BoardPage struct {
 	Position uint64
 	// Running is false when no board read model is wired.
 	Running bool
+	// Verify is capacityd verify's last verdict per region, if any.
+	Verify []verdictLine
+}
+
+// verdictLine is one verdict as the board shows it.
+type verdictLine struct {
+	capacity.VerifyVerdict
+	Age string // since the verdict, e.g. "12 s"
+}
+
+// age says a duration the way a status line does: seconds, minutes,
+// hours, days.
+func age(d time.Duration) string {
+	switch d = max(d, 0); {
+	case d < time.Minute:
+		return fmt.Sprintf("%d s", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
 }
 
 // StreamURL is the live feed of the board as filtered.
@@ -243,10 +266,16 @@ func sortedKeys(m map[string]bool) []string {
 	return keys
 }
 
-// handleBoard serves the board page at /.
-func handleBoard(e *engine, board Board) http.HandlerFunc {
+// handleBoard serves the board page at /, with verify's last verdicts.
+func handleBoard(e *engine, board Board, verdicts Verdicts) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, status := boardPage(r, e, board)
+		if verdicts != nil {
+			now := e.now()
+			for _, v := range verdicts.Verdicts(r.Context()) {
+				p.Verify = append(p.Verify, verdictLine{v, age(now.Sub(v.At))})
+			}
+		}
 		e.render(w, r, status, viewBoard, p)
 	}
 }

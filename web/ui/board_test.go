@@ -1,13 +1,16 @@
 package ui
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/views"
+	"github.com/rs/zerolog"
 )
 
 func TestBoardPage(t *testing.T) {
@@ -125,5 +128,48 @@ func TestViewOfCell(t *testing.T) {
 				t.Errorf("key = %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// verdictList is a fixed list of verify verdicts (Verdicts).
+type verdictList []capacity.VerifyVerdict
+
+func (l verdictList) Verdicts(context.Context) []capacity.VerifyVerdict { return l }
+
+// TestBoardShowsVerifyVerdicts: the board lists verify's last verdict per
+// region, how long ago, and what differed when it failed; without
+// verdicts it shows no line.
+func TestBoardShowsVerifyVerdicts(t *testing.T) {
+	s := newStack(t)
+	res := s.get(t, "/")
+	wantStatus(t, res, http.StatusOK)
+	wantNoBody(t, res, `id="verify"`)
+
+	now := s.clock.Now()
+	u, err := New(Config{
+		Pools: s.svc, History: s.events, Board: s.board, Availability: s.avail,
+		Logger: zerolog.New(s.logs), Now: s.clock.Now,
+		Verdicts: verdictList{
+			{Region: "a", At: now.Add(-12 * time.Second), OK: true, Head: "b", HeadLastSeq: 701, Copies: 1, ReadModels: 2},
+			{Region: "c", At: now.Add(-3 * time.Minute), OK: false, Head: "c", HeadLastSeq: 9, Copies: 1, ReadModels: 1,
+				Summary: "read models of d differ: pool p1 at seq 7: held is 3 in the read model, 2 in a fresh fold of the stream"},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = serve(t, s.mount(u), httptest.NewRequest(http.MethodGet, "/", nil))
+	wantStatus(t, res, http.StatusOK)
+	wantBody(t, res,
+		`<li data-region="a" data-ok="true">verify: region a ok <time datetime="`, `12 s ago</time> (1 copies, 2 read models; head b at 701)</li>`,
+		`<li data-region="c" data-ok="false" class="failed">verify: region c FAILED`, `3 min ago</time>`,
+		`: read models of d differ: pool p1 at seq 7: held is 3 in the read model, 2 in a fresh fold of the stream</li>`)
+}
+
+func TestAge(t *testing.T) {
+	for d, want := range map[time.Duration]string{-time.Second: "0 s", 59 * time.Second: "59 s", 90 * time.Second: "1 min", 3 * time.Hour: "3 h", 72 * time.Hour: "3 days"} {
+		if got := age(d); got != want {
+			t.Errorf("age(%v) = %q, want %q", d, got, want)
+		}
 	}
 }

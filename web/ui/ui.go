@@ -51,6 +51,13 @@ type Availability interface {
 	Query(q views.AvailabilityQuery, now time.Time) (views.AvailabilityPage, error)
 }
 
+// Verdicts is capacityd verify's last verdict on each region this one
+// knows (cmd/capacityd's app, from kv.VerifyBucket).
+type Verdicts interface {
+	// Verdicts returns the verdicts published, none if verify never ran.
+	Verdicts(ctx context.Context) []capacity.VerifyVerdict
+}
+
 // Config is what the planner UI needs. Pools and History are required;
 // a nil Board or Availability shows a page saying the read model is not
 // running.
@@ -63,6 +70,9 @@ type Config struct {
 	Board Board
 	// Availability lists pools (*views.Availability).
 	Availability Availability
+	// Verdicts, when set, shows verify's last verdict per region on the
+	// board.
+	Verdicts Verdicts
 	// Logger receives template failures; a request's own errors go to its
 	// logger (set by web's middleware).
 	Logger zerolog.Logger
@@ -116,7 +126,7 @@ func New(cfg Config) (*UI, error) {
 func (u *UI) Routes(r chi.Router) {
 	e, cfg := u.engine, u.cfg
 	planner := requirePlanner(e, cfg.Access)
-	r.With(planner).Get("/", handleBoard(e, cfg.Board))
+	r.With(planner).Get("/", handleBoard(e, cfg.Board, cfg.Verdicts))
 	r.Route("/ui", func(r chi.Router) {
 		r.NotFound(handleNotFound(e))
 		r.MethodNotAllowed(handleMethodNotAllowed(e))
