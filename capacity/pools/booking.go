@@ -437,6 +437,9 @@ func (s *Service) appendUnit(commits []capacity.Commit) ([]uint64, error) {
 	if s.committer != nil {
 		return s.committer.append(ctx, commits...)
 	}
+	if len(commits) > 1 && s.bookings != nil {
+		return s.bookings.append(ctx, commits...)
+	}
 	if len(commits) == 1 {
 		c := commits[0]
 		seq, err := s.store.Append(ctx, c.Pool, c.ExpectedSeq, c.Events)

@@ -109,3 +109,44 @@ func TestBatchConflictFailsOnlyThePoolThatMoved(t *testing.T) {
 		t.Fatalf("conflicts = %d, want 1 (b)", st.Conflicts)
 	}
 }
+
+// Without a committer for every commit, bookings waiting together still
+// share an atomic batch: a booking is a batch whatever it shares, and a
+// batch's cost is nearly all fixed. Disjoint pools: each booking's parts
+// are in pools no other booking touches.
+func TestBookingsShareBatches(t *testing.T) {
+	store := newMemStore()
+	store.delay = 2 * time.Millisecond // a batch costs something, so bookings pile up behind it
+	svc := pools.New(store, noSnapshots{}, pools.Options{Now: func() time.Time { return epoch }})
+	defer svc.Close()
+	const workers, perWorker = 16, 10
+	for w := range workers {
+		define(t, svc, fmt.Sprintf("slot%d", w), 1000, epoch)
+		define(t, svc, fmt.Sprintf("pick%d", w), 1000, epoch)
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				id := fmt.Sprintf("b%d-%d", w, i)
+				if _, err := svc.Book(context.Background(), book(id, items(fmt.Sprintf("slot%d", w), 1, fmt.Sprintf("pick%d", w), 1))); err != nil {
+					t.Errorf("booking %s: %v", id, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for w := range workers {
+		for i := range perWorker {
+			id := fmt.Sprintf("b%d-%d", w, i)
+			if got := bookingWritten(store, id, fmt.Sprintf("slot%d", w), fmt.Sprintf("pick%d", w)); len(got) != 2 {
+				t.Fatalf("booking %s written in %v, want both pools", id, got)
+			}
+		}
+	}
+	sizes := store.batchSizes()
+	if len(sizes) >= workers*perWorker {
+		t.Fatalf("%d bookings took %d atomic batches: bookings waiting together did not share one", workers*perWorker, len(sizes))
+	}
+	t.Logf("%d bookings in %d atomic batches", workers*perWorker, len(sizes))
+}

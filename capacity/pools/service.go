@@ -30,6 +30,11 @@ type Service struct {
 
 	committer     *committer    // nil: each pool appends on its own
 	stopCommitter chan struct{} // closed once every entity has stopped
+	stopOnce      sync.Once     // Close may be called more than once
+	// bookings, without a committer for every commit, appends the
+	// bookings' multi-pool units: the ones waiting together share one
+	// atomic batch (and its fixed cost) instead of one batch each.
+	bookings *committer
 
 	known    knownBookings      // items of bookings written here
 	expiries chan bookingExpiry // lapsed bookings to expire in all their pools
@@ -62,10 +67,17 @@ func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) 
 	go s.writeSnapshots()
 	go s.evictIdle()
 	go s.expireLapsedBookings()
+	s.stopCommitter = make(chan struct{})
 	if s.opts.BatchAcrossPools {
 		s.committer = newCommitter(store, s.opts.MinBatchCommits, s.opts.MaxBatchCommits, s.opts.AppendTimeout, &s.stats)
-		s.stopCommitter = make(chan struct{})
 		go s.committer.run(s.stopCommitter)
+	} else {
+		// A booking is an atomic batch whatever waits beside it; the
+		// batch's cost is nearly all fixed, so every booking waiting goes
+		// in the next one (minimum 1). Their pools are disjoint: a booking
+		// holds each of its pools until its append is done.
+		s.bookings = newCommitter(store, 1, s.opts.MaxBatchCommits, s.opts.AppendTimeout, &s.stats)
+		go s.bookings.run(s.stopCommitter)
 	}
 	return s
 }
@@ -99,11 +111,13 @@ func (s *Service) Close() {
 		e.stopSweep() // no goroutine owns e now
 	}
 	s.mu.Unlock()
-	if s.committer != nil {
-		// Entities wait on the committer for their last appends: it stops
-		// only after them.
-		close(s.stopCommitter)
-		<-s.committer.done
+	// Entities and booking coordinators wait on the committer for their
+	// last appends: it stops only after them.
+	s.stopOnce.Do(func() { close(s.stopCommitter) })
+	for _, c := range []*committer{s.committer, s.bookings} {
+		if c != nil {
+			<-c.done
+		}
 	}
 }
 
