@@ -874,7 +874,7 @@ func WriteReport(dir string, r *Result, capacities map[string]int, history map[i
 	}
 	// The operations exactly as checked (unknowns resolved, times from the
 	// stream, lapse operations with windows that also depend on the test's
-	// clock schedule), so TestReplayReport checks the same history again.
+	// clock schedule), so ReplayReport (go run ./e2e/cmd/replayreport) checks the same history again.
 	checked := make([]Op, len(r.Ops))
 	for i, op := range r.Ops {
 		checked[i] = op.Output.(Op)

@@ -2,25 +2,25 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
-	"testing"
 	"time"
 
 	"github.com/anishathalye/porcupine"
 )
 
-// TestReplayReport checks a failure report again, pool by pool, and shows
-// where an illegal pool's history stops linearizing:
-// CAPACITY_REPLAY_REPORT=<report dir> go test ./e2e -run TestReplayReport -v
-func TestReplayReport(t *testing.T) {
-	dir := os.Getenv("CAPACITY_REPLAY_REPORT")
-	if dir == "" {
-		t.Skip("set CAPACITY_REPLAY_REPORT to a report directory")
-	}
+// ReplayReport checks a failure report (the directory a fault test writes
+// when its history is not linearizable) again, pool by pool, and shows
+// through logf where an illegal pool's history stops linearizing:
+//
+//	go run ./e2e/cmd/replayreport <report dir>
+func ReplayReport(dir string, logf func(format string, args ...any)) error {
 	var events []StreamEvent
-	readJSON(t, filepath.Join(dir, "stream.json"), &events)
+	if err := readJSON(filepath.Join(dir, "stream.json"), &events); err != nil {
+		return err
+	}
 	gt := GroundTruthOf(events)
 	capacities := map[string]int{}
 	for pool, f := range gt.Final {
@@ -30,29 +30,33 @@ func TestReplayReport(t *testing.T) {
 	var all []Op
 	for _, f := range files {
 		var ops []Op
-		readJSON(t, f, &ops)
+		if err := readJSON(f, &ops); err != nil {
+			return err
+		}
 		all = append(all, ops...)
 	}
 	res := Check(all, capacities, gt, nil, time.Minute)
-	t.Logf("%s", res.Figures())
+	logf("%s", res.Figures())
 	ops := res.Ops
 	if _, err := os.Stat(filepath.Join(dir, "checked.json")); err == nil {
 		// The history as the test checked it: its lapse windows also
 		// depend on the clock schedule, which the stream does not hold.
 		var checked []Op
-		readJSON(t, filepath.Join(dir, "checked.json"), &checked)
+		if err := readJSON(filepath.Join(dir, "checked.json"), &checked); err != nil {
+			return err
+		}
 		ops = make([]porcupine.Operation, len(checked))
 		for i, op := range checked {
 			ops[i] = porcupine.Operation{ClientId: op.Client, Input: op, Call: op.Call, Output: op, Return: op.Return}
 		}
-		t.Logf("checking checked.json (%d operations) again", len(ops))
+		logf("checking checked.json (%d operations) again", len(ops))
 	}
 	model := NewModel(capacities)
 	for _, part := range model.Partition(ops) {
 		pool := part[0].Input.(Op).Pool
 		start := time.Now()
 		result := porcupine.CheckOperationsTimeout(model, part, time.Minute)
-		t.Logf("pool %s: %d ops: %s in %v", pool, len(part), result, time.Since(start).Round(time.Millisecond))
+		logf("pool %s: %d ops: %s in %v", pool, len(part), result, time.Since(start).Round(time.Millisecond))
 		if result == porcupine.Ok {
 			continue
 		}
@@ -73,10 +77,10 @@ func TestReplayReport(t *testing.T) {
 			done[i] = true
 			maxCall = max(maxCall, part[i].Call)
 		}
-		t.Logf("longest partial linearization: %d ops; state after it: %s", len(longest), model.DescribeState(state))
+		logf("longest partial linearization: %d ops; state after it: %s", len(longest), model.DescribeState(state))
 		for _, i := range longest[max(0, len(longest)-5):] {
 			op := part[i].Output.(Op)
-			t.Logf("  last: [%v, %v] client %d target %d %s", time.Duration(op.Call), time.Duration(op.Return), op.Client, op.Target, describeOp(op))
+			logf("  last: [%v, %v] client %d target %d %s", time.Duration(op.Call), time.Duration(op.Return), op.Client, op.Target, describeOp(op))
 		}
 		var pending []porcupine.Operation
 		minReturn := int64(1<<63 - 1)
@@ -93,18 +97,19 @@ func TestReplayReport(t *testing.T) {
 			}
 			op := p.Output.(Op)
 			ok, _ := model.Step(state, p.Input, p.Output)
-			t.Logf("  next candidate: [%v, %v] client %d target %d %s (legal now: %v)", time.Duration(op.Call), time.Duration(op.Return), op.Client, op.Target, describeOp(op), ok)
+			logf("  next candidate: [%v, %v] client %d target %d %s (legal now: %v)", time.Duration(op.Call), time.Duration(op.Return), op.Client, op.Target, describeOp(op), ok)
 		}
 	}
+	return nil
 }
 
-func readJSON(t *testing.T, path string, v any) {
-	t.Helper()
+func readJSON(path string, v any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
+		return fmt.Errorf("%s: %v", path, err)
 	}
+	return nil
 }
