@@ -2,6 +2,7 @@ package capacity
 
 import (
 	"container/heap"
+	"math"
 	"slices"
 	"time"
 )
@@ -110,10 +111,14 @@ type Pool struct {
 //
 // Filling the memo writes to the pool, so even reads (FiguresAt, Decide) must
 // stay on the pool's one goroutine.
+//
+// The bounds are unix nanoseconds (wall time, as time.Time.Before compares
+// it) rather than time.Time values: the memo is in every pool, loaded or
+// folded by a read model, and half the size this way.
 type lapseMemo struct {
 	valid bool
-	from  time.Time // the memo holds for now in [from, until)
-	until time.Time
+	from  int64 // the memo holds for now in [from, until), unix nanoseconds
+	until int64
 	units int
 }
 
@@ -184,15 +189,17 @@ func (p *Pool) usedUnits(now time.Time) int {
 // has passed at now.
 func (p *Pool) lapsedUnits(now time.Time) int {
 	m := &p.memo
-	if m.valid && !now.Before(m.from) && now.Before(m.until) {
+	nowNano := now.UnixNano()
+	if m.valid && nowNano >= m.from && nowNano < m.until {
 		return m.units
 	}
 	units := 0
-	until := p.walkLapsed(now, func(r *Reservation) { units += r.Quantity })
-	if until.IsZero() {
-		until = now.Add(100 * 365 * 24 * time.Hour)
+	next := p.walkLapsed(now, func(r *Reservation) { units += r.Quantity })
+	until := int64(math.MaxInt64)
+	if !next.IsZero() {
+		until = next.UnixNano()
 	}
-	*m = lapseMemo{valid: true, from: now, until: until, units: units}
+	*m = lapseMemo{valid: true, from: nowNano, until: until, units: units}
 	return units
 }
 
@@ -283,9 +290,6 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		p.Capacity, p.Overbook = e.Capacity, e.Overbook
 		p.Status = Open
 		p.Definition = e
-		if p.Reservations == nil {
-			p.Reservations = make(map[string]*Reservation)
-		}
 	case CapacityChanged:
 		p.Capacity = e.To
 	case OverbookChanged:
@@ -413,7 +417,10 @@ func (p *Pool) Clone() *Pool {
 	c.deadlines = slices.Clone(p.deadlines)
 	c.finished, c.finishedHead = slices.Clone(p.finished[p.finishedHead:]), 0
 	c.retired = p.retired.clone()
-	c.Reservations = make(map[string]*Reservation, len(p.Reservations))
+	c.Reservations = nil
+	if len(p.Reservations) > 0 {
+		c.Reservations = make(map[string]*Reservation, len(p.Reservations))
+	}
 	for id, r := range p.Reservations {
 		rc := *r
 		c.Reservations[id] = &rc

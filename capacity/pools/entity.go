@@ -53,7 +53,11 @@ type entity struct {
 
 	pool          *capacity.Pool // nil: not loaded, or dropped after a failed append
 	sinceSnapshot int            // events since the last snapshot handed to the writer
-	sweep         *time.Timer    // queues an Expire at the next hold deadline
+	// sweepAt and sweepIdx place the entity in the service's sweep timers
+	// (timers.go), which queue an Expire at its next hold deadline; guarded
+	// by their mutex.
+	sweepAt  int64
+	sweepIdx int
 }
 
 // enqueue queues r and makes sure a goroutine drains the queue. The caller
@@ -135,17 +139,11 @@ func (e *entity) scheduleSweep() {
 	}
 	// Re-armed after every batch, against the clock as it is now.
 	wait := max(0, next.Sub(e.svc.opts.Now())) + e.svc.opts.SweepGrace
-	if e.sweep == nil {
-		e.sweep = time.AfterFunc(wait, func() { e.svc.post(e, &request{cmd: capacity.Expire{}}) })
-		return
-	}
-	e.sweep.Reset(wait)
+	e.svc.timers.schedule(e, wait)
 }
 
 func (e *entity) stopSweep() {
-	if e.sweep != nil {
-		e.sweep.Stop()
-	}
+	e.svc.timers.cancel(e)
 }
 
 // processAll processes a batch taken off the queue: the commands up to a

@@ -27,6 +27,7 @@ type Service struct {
 
 	snapshots chan snapshot
 	stats     counters
+	timers    *sweepTimers // every loaded entity's sweep
 
 	committer     *committer    // nil: each pool appends on its own
 	stopCommitter chan struct{} // closed once every entity has stopped
@@ -58,6 +59,7 @@ func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) 
 		expiries:  make(chan bookingExpiry, 1024),
 		expiring:  make(map[string]bool),
 	}
+	s.timers = newSweepTimers(func(e *entity) { s.post(e, &request{cmd: capacity.Expire{}}) })
 	s.wg.Add(3)
 	go s.writeSnapshots()
 	go s.evictIdle()
@@ -94,11 +96,7 @@ func (s *Service) Close() {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	s.mu.Lock()
-	for _, e := range s.entities {
-		e.stopSweep() // no goroutine owns e now
-	}
-	s.mu.Unlock()
+	s.timers.stop()
 	if s.committer != nil {
 		// Entities wait on the committer for their last appends: it stops
 		// only after them.

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,8 +20,12 @@ import (
 
 // BenchmarkMemoryPerPool measures what the whole process (write side, read
 // models and the embedded NATS server) holds per pool: b.N pools, each with
-// two live holds, written through the service, then the read models caught
-// up. Heap and stacks in use after a GC, against before the pools were made.
+// two live holds (reservation ids unique across pools, as clients make
+// them), written through the service, then the read models caught up.
+// B/pool is heap and stacks in use after a GC, against before the pools
+// were made; RSS-MB is the whole process's resident set at the end, and
+// RSS-B/pool its growth per pool (both after freed memory went back to the
+// OS).
 //
 //	go test -run x -bench MemoryPerPool -benchtime 20000x ./cmd/capacityd/
 //
@@ -27,46 +34,73 @@ func BenchmarkMemoryPerPool(b *testing.B) {
 	a, stop := startTestIn(b, b.TempDir())
 	defer stop()
 	ctx := context.Background()
-	before := heapInUse()
+	before, rssBefore := heapInUse(), residentBytes()
 	start := time.Now().Add(24 * time.Hour)
+	last := definePools(b, a, b.N, func(i int) (string, time.Time) { return fmt.Sprintf("mem-%d", i), start }, 2)
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := a.readModels.waitFor(wctx, views.MinPositions{"": last}); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	reportMemory(b, before, rssBefore, "pool")
+	b.ReportMetric(float64(a.pools.Loaded()), "pools-loaded")
+}
+
+// definePools defines n pools through the service, in-process (the calls
+// web's handlers make), 32 at a time, each with holds live holds of one
+// unit, and returns the highest stream sequence written. name gives pool
+// i's id and start.
+func definePools(b *testing.B, a *app, n int, name func(i int) (string, time.Time), holds int) uint64 {
+	b.Helper()
+	ctx := context.Background()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var last atomic.Uint64
-	b.ResetTimer()
+	note := func(v uint64) {
+		for l := last.Load(); v > l && !last.CompareAndSwap(l, v); l = last.Load() {
+		}
+	}
 	for range 32 {
 		wg.Go(func() {
 			for {
 				i := next.Add(1) - 1
-				if i >= int64(b.N) {
+				if i >= int64(n) {
 					return
 				}
-				pool := fmt.Sprintf("mem-%d", i)
-				_, err := a.pools.Execute(ctx, pool, capacity.DefinePool{Pool: pool, Region: "r1", Kind: "delivery",
+				pool, start := name(int(i))
+				res, err := a.pools.Execute(ctx, pool, capacity.DefinePool{Pool: pool, Region: "r1", Kind: "delivery",
 					StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 10})
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				for h := range 2 {
-					res, err := a.pools.Execute(ctx, pool, capacity.Hold{ReservationID: fmt.Sprintf("h%d", h), Quantity: 1, TTL: time.Hour})
+				note(res.Pool.Version)
+				for h := range holds {
+					res, err := a.pools.Execute(ctx, pool, capacity.Hold{ReservationID: fmt.Sprintf("%s-h%d", pool, h), Quantity: 1, TTL: time.Hour})
 					if err != nil {
 						b.Error(err)
 						return
 					}
-					for v := last.Load(); res.Pool.Version > v && !last.CompareAndSwap(v, res.Pool.Version); v = last.Load() {
-					}
+					note(res.Pool.Version)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := a.readModels.waitFor(wctx, views.MinPositions{"": last.Load()}); err != nil {
-		b.Fatal(err)
+	if b.Failed() {
+		b.FailNow()
 	}
-	b.StopTimer()
+	return last.Load()
+}
+
+// reportMemory reports heap and resident set growth per unit since before
+// and rssBefore, and the resident set now; CAPACITY_HEAPPROFILE=file
+// writes a heap profile of this moment.
+func reportMemory(b *testing.B, before, rssBefore uint64, unit string) {
+	b.Helper()
 	loaded := heapInUse()
+	rss := residentBytes()
 	if path := os.Getenv("CAPACITY_HEAPPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -75,8 +109,27 @@ func BenchmarkMemoryPerPool(b *testing.B) {
 		pprof.WriteHeapProfile(f)
 		f.Close()
 	}
-	b.ReportMetric(float64(loaded-before)/float64(b.N), "B/pool")
-	b.ReportMetric(float64(a.pools.Loaded()), "pools-loaded")
+	b.ReportMetric(float64(loaded-before)/float64(b.N), "B/"+unit)
+	b.ReportMetric((float64(rss)-float64(rssBefore))/float64(b.N), "RSS-B/"+unit)
+	b.ReportMetric(float64(rss)/(1<<20), "RSS-MB")
+}
+
+// residentBytes returns the whole process's resident set (VmRSS) after
+// handing freed memory back to the operating system, or 0 where
+// /proc/self/status cannot be read.
+func residentBytes() uint64 {
+	debug.FreeOSMemory()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // heapInUse returns the heap and goroutine stacks in use after a GC.
