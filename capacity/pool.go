@@ -114,9 +114,9 @@ type Pool struct {
 //
 // The bounds are unix nanoseconds (wall time, as time.Time.Before compares
 // it) rather than time.Time values: the memo is in every pool, loaded or
-// folded by a read model, and half the size this way.
+// folded by a read model, and less than half the size this way.
+// The zero memo holds for no instant (from == until).
 type lapseMemo struct {
-	valid bool
 	from  int64 // the memo holds for now in [from, until), unix nanoseconds
 	until int64
 	units int
@@ -190,7 +190,7 @@ func (p *Pool) usedUnits(now time.Time) int {
 func (p *Pool) lapsedUnits(now time.Time) int {
 	m := &p.memo
 	nowNano := now.UnixNano()
-	if m.valid && nowNano >= m.from && nowNano < m.until {
+	if nowNano >= m.from && nowNano < m.until {
 		return m.units
 	}
 	units := 0
@@ -199,8 +199,22 @@ func (p *Pool) lapsedUnits(now time.Time) int {
 	if !next.IsZero() {
 		until = next.UnixNano()
 	}
-	*m = lapseMemo{valid: true, from: nowNano, until: until, units: units}
+	*m = lapseMemo{from: nowNano, until: until, units: units}
 	return units
+}
+
+// Units returns the units of the reservations held (lapsed or not) and
+// confirmed: what FiguresAt starts from. It writes nothing.
+func (p *Pool) Units() (held, confirmed int) { return p.heldUnits, p.confirmedUnits }
+
+// LapsedAt returns the units of the live holds whose deadline is at or
+// before now, and a lower bound of the next live deadline after now (zero
+// if there is none): until then, the units stay the same. Unlike FiguresAt
+// it writes nothing, so readers that share the pool under a read lock (the
+// read models) may call it; they keep their own memo.
+func (p *Pool) LapsedAt(now time.Time) (units int, next time.Time) {
+	next = p.walkLapsed(now, func(r *Reservation) { units += r.Quantity })
+	return units, next
 }
 
 // LapsedHolds returns, sorted, the ids of holds whose deadline passed at or
@@ -281,7 +295,7 @@ func (p *Pool) TimeAt(now time.Time) time.Time {
 // refused, since the version it names is about to be superseded. Evolve
 // never fails: events are facts.
 func (p *Pool) Evolve(e Event, seq uint64) {
-	p.memo.valid = false
+	p.memo = lapseMemo{}
 	at := EventTime(e)
 	switch e := e.(type) {
 	case PoolDefined:

@@ -165,21 +165,11 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 	board := &Board{m: m, cells: make(map[cellKey]*Cell)}
 	for _, key := range slices.Sorted(maps.Keys(pools)) { // sorted, so each byID list is
 		r := pools[key]
-		r.held, r.confirmed = 0, 0
-		for id, res := range r.pool.Reservations {
-			st := stateOf(res)
-			h, c := st.units()
-			r.held += h
-			r.confirmed += c
-			if st.held {
-				r.deadlines = append(r.deadlines, deadline{at: st.expiresAt, id: id, quantity: st.quantity})
-			}
+		for id := range r.pool.Reservations {
 			byID[id] = append(byID[id], key)
 		}
-		slices.SortFunc(r.deadlines, compareDeadline)
-		r.gen = 1
 		if r.pool.Defined() {
-			r.start, r.indexed = r.pool.StartsAt.UnixNano(), true
+			r.start = r.pool.StartsAt.UnixNano()
 			byStart = append(byStart, r)
 		}
 		board.update(r.lastSeq, r) // no subscribers: nothing is published

@@ -30,20 +30,21 @@ type Models struct {
 }
 
 // row is one pool as the read side holds it: the folded pool, shared by
-// every model, and what each model indexes about it.
+// every model, and what each model indexes about it. A million defined
+// pools means a million rows, so a row keeps nothing it can read off the
+// pool: its counts and deadlines are the pool's own (capacity.Pool.Units,
+// LapsedAt), whether it is in Availability.byStart is whether the pool is
+// defined, and its board cell says its cell key. It fits a 512-byte size
+// class.
 type row struct {
 	fold
 
 	// availability
-	start     int64      // StartsAt in unix nanoseconds, the index key with the id
-	indexed   bool       // whether the row is in Availability.byStart
-	deadlines []deadline // live holds sorted by (at, id)
-	gen       uint64     // bumped on every change, under the write lock
-	memo      atomic.Pointer[lapseMemo]
+	start int64                     // StartsAt in unix nanoseconds, the index key with the id
+	memo  atomic.Pointer[lapseMemo] // valid while memo.seq == lastSeq
 
 	// board
-	key     cellKey
-	counted bool  // whether contrib is added to the cell at key
+	cell    *Cell // the cell contrib is added to; nil: not counted
 	contrib share // what the pool adds to its cell
 }
 
@@ -77,10 +78,10 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 		r = &row{}
 		m.pools[pool] = r
 	}
-	if !r.apply(seq, events, r.holdChanged) {
+	indexed := r.pool.Defined() // a defined pool is in Availability.byStart
+	if !r.apply(seq, events) {
 		return
 	}
-	r.gen++
 	defined := false
 	for _, e := range events {
 		switch e := e.(type) {
@@ -91,7 +92,7 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 		}
 	}
 	if defined {
-		m.Availability.reindex(r)
+		m.Availability.reindex(r, indexed)
 	}
 	m.Board.update(seq, r)
 }
@@ -109,14 +110,4 @@ func (m *Models) Position() uint64 {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.position
-}
-
-// holdChanged keeps the row's deadline index in step with one reservation.
-func (r *row) holdChanged(id string, before, after holdState) {
-	if before.held {
-		r.removeDeadline(deadline{at: before.expiresAt, id: id})
-	}
-	if after.held {
-		r.insertDeadline(deadline{at: after.expiresAt, id: id, quantity: after.quantity})
-	}
 }
