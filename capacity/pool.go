@@ -268,7 +268,7 @@ func (p *Pool) NextDeadline() (time.Time, bool) {
 	if len(p.deadlines) == 0 {
 		return time.Time{}, false
 	}
-	return p.deadlines[0].at, true // the top is kept live
+	return time.Unix(0, p.deadlines[0].at).UTC(), true // the top is kept live
 }
 
 // TimeAt returns the instant a decision taken at now is taken at: now, or
@@ -326,7 +326,7 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		}
 		p.heldUnits += e.Quantity
 		if old == nil || old.Status != StatusHeld || !old.ExpiresAt.Equal(e.ExpiresAt) {
-			heap.Push(&p.deadlines, deadline{at: e.ExpiresAt, id: e.ReservationID})
+			heap.Push(&p.deadlines, deadline{at: e.ExpiresAt.UnixNano(), id: e.ReservationID})
 		}
 	case Confirmed:
 		if r := p.Reservations[e.ReservationID]; r != nil && r.Status == StatusHeld && e.Quantity > 0 && e.Quantity < r.Quantity {
@@ -340,7 +340,7 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 	case Extended:
 		if r := p.Reservations[e.ReservationID]; r != nil && r.Status == StatusHeld {
 			if !r.ExpiresAt.Equal(e.ExpiresAt) {
-				heap.Push(&p.deadlines, deadline{at: e.ExpiresAt, id: e.ReservationID})
+				heap.Push(&p.deadlines, deadline{at: e.ExpiresAt.UnixNano(), id: e.ReservationID})
 			}
 			r.ExpiresAt, r.UpdatedAt = e.ExpiresAt, at
 		}

@@ -161,12 +161,12 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 	for _, r := range pools {
 		n += len(r.pool.Reservations)
 	}
-	byID := make(map[string][]string, n)
+	byID := newPoolsByID(n)
 	board := &Board{m: m, cells: make(map[cellKey]*Cell)}
-	for _, key := range slices.Sorted(maps.Keys(pools)) { // sorted, so each byID list is
+	for _, key := range slices.Sorted(maps.Keys(pools)) { // in order, so a rebuild is deterministic
 		r := pools[key]
 		for id := range r.pool.Reservations {
-			byID[id] = append(byID[id], key)
+			byID.add(id, key)
 		}
 		if r.pool.Defined() {
 			r.start = r.pool.StartsAt.UnixNano()
@@ -177,11 +177,9 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 	for id, keys := range retired {
 		for _, key := range keys {
 			if r := pools[key]; r != nil && r.pool.Reservations[id] == nil {
-				byID[id] = append(byID[id], key)
+				byID.add(id, key)
 			}
 		}
-		slices.Sort(byID[id])
-		byID[id] = slices.Compact(byID[id])
 	}
 	slices.SortFunc(byStart, func(x, y *row) int {
 		if c := compareInt(x.start, y.start); c != 0 {

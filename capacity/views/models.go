@@ -52,7 +52,7 @@ type row struct {
 func New() *Models {
 	m := &Models{pools: make(map[string]*row)}
 	m.Availability = &Availability{m: m}
-	m.Reservations = &Reservations{m: m, byID: make(map[string][]string)}
+	m.Reservations = &Reservations{m: m, byID: newPoolsByID(0)}
 	m.Board = &Board{m: m, cells: make(map[cellKey]*Cell), subs: make(map[*boardSub]struct{})}
 	return m
 }

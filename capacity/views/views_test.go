@@ -231,3 +231,26 @@ func TestLapsedPools(t *testing.T) {
 		t.Fatalf("lapsed pools once p1's hold expired = %v, want [p2]", got)
 	}
 }
+
+// TestPoolsByID checks the id index keeps every pool of an id once, sorted,
+// as the id moves from the one-pool map to the several-pools one.
+func TestPoolsByID(t *testing.T) {
+	x := newPoolsByID(0)
+	for _, add := range [][2]string{{"r1", "p2"}, {"r1", "p2"}, {"r2", "p1"}, {"r1", "p1"}, {"r1", "p3"}, {"r1", "p1"}} {
+		x.add(add[0], add[1])
+	}
+	if got, want := x.pools("r1"), []string{"p1", "p2", "p3"}; !slices.Equal(got, want) {
+		t.Fatalf("pools(r1) = %v, want %v", got, want)
+	}
+	if got, want := x.pools("r2"), []string{"p1"}; !slices.Equal(got, want) {
+		t.Fatalf("pools(r2) = %v, want %v", got, want)
+	}
+	if got := x.pools("r3"); len(got) != 0 {
+		t.Fatalf("pools(r3) = %v, want none", got)
+	}
+	n := 0
+	x.all(func(id string, pools []string) { n += len(pools) })
+	if n != 4 {
+		t.Fatalf("all counts %d pools, want 4", n)
+	}
+}

@@ -47,6 +47,42 @@ func BenchmarkMemoryPerPool(b *testing.B) {
 	b.ReportMetric(float64(a.pools.Loaded()), "pools-loaded")
 }
 
+// BenchmarkMemoryPerIdlePool measures what the whole process holds per
+// defined pool with no reservations once the write side has let it go: b.N
+// pools defined through the service in-process (the call web's define
+// handler makes; over HTTP a million take far longer), a hundred per hourly
+// slot, the read models caught up and every entity evicted (IdleTimeout
+// shortened to a second; a minute by default). Units as in
+// BenchmarkMemoryPerPool. A million pools take several minutes, so it runs
+// only when asked:
+//
+//	CAPACITY_BENCH_IDLE=1 go test -run x -bench MemoryPerIdlePool -benchtime 1000000x -timeout 60m ./cmd/capacityd/
+func BenchmarkMemoryPerIdlePool(b *testing.B) {
+	if os.Getenv("CAPACITY_BENCH_IDLE") == "" {
+		b.Skip("set CAPACITY_BENCH_IDLE=1 to run (a million pools take minutes)")
+	}
+	a, stop := startTestConfig(b, b.TempDir(), func(c *Config) { c.IdleTimeout = time.Second })
+	defer stop()
+	before, rssBefore := heapInUse(), residentBytes()
+	start := time.Now().Truncate(time.Hour).Add(24 * time.Hour)
+	last := definePools(b, a, b.N, func(i int) (string, time.Time) {
+		return fmt.Sprintf("idle-%07d", i), start.Add(time.Duration(i/100) * time.Hour)
+	}, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := a.readModels.waitFor(ctx, views.MinPositions{"": last}); err != nil {
+		b.Fatal(err)
+	}
+	for a.pools.Loaded() > 0 {
+		if ctx.Err() != nil {
+			b.Fatalf("%d pools still loaded", a.pools.Loaded())
+		}
+		time.Sleep(100 * time.Millisecond) // polls the janitor, which runs every IdleTimeout/2
+	}
+	b.StopTimer()
+	reportMemory(b, before, rssBefore, "pool")
+}
+
 // definePools defines n pools through the service, in-process (the calls
 // web's handlers make), 32 at a time, each with holds live holds of one
 // unit, and returns the highest stream sequence written. name gives pool
