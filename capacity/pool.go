@@ -2,6 +2,7 @@ package capacity
 
 import (
 	"container/heap"
+	"encoding/json"
 	"math"
 	"slices"
 	"time"
@@ -90,11 +91,16 @@ type Pool struct {
 	Capacity     int                     `json:"capacity"`
 	Overbook     int                     `json:"overbook"`
 	Status       Status                  `json:"status"`
-	Definition   PoolDefined             `json:"definition"`
 	Version      uint64                  `json:"version"`
 	UpdatedAt    time.Time               `json:"updated_at"`
 	Reservations map[string]*Reservation `json:"reservations"`
 
+	// What PoolDefined said that the fields above may no longer say (see
+	// Definition); the rest of it is ID to EndsAt, which only PoolDefined
+	// sets. A whole PoolDefined here would cost every copy of every pool
+	// 136 bytes, and there are a million pools.
+	definedCapacity, definedOverbook int
+	definedAt                        time.Time
 	retired        retiredSet    // what stays of reservations finished RetainFinished ago (see Reservation)
 	finished       []finishedRef // finished reservations still kept whole, oldest first, from finishedHead
 	finishedHead   int
@@ -124,6 +130,58 @@ type lapseMemo struct {
 
 // Defined reports whether the pool has been defined.
 func (p *Pool) Defined() bool { return p.ID != "" }
+
+// Definition returns the PoolDefined event that defined the pool: a retried
+// define is recognised by it. Zero if the pool is not defined.
+func (p *Pool) Definition() PoolDefined {
+	if !p.Defined() {
+		return PoolDefined{}
+	}
+	return PoolDefined{
+		Pool: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
+		Capacity: p.definedCapacity, Overbook: p.definedOverbook, DefinedAt: p.definedAt,
+	}
+}
+
+// poolJSON is a pool's JSON encoding (a snapshot's head): the fields of
+// Pool, with its definition whole, as snapshots have always had it.
+type poolJSON struct {
+	ID           string                  `json:"id"`
+	Region       string                  `json:"region"`
+	Kind         string                  `json:"kind"`
+	StartsAt     time.Time               `json:"starts_at"`
+	EndsAt       time.Time               `json:"ends_at"`
+	Capacity     int                     `json:"capacity"`
+	Overbook     int                     `json:"overbook"`
+	Status       Status                  `json:"status"`
+	Definition   PoolDefined             `json:"definition"`
+	Version      uint64                  `json:"version"`
+	UpdatedAt    time.Time               `json:"updated_at"`
+	Reservations map[string]*Reservation `json:"reservations"`
+}
+
+// MarshalJSON encodes the pool as poolJSON.
+func (p Pool) MarshalJSON() ([]byte, error) {
+	return json.Marshal(poolJSON{
+		ID: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
+		Capacity: p.Capacity, Overbook: p.Overbook, Status: p.Status, Definition: p.Definition(),
+		Version: p.Version, UpdatedAt: p.UpdatedAt, Reservations: p.Reservations,
+	})
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote into the pool's exported
+// fields and its definition.
+func (p *Pool) UnmarshalJSON(data []byte) error {
+	var j poolJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	p.ID, p.Region, p.Kind, p.StartsAt, p.EndsAt = j.ID, j.Region, j.Kind, j.StartsAt, j.EndsAt
+	p.Capacity, p.Overbook, p.Status, p.Version, p.UpdatedAt = j.Capacity, j.Overbook, j.Status, j.Version, j.UpdatedAt
+	p.Reservations = j.Reservations
+	p.definedCapacity, p.definedOverbook, p.definedAt = j.Definition.Capacity, j.Definition.Overbook, j.Definition.DefinedAt
+	return nil
+}
 
 // Limit is the most units the pool may have held and confirmed at once.
 func (p *Pool) Limit() int { return p.Capacity + p.Overbook }
@@ -303,7 +361,7 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		p.StartsAt, p.EndsAt = e.StartsAt, e.EndsAt
 		p.Capacity, p.Overbook = e.Capacity, e.Overbook
 		p.Status = Open
-		p.Definition = e
+		p.definedCapacity, p.definedOverbook, p.definedAt = e.Capacity, e.Overbook, e.DefinedAt
 	case CapacityChanged:
 		p.Capacity = e.To
 	case OverbookChanged:
