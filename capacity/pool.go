@@ -101,14 +101,14 @@ type Pool struct {
 	// 136 bytes, and there are a million pools.
 	definedCapacity, definedOverbook int
 	definedAt                        time.Time
-	retired        retiredSet    // what stays of reservations finished RetainFinished ago (see Reservation)
-	finished       []finishedRef // finished reservations still kept whole, oldest first, from finishedHead
-	finishedHead   int
-	heldUnits      int // units of every reservation in StatusHeld, lapsed or not
-	confirmedUnits int
-	unstamped      int // events evolved with seq 0 and not stamped yet
-	deadlines      deadlines
-	memo           lapseMemo
+	retired                          retiredSet    // what stays of reservations finished RetainFinished ago (see Reservation)
+	finished                         []finishedRef // finished reservations still kept whole, oldest first, from finishedHead
+	finishedHead                     int
+	heldUnits                        int // units of every reservation in StatusHeld, lapsed or not
+	confirmedUnits                   int
+	unstamped                        int // events evolved with seq 0 and not stamped yet
+	deadlines                        deadlines
+	memo                             lapseMemo
 }
 
 // lapseMemo caches the units of lapsed holds for a span of time in which the
