@@ -23,6 +23,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	entities map[string]*entity
+	peak     int // most entities since the map was last made (a Go map never shrinks)
 	closed   bool
 
 	snapshots chan snapshot
@@ -183,6 +184,7 @@ func (s *Service) submit(pool string, r *request) error {
 	if e == nil {
 		e = &entity{svc: s, id: pool}
 		s.entities[pool] = e
+		s.peak = max(s.peak, len(s.entities))
 	}
 	return e.enqueue(r)
 }
@@ -239,6 +241,16 @@ func (s *Service) evictIdle() {
 				delete(s.entities, id)
 			}
 			e.mu.Unlock()
+		}
+		if s.peak > 1024 && len(s.entities) < s.peak/4 {
+			// Copied into a map its size: the buckets of a million pools
+			// loaded once would otherwise stay for good.
+			// (maps.Clone would keep the old one's size.)
+			smaller := make(map[string]*entity, len(s.entities))
+			for id, e := range s.entities {
+				smaller[id] = e
+			}
+			s.entities, s.peak = smaller, len(smaller)
 		}
 		s.mu.Unlock()
 	}
