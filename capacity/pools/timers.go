@@ -36,7 +36,7 @@ func (t *sweepTimers) schedule(e *entity, wait time.Duration) {
 	}
 	e.sweepAt = int64(time.Since(t.base) + wait)
 	if e.sweepIdx > 0 {
-		heap.Fix(&t.queue, e.sweepIdx-1)
+		heap.Fix(&t.queue, int(e.sweepIdx-1))
 	} else {
 		heap.Push(&t.queue, e)
 	}
@@ -50,7 +50,7 @@ func (t *sweepTimers) cancel(e *entity) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e.sweepIdx > 0 {
-		heap.Remove(&t.queue, e.sweepIdx-1)
+		heap.Remove(&t.queue, int(e.sweepIdx-1))
 	}
 }
 
@@ -104,11 +104,11 @@ func (q sweepQueue) Len() int           { return len(q) }
 func (q sweepQueue) Less(i, j int) bool { return q[i].sweepAt < q[j].sweepAt }
 func (q sweepQueue) Swap(i, j int) {
 	q[i], q[j] = q[j], q[i]
-	q[i].sweepIdx, q[j].sweepIdx = i+1, j+1
+	q[i].sweepIdx, q[j].sweepIdx = int32(i+1), int32(j+1)
 }
 func (q *sweepQueue) Push(x any) {
 	e := x.(*entity)
-	e.sweepIdx = len(*q) + 1
+	e.sweepIdx = int32(len(*q) + 1)
 	*q = append(*q, e)
 }
 func (q *sweepQueue) Pop() any {

@@ -34,8 +34,8 @@ type Models struct {
 // pools means a million rows, so a row keeps nothing it can read off the
 // pool: its counts and deadlines are the pool's own (capacity.Pool.Units,
 // LapsedAt), whether it is in Availability.byStart is whether the pool is
-// defined, and its board cell says its cell key. It fits a 512-byte size
-// class.
+// defined, and its board cell says its cell key. It is 416 bytes (a
+// size class of its own), most of them the capacity.Pool.
 type row struct {
 	fold
 
