@@ -165,6 +165,9 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 	board := &Board{m: m, cells: make(map[cellKey]*Cell)}
 	for _, key := range slices.Sorted(maps.Keys(pools)) { // in order, so a rebuild is deterministic
 		r := pools[key]
+		if r.pool.ID == key {
+			r.pool.ID = key // one copy of the id (Models.ApplyTraced)
+		}
 		for id := range r.pool.Reservations {
 			byID.add(id, key)
 		}

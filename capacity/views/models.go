@@ -1,6 +1,7 @@
 package views
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -75,12 +76,20 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 	m.position = max(m.position, seq)
 	r := m.pools[pool]
 	if r == nil {
+		// The id outlives the message, whose subject it may be a slice
+		// of: a copy of its own, which the folded pool shares (below).
+		pool = strings.Clone(pool)
 		r = &row{}
 		m.pools[pool] = r
+	} else if r.pool.ID == pool {
+		pool = r.pool.ID // the index by reservation id keeps this one
 	}
 	indexed := r.pool.Defined() // a defined pool is in Availability.byStart
 	if !r.apply(seq, events) {
 		return
+	}
+	if r.pool.ID == pool {
+		r.pool.ID = pool // one copy of the id for the map key and the pool
 	}
 	defined := false
 	for _, e := range events {
