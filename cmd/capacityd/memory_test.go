@@ -54,6 +54,62 @@ func BenchmarkMemoryPerPool(b *testing.B) {
 	b.ReportMetric(float64(a.pools.Loaded()), "pools-loaded")
 }
 
+// BenchmarkMemoryPerReservation measures what the whole process holds per
+// live hold: 100 pools defined first, then b.N holds of one unit with
+// unique ids spread over them through the service, the read models caught
+// up; every pool stays loaded. Units as in BenchmarkMemoryPerPool, per
+// reservation.
+//
+//	go test -run x -bench MemoryPerReservation -benchtime 100000x ./cmd/capacityd/
+func BenchmarkMemoryPerReservation(b *testing.B) {
+	a, stop := startTestIn(b, b.TempDir())
+	defer stop()
+	ctx := context.Background()
+	const npools = 100
+	start := time.Now().Add(24 * time.Hour)
+	for i := range npools {
+		pool := fmt.Sprintf("mem-%d", i)
+		if _, err := a.pools.Execute(ctx, pool, capacity.DefinePool{Pool: pool, Region: "r1", Kind: "delivery",
+			StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: capacity.MaxCapacity}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	before, rssBefore := heapInUse(), residentBytes()
+	var next atomic.Int64
+	var last atomic.Uint64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for range 32 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				pool := fmt.Sprintf("mem-%d", i%npools)
+				res, err := a.pools.Execute(ctx, pool, capacity.Hold{ReservationID: fmt.Sprintf("order-%08d", i), Quantity: 1, TTL: time.Hour})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				for v := last.Load(); res.Pool.Version > v && !last.CompareAndSwap(v, res.Pool.Version); v = last.Load() {
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := a.readModels.waitFor(wctx, views.MinPositions{"": last.Load()}); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	reportMemory(b, before, rssBefore, "reservation")
+}
+
 // BenchmarkMemoryPerIdlePool measures what the whole process holds per
 // defined pool with no reservations once the write side has let it go: b.N
 // pools defined through the service in-process (the call web's define
