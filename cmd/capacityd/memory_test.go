@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/pools"
 	"github.com/capacityd/capacityd/capacity/views"
 )
 
@@ -168,7 +169,7 @@ func definePools(b *testing.B, a *app, n int, name func(i int) (string, time.Tim
 					return
 				}
 				pool, start := name(int(i))
-				res, err := a.pools.Execute(ctx, pool, capacity.DefinePool{Pool: pool, Region: "r1", Kind: "delivery",
+				res, err := execute(ctx, a, pool, capacity.DefinePool{Pool: pool, Region: "r1", Kind: "delivery",
 					StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 10})
 				if err != nil {
 					b.Error(err)
@@ -176,7 +177,7 @@ func definePools(b *testing.B, a *app, n int, name func(i int) (string, time.Tim
 				}
 				note(res.Pool.Version)
 				for h := range holds {
-					res, err := a.pools.Execute(ctx, pool, capacity.Hold{ReservationID: fmt.Sprintf("%s-h%d", pool, h), Quantity: 1, TTL: time.Hour})
+					res, err := execute(ctx, a, pool, capacity.Hold{ReservationID: fmt.Sprintf("%s-h%d", pool, h), Quantity: 1, TTL: time.Hour})
 					if err != nil {
 						b.Error(err)
 						return
@@ -191,6 +192,19 @@ func definePools(b *testing.B, a *app, n int, name func(i int) (string, time.Tim
 		b.FailNow()
 	}
 	return last.Load()
+}
+
+// execute runs cmd on pool as a client of the API would: an unavailable
+// answer (the store slow to answer, under the load of a million pools on a
+// shared machine) is retried, a few times; the command is idempotent.
+func execute(ctx context.Context, a *app, pool string, cmd capacity.Command) (pools.Result, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := a.pools.Execute(ctx, pool, cmd)
+		if err == nil || capacity.ErrorCode(err) != capacity.EUNAVAILABLE || attempt == 5 {
+			return res, err
+		}
+		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+	}
 }
 
 // reportMemory reports heap and resident set growth per unit since before
