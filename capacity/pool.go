@@ -160,14 +160,23 @@ type poolJSON struct {
 	Reservations map[string]*Reservation `json:"reservations"`
 }
 
-// MarshalJSON encodes the pool as poolJSON.
-func (p Pool) MarshalJSON() ([]byte, error) {
-	return json.Marshal(poolJSON{
+func (p *Pool) toJSON() poolJSON {
+	return poolJSON{
 		ID: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
 		Capacity: p.Capacity, Overbook: p.Overbook, Status: p.Status, Definition: p.Definition(),
 		Version: p.Version, UpdatedAt: p.UpdatedAt, Reservations: p.Reservations,
-	})
+	}
 }
+
+func (p *Pool) fromJSON(j *poolJSON) {
+	p.ID, p.Region, p.Kind, p.StartsAt, p.EndsAt = j.ID, j.Region, j.Kind, j.StartsAt, j.EndsAt
+	p.Capacity, p.Overbook, p.Status, p.Version, p.UpdatedAt = j.Capacity, j.Overbook, j.Status, j.Version, j.UpdatedAt
+	p.Reservations = j.Reservations
+	p.definedCapacity, p.definedOverbook, p.definedAt = j.Definition.Capacity, j.Definition.Overbook, j.Definition.DefinedAt
+}
+
+// MarshalJSON encodes the pool as poolJSON.
+func (p Pool) MarshalJSON() ([]byte, error) { return json.Marshal(p.toJSON()) }
 
 // UnmarshalJSON decodes what MarshalJSON wrote into the pool's exported
 // fields and its definition.
@@ -176,10 +185,7 @@ func (p *Pool) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
 	}
-	p.ID, p.Region, p.Kind, p.StartsAt, p.EndsAt = j.ID, j.Region, j.Kind, j.StartsAt, j.EndsAt
-	p.Capacity, p.Overbook, p.Status, p.Version, p.UpdatedAt = j.Capacity, j.Overbook, j.Status, j.Version, j.UpdatedAt
-	p.Reservations = j.Reservations
-	p.definedCapacity, p.definedOverbook, p.definedAt = j.Definition.Capacity, j.Definition.Overbook, j.Definition.DefinedAt
+	p.fromJSON(&j)
 	return nil
 }
 

@@ -27,7 +27,7 @@ var snapshotMagic = []byte("CPS2")
 // MarshalSnapshot encodes the pool for the snapshot store. The same pool
 // always encodes to the same bytes.
 func (p *Pool) MarshalSnapshot() ([]byte, error) {
-	head := *p
+	head := p.toJSON()
 	head.Reservations = nil
 	meta, err := json.Marshal(&head)
 	if err != nil {
@@ -97,9 +97,11 @@ func (p *Pool) decodeBinary(data []byte) error {
 	if d.err != nil {
 		return d.err
 	}
-	if err := json.Unmarshal(meta, p); err != nil {
+	var head poolJSON
+	if err := json.Unmarshal(meta, &head); err != nil {
 		return err
 	}
+	p.fromJSON(&head)
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(d.buf)) {
 		return errTruncated

@@ -129,14 +129,25 @@ func BenchmarkMemoryPerIdlePool(b *testing.B) {
 	defer stop()
 	before, rssBefore := heapInUse(), residentBytes()
 	start := time.Now().Truncate(time.Hour).Add(24 * time.Hour)
+	began := time.Now()
 	last := definePools(b, a, b.N, func(i int) (string, time.Time) {
 		return fmt.Sprintf("idle-%07d", i), start.Add(time.Duration(i/100) * time.Hour)
 	}, 0)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	b.Logf("%d pools defined in %v", b.N, time.Since(began).Round(time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	if err := a.readModels.waitFor(ctx, views.MinPositions{"": last}); err != nil {
-		b.Fatal(err)
+	for {
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		err := a.readModels.waitFor(wctx, views.MinPositions{"": last})
+		wcancel()
+		if err == nil {
+			break
+		} else if ctx.Err() != nil {
+			b.Fatal(err)
+		}
+		b.Logf("read models catching up: %v", err)
 	}
+	b.Logf("read models caught up after %v", time.Since(began).Round(time.Second))
 	for a.pools.Loaded() > 0 {
 		if ctx.Err() != nil {
 			b.Fatalf("%d pools still loaded", a.pools.Loaded())
