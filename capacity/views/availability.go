@@ -232,14 +232,14 @@ func decodeCursor(cursor string) (start int64, id string, ok bool, err error) {
 
 // LapsedPools returns, sorted, the pools that have a hold whose deadline
 // passed before now without an Expired event yet: the pools a sweeper
-// should visit. It scans every pool, so call it every few seconds, not per
-// request.
+// should visit. It scans every pool with a live hold, so call it every few
+// seconds, not per request.
 func (a *Availability) LapsedPools(now time.Time) []string {
 	nowNano := now.UnixNano()
 	a.m.mu.RLock()
 	defer a.m.mu.RUnlock()
 	var ids []string
-	for id, row := range a.m.pools {
+	for id, row := range a.m.held {
 		if next, ok := row.pool.NextDeadline(); ok && next.UnixNano() < nowNano {
 			ids = append(ids, id)
 		}

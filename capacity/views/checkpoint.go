@@ -162,11 +162,15 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 		n += len(r.pool.Reservations)
 	}
 	byID := newPoolsByID(n)
+	held := make(map[string]*row)
 	board := &Board{m: m, cells: make(map[cellKey]*Cell)}
 	for _, key := range slices.Sorted(maps.Keys(pools)) { // in order, so a rebuild is deterministic
 		r := pools[key]
 		if r.pool.ID == key {
 			r.pool.ID = key // one copy of the id (Models.ApplyTraced)
+		}
+		if _, live := r.pool.NextDeadline(); live {
+			held[key] = r
 		}
 		for id := range r.pool.Reservations {
 			byID.add(id, key)
@@ -192,7 +196,7 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 	})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.pools, m.position = pools, position
+	m.pools, m.held, m.position = pools, held, position
 	m.Availability.byStart = byStart
 	m.Reservations.byID = byID
 	m.Board.cells = board.cells

@@ -15,8 +15,11 @@ import (
 //
 // It is safe for one writer (the runner) and many readers.
 type Models struct {
-	mu       sync.RWMutex
-	pools    map[string]*row
+	mu    sync.RWMutex
+	pools map[string]*row
+	// held is the pools with a live hold, so a sweep (LapsedPools) looks
+	// at those, not at a million idle ones under the read lock.
+	held     map[string]*row
 	position uint64
 	// traceparent is that of the commit being applied, for the board
 	// changes it publishes; guarded by mu.
@@ -51,7 +54,7 @@ type row struct {
 
 // New returns empty read models sharing one copy of each pool.
 func New() *Models {
-	m := &Models{pools: make(map[string]*row)}
+	m := &Models{pools: make(map[string]*row), held: make(map[string]*row)}
 	m.Availability = &Availability{m: m}
 	m.Reservations = &Reservations{m: m, byID: newPoolsByID(0)}
 	m.Board = &Board{m: m, cells: make(map[cellKey]*Cell), subs: make(map[*boardSub]struct{})}
@@ -91,6 +94,7 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 	if r.pool.ID == pool {
 		r.pool.ID = pool // one copy of the id for the map key and the pool
 	}
+	m.noteHeld(pool, r)
 	defined := false
 	for _, e := range events {
 		switch e := e.(type) {
@@ -104,6 +108,15 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 		m.Availability.reindex(r, indexed)
 	}
 	m.Board.update(seq, r)
+}
+
+// noteHeld keeps r in m.held while its pool has a live hold.
+func (m *Models) noteHeld(pool string, r *row) {
+	if _, live := r.pool.NextDeadline(); live {
+		m.held[pool] = r
+	} else {
+		delete(m.held, pool)
+	}
 }
 
 // Advance records that every event up to seq has been seen although seq

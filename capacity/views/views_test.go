@@ -1,6 +1,7 @@
 package views
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -229,6 +230,18 @@ func TestLapsedPools(t *testing.T) {
 	a.Apply("p1", 4, capacity.Expired{ReservationID: "a", At: t0.Add(2 * time.Minute)})
 	if got := a.LapsedPools(t0.Add(2 * time.Hour)); !slices.Equal(got, []string{"p2"}) {
 		t.Fatalf("lapsed pools once p1's hold expired = %v, want [p2]", got)
+	}
+	// The same from models started from a checkpoint of these.
+	var buf bytes.Buffer
+	if _, err := a.m.WriteCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored := New()
+	if _, err := restored.ReadCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if got := restored.Availability.LapsedPools(t0.Add(2 * time.Hour)); !slices.Equal(got, []string{"p2"}) {
+		t.Fatalf("lapsed pools after a checkpoint = %v, want [p2]", got)
 	}
 }
 
