@@ -163,12 +163,21 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 	}
 	byID := newPoolsByID(n)
 	held := make(map[string]*row)
+	names := make(map[string]string)
+	name := func(s string) string {
+		if c, ok := names[s]; ok {
+			return c
+		}
+		names[s] = s
+		return s
+	}
 	board := &Board{m: m, cells: make(map[cellKey]*Cell)}
 	for _, key := range slices.Sorted(maps.Keys(pools)) { // in order, so a rebuild is deterministic
 		r := pools[key]
 		if r.pool.ID == key {
 			r.pool.ID = key // one copy of the id (Models.ApplyTraced)
 		}
+		r.pool.Region, r.pool.Kind = name(r.pool.Region), name(r.pool.Kind)
 		if _, live := r.pool.NextDeadline(); live {
 			held[key] = r
 		}
@@ -196,7 +205,7 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 	})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.pools, m.held, m.position = pools, held, position
+	m.pools, m.held, m.names, m.position = pools, held, names, position
 	m.Availability.byStart = byStart
 	m.Reservations.byID = byID
 	m.Board.cells = board.cells

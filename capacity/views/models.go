@@ -19,7 +19,10 @@ type Models struct {
 	pools map[string]*row
 	// held is the pools with a live hold, so a sweep (LapsedPools) looks
 	// at those, not at a million idle ones under the read lock.
-	held     map[string]*row
+	held map[string]*row
+	// names holds one copy of each region and kind name: a million pools
+	// share a handful, which each decoded event spells out afresh.
+	names    map[string]string
 	position uint64
 	// traceparent is that of the commit being applied, for the board
 	// changes it publishes; guarded by mu.
@@ -54,7 +57,7 @@ type row struct {
 
 // New returns empty read models sharing one copy of each pool.
 func New() *Models {
-	m := &Models{pools: make(map[string]*row), held: make(map[string]*row)}
+	m := &Models{pools: make(map[string]*row), held: make(map[string]*row), names: make(map[string]string)}
 	m.Availability = &Availability{m: m}
 	m.Reservations = &Reservations{m: m, byID: newPoolsByID(0)}
 	m.Board = &Board{m: m, cells: make(map[cellKey]*Cell), subs: make(map[*boardSub]struct{})}
@@ -105,9 +108,19 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 		}
 	}
 	if defined {
+		r.pool.Region, r.pool.Kind = m.name(r.pool.Region), m.name(r.pool.Kind)
 		m.Availability.reindex(r, indexed)
 	}
 	m.Board.update(seq, r)
+}
+
+// name returns the models' copy of a region or kind name.
+func (m *Models) name(s string) string {
+	if c, ok := m.names[s]; ok {
+		return c
+	}
+	m.names[s] = s
+	return s
 }
 
 // noteHeld keeps r in m.held while its pool has a live hold.
