@@ -273,7 +273,7 @@ func Decide(p *Pool, cmd Command, now time.Time) ([]Event, error) {
 
 func decideDefine(p *Pool, c DefinePool, now time.Time) ([]Event, error) {
 	if p.Defined() {
-		d := p.Definition
+		d := p.Definition()
 		if d.Pool == c.Pool && d.Region == c.Region && d.Kind == c.Kind && d.StartsAt.Equal(c.StartsAt) &&
 			d.EndsAt.Equal(c.EndsAt) && d.Capacity == c.Capacity && d.Overbook == c.Overbook {
 			return nil, nil

@@ -2,6 +2,8 @@ package capacity
 
 import (
 	"container/heap"
+	"encoding/json"
+	"math"
 	"slices"
 	"time"
 )
@@ -89,19 +91,24 @@ type Pool struct {
 	Capacity     int                     `json:"capacity"`
 	Overbook     int                     `json:"overbook"`
 	Status       Status                  `json:"status"`
-	Definition   PoolDefined             `json:"definition"`
 	Version      uint64                  `json:"version"`
 	UpdatedAt    time.Time               `json:"updated_at"`
 	Reservations map[string]*Reservation `json:"reservations"`
 
-	retired        retiredSet    // what stays of reservations finished RetainFinished ago (see Reservation)
-	finished       []finishedRef // finished reservations still kept whole, oldest first, from finishedHead
-	finishedHead   int
-	heldUnits      int // units of every reservation in StatusHeld, lapsed or not
-	confirmedUnits int
-	unstamped      int // events evolved with seq 0 and not stamped yet
-	deadlines      deadlines
-	memo           lapseMemo
+	// What PoolDefined said that the fields above may no longer say (see
+	// Definition); the rest of it is ID to EndsAt, which only PoolDefined
+	// sets. A whole PoolDefined here would cost every copy of every pool
+	// 136 bytes, and there are a million pools.
+	definedCapacity, definedOverbook int
+	definedAt                        time.Time
+	retired                          retiredSet    // what stays of reservations finished RetainFinished ago (see Reservation)
+	finished                         []finishedRef // finished reservations still kept whole, oldest first, from finishedHead
+	finishedHead                     int
+	heldUnits                        int // units of every reservation in StatusHeld, lapsed or not
+	confirmedUnits                   int
+	unstamped                        int // events evolved with seq 0 and not stamped yet
+	deadlines                        deadlines
+	memo                             lapseMemo
 }
 
 // lapseMemo caches the units of lapsed holds for a span of time in which the
@@ -110,15 +117,77 @@ type Pool struct {
 //
 // Filling the memo writes to the pool, so even reads (FiguresAt, Decide) must
 // stay on the pool's one goroutine.
+//
+// The bounds are unix nanoseconds (wall time, as time.Time.Before compares
+// it) rather than time.Time values: the memo is in every pool, loaded or
+// folded by a read model, and less than half the size this way.
+// The zero memo holds for no instant (from == until).
 type lapseMemo struct {
-	valid bool
-	from  time.Time // the memo holds for now in [from, until)
-	until time.Time
+	from  int64 // the memo holds for now in [from, until), unix nanoseconds
+	until int64
 	units int
 }
 
 // Defined reports whether the pool has been defined.
 func (p *Pool) Defined() bool { return p.ID != "" }
+
+// Definition returns the PoolDefined event that defined the pool: a retried
+// define is recognised by it. Zero if the pool is not defined.
+func (p *Pool) Definition() PoolDefined {
+	if !p.Defined() {
+		return PoolDefined{}
+	}
+	return PoolDefined{
+		Pool: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
+		Capacity: p.definedCapacity, Overbook: p.definedOverbook, DefinedAt: p.definedAt,
+	}
+}
+
+// poolJSON is a pool's JSON encoding (a snapshot's head): the fields of
+// Pool, with its definition whole, as snapshots have always had it.
+type poolJSON struct {
+	ID           string                  `json:"id"`
+	Region       string                  `json:"region"`
+	Kind         string                  `json:"kind"`
+	StartsAt     time.Time               `json:"starts_at"`
+	EndsAt       time.Time               `json:"ends_at"`
+	Capacity     int                     `json:"capacity"`
+	Overbook     int                     `json:"overbook"`
+	Status       Status                  `json:"status"`
+	Definition   PoolDefined             `json:"definition"`
+	Version      uint64                  `json:"version"`
+	UpdatedAt    time.Time               `json:"updated_at"`
+	Reservations map[string]*Reservation `json:"reservations"`
+}
+
+func (p *Pool) toJSON() poolJSON {
+	return poolJSON{
+		ID: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
+		Capacity: p.Capacity, Overbook: p.Overbook, Status: p.Status, Definition: p.Definition(),
+		Version: p.Version, UpdatedAt: p.UpdatedAt, Reservations: p.Reservations,
+	}
+}
+
+func (p *Pool) fromJSON(j *poolJSON) {
+	p.ID, p.Region, p.Kind, p.StartsAt, p.EndsAt = j.ID, j.Region, j.Kind, j.StartsAt, j.EndsAt
+	p.Capacity, p.Overbook, p.Status, p.Version, p.UpdatedAt = j.Capacity, j.Overbook, j.Status, j.Version, j.UpdatedAt
+	p.Reservations = j.Reservations
+	p.definedCapacity, p.definedOverbook, p.definedAt = j.Definition.Capacity, j.Definition.Overbook, j.Definition.DefinedAt
+}
+
+// MarshalJSON encodes the pool as poolJSON.
+func (p Pool) MarshalJSON() ([]byte, error) { return json.Marshal(p.toJSON()) }
+
+// UnmarshalJSON decodes what MarshalJSON wrote into the pool's exported
+// fields and its definition.
+func (p *Pool) UnmarshalJSON(data []byte) error {
+	var j poolJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	p.fromJSON(&j)
+	return nil
+}
 
 // Limit is the most units the pool may have held and confirmed at once.
 func (p *Pool) Limit() int { return p.Capacity + p.Overbook }
@@ -184,16 +253,32 @@ func (p *Pool) usedUnits(now time.Time) int {
 // has passed at now.
 func (p *Pool) lapsedUnits(now time.Time) int {
 	m := &p.memo
-	if m.valid && !now.Before(m.from) && now.Before(m.until) {
+	nowNano := now.UnixNano()
+	if nowNano >= m.from && nowNano < m.until {
 		return m.units
 	}
 	units := 0
-	until := p.walkLapsed(now, func(r *Reservation) { units += r.Quantity })
-	if until.IsZero() {
-		until = now.Add(100 * 365 * 24 * time.Hour)
+	next := p.walkLapsed(now, func(r *Reservation) { units += r.Quantity })
+	until := int64(math.MaxInt64)
+	if !next.IsZero() {
+		until = next.UnixNano()
 	}
-	*m = lapseMemo{valid: true, from: now, until: until, units: units}
+	*m = lapseMemo{from: nowNano, until: until, units: units}
 	return units
+}
+
+// Units returns the units of the reservations held (lapsed or not) and
+// confirmed: what FiguresAt starts from. It writes nothing.
+func (p *Pool) Units() (held, confirmed int) { return p.heldUnits, p.confirmedUnits }
+
+// LapsedAt returns the units of the live holds whose deadline is at or
+// before now, and a lower bound of the next live deadline after now (zero
+// if there is none): until then, the units stay the same. Unlike FiguresAt
+// it writes nothing, so readers that share the pool under a read lock (the
+// read models) may call it; they keep their own memo.
+func (p *Pool) LapsedAt(now time.Time) (units int, next time.Time) {
+	next = p.walkLapsed(now, func(r *Reservation) { units += r.Quantity })
+	return units, next
 }
 
 // LapsedHolds returns, sorted, the ids of holds whose deadline passed at or
@@ -247,7 +332,7 @@ func (p *Pool) NextDeadline() (time.Time, bool) {
 	if len(p.deadlines) == 0 {
 		return time.Time{}, false
 	}
-	return p.deadlines[0].at, true // the top is kept live
+	return time.Unix(0, p.deadlines[0].at).UTC(), true // the top is kept live
 }
 
 // TimeAt returns the instant a decision taken at now is taken at: now, or
@@ -274,7 +359,7 @@ func (p *Pool) TimeAt(now time.Time) time.Time {
 // refused, since the version it names is about to be superseded. Evolve
 // never fails: events are facts.
 func (p *Pool) Evolve(e Event, seq uint64) {
-	p.memo.valid = false
+	p.memo = lapseMemo{}
 	at := EventTime(e)
 	switch e := e.(type) {
 	case PoolDefined:
@@ -282,10 +367,7 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		p.StartsAt, p.EndsAt = e.StartsAt, e.EndsAt
 		p.Capacity, p.Overbook = e.Capacity, e.Overbook
 		p.Status = Open
-		p.Definition = e
-		if p.Reservations == nil {
-			p.Reservations = make(map[string]*Reservation)
-		}
+		p.definedCapacity, p.definedOverbook, p.definedAt = e.Capacity, e.Overbook, e.DefinedAt
 	case CapacityChanged:
 		p.Capacity = e.To
 	case OverbookChanged:
@@ -308,7 +390,7 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		}
 		p.heldUnits += e.Quantity
 		if old == nil || old.Status != StatusHeld || !old.ExpiresAt.Equal(e.ExpiresAt) {
-			heap.Push(&p.deadlines, deadline{at: e.ExpiresAt, id: e.ReservationID})
+			heap.Push(&p.deadlines, deadline{at: e.ExpiresAt.UnixNano(), id: e.ReservationID})
 		}
 	case Confirmed:
 		if r := p.Reservations[e.ReservationID]; r != nil && r.Status == StatusHeld && e.Quantity > 0 && e.Quantity < r.Quantity {
@@ -322,7 +404,7 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 	case Extended:
 		if r := p.Reservations[e.ReservationID]; r != nil && r.Status == StatusHeld {
 			if !r.ExpiresAt.Equal(e.ExpiresAt) {
-				heap.Push(&p.deadlines, deadline{at: e.ExpiresAt, id: e.ReservationID})
+				heap.Push(&p.deadlines, deadline{at: e.ExpiresAt.UnixNano(), id: e.ReservationID})
 			}
 			r.ExpiresAt, r.UpdatedAt = e.ExpiresAt, at
 		}
@@ -413,7 +495,10 @@ func (p *Pool) Clone() *Pool {
 	c.deadlines = slices.Clone(p.deadlines)
 	c.finished, c.finishedHead = slices.Clone(p.finished[p.finishedHead:]), 0
 	c.retired = p.retired.clone()
-	c.Reservations = make(map[string]*Reservation, len(p.Reservations))
+	c.Reservations = nil
+	if len(p.Reservations) > 0 {
+		c.Reservations = make(map[string]*Reservation, len(p.Reservations))
+	}
 	for id, r := range p.Reservations {
 		rc := *r
 		c.Reservations[id] = &rc

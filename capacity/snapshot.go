@@ -27,7 +27,7 @@ var snapshotMagic = []byte("CPS2")
 // MarshalSnapshot encodes the pool for the snapshot store. The same pool
 // always encodes to the same bytes.
 func (p *Pool) MarshalSnapshot() ([]byte, error) {
-	head := *p
+	head := p.toJSON()
 	head.Reservations = nil
 	meta, err := json.Marshal(&head)
 	if err != nil {
@@ -77,8 +77,8 @@ func UnmarshalSnapshot(data []byte) (*Pool, error) {
 	} else if err := json.Unmarshal(data, &p); err != nil {
 		return nil, Errorf(EINVALID, "snapshot: %v", err)
 	}
-	if p.Reservations == nil {
-		p.Reservations = make(map[string]*Reservation)
+	if len(p.Reservations) == 0 {
+		p.Reservations = nil // allocated with the first hold (Evolve)
 	}
 	for _, r := range p.Reservations {
 		if r == nil {
@@ -97,14 +97,18 @@ func (p *Pool) decodeBinary(data []byte) error {
 	if d.err != nil {
 		return d.err
 	}
-	if err := json.Unmarshal(meta, p); err != nil {
+	var head poolJSON
+	if err := json.Unmarshal(meta, &head); err != nil {
 		return err
 	}
+	p.fromJSON(&head)
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(d.buf)) {
 		return errTruncated
 	}
-	p.Reservations = make(map[string]*Reservation, n)
+	if n > 0 {
+		p.Reservations = make(map[string]*Reservation, n)
+	}
 	for range n {
 		r := &Reservation{ID: d.string()}
 		r.Quantity, r.HeldQuantity = int(d.varint()), int(d.varint())

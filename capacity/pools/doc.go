@@ -29,9 +29,9 @@
 // reservations retire to compact records after capacity.RetainFinished, so
 // a snapshot stays small however long the pool's history.
 //
-// A sweeper timer per entity writes Expired events for holds past their
-// deadline; capacity is free from the deadline on regardless, because
-// decisions take the time. Service.SweepLapsed does the same for pools that
+// A sweep timer per entity (one time.Timer behind them all, timers.go)
+// writes Expired events for holds past their deadline; capacity is free
+// from the deadline on regardless, because decisions take the time. Service.SweepLapsed does the same for pools that
 // are not in memory, asking a read model which pools have lapsed holds. An
 // entity idle for Options.IdleTimeout with no live hold is evicted from
 // memory and reloads on its next command. Metrics exports the appends and

@@ -3,6 +3,7 @@ package pools
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -38,7 +39,8 @@ type response struct {
 // It has no goroutine of its own while nothing is queued: the first command
 // queued on an idle entity starts one, which takes batches off the queue
 // until it is empty and then ends. A loaded pool that nobody writes costs
-// its state and a timer, not a goroutine and its stack. Only the goroutine
+// its state and a place in the service's sweep timers, not a goroutine and
+// its stack, nor a timer of its own. Only the goroutine
 // draining the queue touches pool and sinceSnapshot; one hands them to the
 // next through mu (running is set and cleared under it).
 type entity struct {
@@ -52,8 +54,13 @@ type entity struct {
 	lastUsed time.Time  // when the queue last ran empty
 
 	pool          *capacity.Pool // nil: not loaded, or dropped after a failed append
-	sinceSnapshot int            // events since the last snapshot handed to the writer
-	sweep         *time.Timer    // queues an Expire at the next hold deadline
+	sinceSnapshot int32          // events since the last snapshot handed to the writer
+	// sweepIdx and sweepAt place the entity in the service's sweep timers
+	// (timers.go), which queue an Expire at its next hold deadline; guarded
+	// by their mutex. With sinceSnapshot as an int32 the entity is 112
+	// bytes, a size class.
+	sweepIdx int32
+	sweepAt  int64
 }
 
 // enqueue queues r and makes sure a goroutine drains the queue. The caller
@@ -135,17 +142,11 @@ func (e *entity) scheduleSweep() {
 	}
 	// Re-armed after every batch, against the clock as it is now.
 	wait := max(0, next.Sub(e.svc.opts.Now())) + e.svc.opts.SweepGrace
-	if e.sweep == nil {
-		e.sweep = time.AfterFunc(wait, func() { e.svc.post(e, &request{cmd: capacity.Expire{}}) })
-		return
-	}
-	e.sweep.Reset(wait)
+	e.svc.timers.schedule(e, wait)
 }
 
 func (e *entity) stopSweep() {
-	if e.sweep != nil {
-		e.sweep.Stop()
-	}
+	e.svc.timers.cancel(e)
 }
 
 // processAll processes a batch taken off the queue: the commands up to a
@@ -341,12 +342,12 @@ func (e *entity) committed(events []capacity.Event, seq uint64) {
 	for _, ev := range events {
 		e.pool.Stamp(ev, seq)
 	}
-	e.sinceSnapshot += len(events)
+	e.sinceSnapshot = int32(min(int64(e.sinceSnapshot)+int64(len(events)), math.MaxInt32))
 	// Copying the state for a snapshot costs time in proportion to the
 	// reservations kept whole (retired ones are shared, not copied), so a
 	// pool with many waits a little longer between them: amortised O(1)
 	// an event, and a tail to replay of at most an eighth of them.
-	if e.sinceSnapshot >= max(e.svc.opts.SnapshotEvery, len(e.pool.Reservations)/8) {
+	if int(e.sinceSnapshot) >= max(e.svc.opts.SnapshotEvery, len(e.pool.Reservations)/8) {
 		e.snapshot()
 	}
 }
@@ -409,7 +410,7 @@ func (e *entity) ensureLoaded() error {
 		pool.Evolve(rec.Event, rec.Seq)
 	}
 	e.pool = pool
-	e.sinceSnapshot = int(pool.Version - snapSeq)
+	e.sinceSnapshot = int32(min(pool.Version-snapSeq, math.MaxInt32))
 	return nil
 }
 

@@ -23,10 +23,12 @@ type Service struct {
 
 	mu       sync.Mutex
 	entities map[string]*entity
+	peak     int // most entities since the map was last made (a Go map never shrinks)
 	closed   bool
 
 	snapshots chan snapshot
 	stats     counters
+	timers    *sweepTimers // every loaded entity's sweep
 
 	committer     *committer    // nil: each pool appends on its own
 	stopCommitter chan struct{} // closed once every entity has stopped
@@ -63,6 +65,7 @@ func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) 
 		expiries:  make(chan bookingExpiry, 1024),
 		expiring:  make(map[string]bool),
 	}
+	s.timers = newSweepTimers(func(e *entity) { s.post(e, &request{cmd: capacity.Expire{}}) })
 	s.wg.Add(3)
 	go s.writeSnapshots()
 	go s.evictIdle()
@@ -106,11 +109,7 @@ func (s *Service) Close() {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	s.mu.Lock()
-	for _, e := range s.entities {
-		e.stopSweep() // no goroutine owns e now
-	}
-	s.mu.Unlock()
+	s.timers.stop()
 	// Entities and booking coordinators wait on the committer for their
 	// last appends: it stops only after them.
 	s.stopOnce.Do(func() { close(s.stopCommitter) })
@@ -199,6 +198,7 @@ func (s *Service) submit(pool string, r *request) error {
 	if e == nil {
 		e = &entity{svc: s, id: pool}
 		s.entities[pool] = e
+		s.peak = max(s.peak, len(s.entities))
 	}
 	return e.enqueue(r)
 }
@@ -255,6 +255,16 @@ func (s *Service) evictIdle() {
 				delete(s.entities, id)
 			}
 			e.mu.Unlock()
+		}
+		if s.peak > 1024 && len(s.entities) < s.peak/4 {
+			// Copied into a map its size: the buckets of a million pools
+			// loaded once would otherwise stay for good.
+			// (maps.Clone would keep the old one's size.)
+			smaller := make(map[string]*entity, len(s.entities))
+			for id, e := range s.entities {
+				smaller[id] = e
+			}
+			s.entities, s.peak = smaller, len(smaller)
 		}
 		s.mu.Unlock()
 	}

@@ -27,7 +27,9 @@ type Options struct {
 	// SnapshotEvery writes a snapshot after this many events. Default 1000.
 	SnapshotEvery int
 	// IdleTimeout evicts a pool from memory once it has had no command for
-	// this long and has no live hold. Default 10m.
+	// this long and has no live hold. Default 1m: an idle pool costs the
+	// write side nothing once evicted, and reloading one (snapshot + tail)
+	// costs a command a few milliseconds once a minute at most.
 	IdleTimeout time.Duration
 	// MaxAttempts bounds the decide-append rounds of one batch when other
 	// writers keep winning. Default 16.
@@ -86,7 +88,7 @@ func (o Options) withDefaults() Options {
 		o.SnapshotEvery = 1000
 	}
 	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 10 * time.Minute
+		o.IdleTimeout = time.Minute
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 16

@@ -3,6 +3,7 @@ package views
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -25,17 +26,10 @@ type Availability struct {
 	byStart []*row // defined pools sorted by (StartsAt, ID)
 }
 
-// deadline is a live hold in a pool's deadline index.
-type deadline struct {
-	at       int64 // unix nanoseconds
-	id       string
-	quantity int
-}
-
-// lapseMemo caches the units of lapsed holds for now in [from, until) at
-// generation gen; readers publish it through an atomic pointer.
+// lapseMemo caches the units of lapsed holds for now in [from, until) as
+// of the commit at seq; readers publish it through an atomic pointer.
 type lapseMemo struct {
-	gen         uint64
+	seq         uint64
 	from, until int64
 	units       int
 }
@@ -154,8 +148,9 @@ func (a *Availability) searchStart(start int64) int {
 }
 
 // reindex puts a (re)defined pool at its place in byStart.
-func (a *Availability) reindex(row *row) {
-	if row.indexed {
+// indexed says whether it was there already (defined before this commit).
+func (a *Availability) reindex(row *row, indexed bool) {
+	if indexed {
 		if i, ok := a.findRow(row.start, row.pool.ID); ok {
 			a.byStart = slices.Delete(a.byStart, i, i+1)
 		}
@@ -163,7 +158,6 @@ func (a *Availability) reindex(row *row) {
 	row.start = row.pool.StartsAt.UnixNano()
 	i, _ := a.findRow(row.start, row.pool.ID)
 	a.byStart = slices.Insert(a.byStart, i, row)
-	row.indexed = true
 }
 
 // findRow finds the place of (start, id) in byStart.
@@ -179,55 +173,33 @@ func (a *Availability) findRow(start int64, id string) (int, bool) {
 // view returns the row's pool as a client sees it at now (unix nanoseconds).
 func (r *row) view(now int64) capacity.PoolView {
 	p := &r.pool
-	held := r.held - r.lapsedUnits(now)
-	available := p.Limit() - held - r.confirmed
+	held, confirmed := p.Units()
+	held -= r.lapsedUnits(now)
+	available := p.Limit() - held - confirmed
 	return capacity.PoolView{
 		ID: p.ID, Region: p.Region, Kind: p.Kind, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
 		Capacity: p.Capacity, Overbook: p.Overbook, Status: p.Status, Version: p.Version,
-		Figures: capacity.Figures{Held: held, Confirmed: r.confirmed, Available: available, OverCapacity: available < 0},
+		Figures: capacity.Figures{Held: held, Confirmed: confirmed, Available: available, OverCapacity: available < 0},
 	}
 }
 
 // lapsedUnits returns the units of live holds whose deadline is at or before
-// now. Safe under the read lock: the memo is published atomically and keyed
-// by the row's generation.
+// now. Safe under the read lock: capacity.Pool.LapsedAt writes nothing, and
+// the memo is published atomically and keyed by the row's last commit.
 func (r *row) lapsedUnits(now int64) int {
-	if m := r.memo.Load(); m != nil && m.gen == r.gen && now >= m.from && now < m.until {
+	if m := r.memo.Load(); m != nil && m.seq == r.lastSeq && now >= m.from && now < m.until {
 		return m.units
 	}
-	units, until := 0, int64(1<<63-1)
-	for _, d := range r.deadlines {
-		if d.at > now {
-			until = d.at
-			break
-		}
-		units += d.quantity
+	if _, live := r.pool.NextDeadline(); !live {
+		return 0 // the common case, and no memo to allocate
 	}
-	r.memo.Store(&lapseMemo{gen: r.gen, from: now, until: until, units: units})
+	units, next := r.pool.LapsedAt(time.Unix(0, now))
+	until := int64(math.MaxInt64)
+	if !next.IsZero() {
+		until = next.UnixNano()
+	}
+	r.memo.Store(&lapseMemo{seq: r.lastSeq, from: now, until: until, units: units})
 	return units
-}
-
-func (r *row) insertDeadline(d deadline) {
-	n := len(r.deadlines)
-	if n == 0 || compareDeadline(r.deadlines[n-1], d) < 0 { // the common case: later than every other
-		r.deadlines = append(r.deadlines, d)
-		return
-	}
-	i, _ := slices.BinarySearchFunc(r.deadlines, d, compareDeadline)
-	r.deadlines = slices.Insert(r.deadlines, i, d)
-}
-
-func (r *row) removeDeadline(d deadline) {
-	if i, ok := slices.BinarySearchFunc(r.deadlines, d, compareDeadline); ok {
-		r.deadlines = slices.Delete(r.deadlines, i, i+1)
-	}
-}
-
-func compareDeadline(a, b deadline) int {
-	if c := compareInt(a.at, b.at); c != 0 {
-		return c
-	}
-	return strings.Compare(a.id, b.id)
 }
 
 func compareInt(a, b int64) int {
@@ -260,15 +232,15 @@ func decodeCursor(cursor string) (start int64, id string, ok bool, err error) {
 
 // LapsedPools returns, sorted, the pools that have a hold whose deadline
 // passed before now without an Expired event yet: the pools a sweeper
-// should visit. It scans every pool, so call it every few seconds, not per
-// request.
+// should visit. It scans every pool with a live hold, so call it every few
+// seconds, not per request.
 func (a *Availability) LapsedPools(now time.Time) []string {
 	nowNano := now.UnixNano()
 	a.m.mu.RLock()
 	defer a.m.mu.RUnlock()
 	var ids []string
-	for id, row := range a.m.pools {
-		if len(row.deadlines) > 0 && row.deadlines[0].at < nowNano {
+	for id, row := range a.m.held {
+		if next, ok := row.pool.NextDeadline(); ok && next.UnixNano() < nowNano {
 			ids = append(ids, id)
 		}
 	}

@@ -61,7 +61,8 @@ type cellKey struct {
 
 // share is one pool's part of a cell.
 type share struct {
-	capacity, overbook, held, confirmed, closed, over int
+	capacity, overbook, held, confirmed int
+	closed, over                        bool
 }
 
 // boardSub is one subscriber of the change feed.
@@ -93,26 +94,24 @@ func (b *Board) update(seq uint64, r *row) {
 	}
 	p := &r.pool
 	key := cellKey{region: p.Region, kind: p.Kind, slot: p.StartsAt.UnixNano()}
-	contrib := share{capacity: p.Capacity, overbook: p.Overbook, held: r.held, confirmed: r.confirmed}
-	if p.Status == capacity.Closed {
-		contrib.closed = 1
-	}
-	if r.held+r.confirmed > p.Limit() {
-		contrib.over = 1
-	}
-	if r.counted && key == r.key && contrib == r.contrib {
+	held, confirmed := p.Units()
+	contrib := share{capacity: p.Capacity, overbook: p.Overbook, held: held, confirmed: confirmed,
+		closed: p.Status == capacity.Closed, over: held+confirmed > p.Limit()}
+	if r.cell != nil && key == r.cell.key() && contrib == r.contrib {
 		return
 	}
-	if r.counted {
-		b.add(seq, r.key, r.contrib, -1, key != r.key)
+	if r.cell != nil {
+		old := r.cell.key()
+		b.add(seq, old, r.contrib, -1, key != old)
 	}
-	r.key, r.contrib, r.counted = key, contrib, true
-	b.add(seq, key, contrib, +1, true)
+	r.contrib = contrib
+	r.cell = b.add(seq, key, contrib, +1, true)
 }
 
 // add adds (sign +1) or removes (-1) a pool's share of the cell at key and,
-// if publish, sends the cell's new value to subscribers.
-func (b *Board) add(seq uint64, key cellKey, s share, sign int, publish bool) {
+// if publish, sends the cell's new value to subscribers. It returns the
+// cell, nil if it no longer counts any pool (then it is gone).
+func (b *Board) add(seq uint64, key cellKey, s share, sign int, publish bool) *Cell {
 	c := b.cells[key]
 	if c == nil {
 		slot := time.Unix(0, key.slot).UTC()
@@ -124,15 +123,29 @@ func (b *Board) add(seq uint64, key cellKey, s share, sign int, publish bool) {
 	c.Overbook += sign * s.overbook
 	c.Held += sign * s.held
 	c.Confirmed += sign * s.confirmed
-	c.ClosedPools += sign * s.closed
-	c.OverCapacityPools += sign * s.over
+	c.ClosedPools += sign * b2i(s.closed)
+	c.OverCapacityPools += sign * b2i(s.over)
 	value := *c
 	if c.Pools == 0 {
 		delete(b.cells, key)
+		c = nil
 	}
 	if publish {
 		b.publish(BoardChange{Seq: seq, Cell: value, Traceparent: b.m.traceparent})
 	}
+	return c
+}
+
+// key returns the cell's key in Board.cells.
+func (c *Cell) key() cellKey {
+	return cellKey{region: c.Region, kind: c.Kind, slot: c.Slot.UnixNano()}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // publish sends a change to every subscriber without blocking; a subscriber

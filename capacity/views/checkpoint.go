@@ -161,41 +161,42 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 	for _, r := range pools {
 		n += len(r.pool.Reservations)
 	}
-	byID := make(map[string][]string, n)
-	board := &Board{m: m, cells: make(map[cellKey]*Cell)}
-	for _, key := range slices.Sorted(maps.Keys(pools)) { // sorted, so each byID list is
-		r := pools[key]
-		r.held, r.confirmed = 0, 0
-		for id, res := range r.pool.Reservations {
-			st := stateOf(res)
-			h, c := st.units()
-			r.held += h
-			r.confirmed += c
-			if st.held {
-				r.deadlines = append(r.deadlines, deadline{at: st.expiresAt, id: id, quantity: st.quantity})
-			}
-			byID[id] = append(byID[id], key)
+	byID := newPoolsByID(n)
+	held := make(map[string]*row)
+	names := make(map[string]string)
+	name := func(s string) string {
+		if c, ok := names[s]; ok {
+			return c
 		}
-		slices.SortFunc(r.deadlines, compareDeadline)
-		r.gen = 1
+		names[s] = s
+		return s
+	}
+	board := &Board{m: m, cells: make(map[cellKey]*Cell)}
+	for _, key := range slices.Sorted(maps.Keys(pools)) { // in order, so a rebuild is deterministic
+		r := pools[key]
+		if r.pool.ID == key {
+			r.pool.ID = key // one copy of the id (Models.ApplyTraced)
+		}
+		r.pool.Region, r.pool.Kind = name(r.pool.Region), name(r.pool.Kind)
+		if _, live := r.pool.NextDeadline(); live {
+			held[key] = r
+		}
+		for id := range r.pool.Reservations {
+			if byID.add(id, key) {
+				r.indexedIDs++
+			}
+		}
 		if r.pool.Defined() {
-			r.start, r.indexed = r.pool.StartsAt.UnixNano(), true
+			r.start = r.pool.StartsAt.UnixNano()
 			byStart = append(byStart, r)
 		}
 		board.update(r.lastSeq, r) // no subscribers: nothing is published
 	}
 	for id, keys := range retired {
 		for _, key := range keys {
-			if r := pools[key]; r != nil && r.pool.Reservations[id] == nil {
-				byID[id] = append(byID[id], key)
+			if r := pools[key]; r != nil && r.pool.Reservations[id] == nil && byID.add(id, key) {
+				r.indexedIDs++
 			}
-		}
-		slices.Sort(byID[id])
-		byID[id] = slices.Compact(byID[id])
-	}
-	for _, keys := range byID {
-		for _, key := range keys {
-			pools[key].indexedIDs++
 		}
 	}
 	slices.SortFunc(byStart, func(x, y *row) int {
@@ -206,7 +207,7 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 	})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.pools, m.position = pools, position
+	m.pools, m.held, m.names, m.position = pools, held, names, position
 	m.Availability.byStart = byStart
 	m.Reservations.byID = byID
 	m.Board.cells = board.cells

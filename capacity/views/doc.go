@@ -19,20 +19,23 @@
 // construction rather than by a second implementation of the rules. The
 // three models (Availability, Reservations, Board) share that one folded
 // copy of each pool: one Apply folds a commit once and updates each model's
-// index (availability's start-time order and deadlines, the reservation id
-// index, the board's cells). Sharing cut the read side's memory per pool
+// index (availability's start-time order, the reservation id index, the
+// board's cells). Sharing cut the read side's memory per pool
 // and per reservation to less than half (see the README). NewAvailability,
 // NewReservations and NewBoard each return a model over Models of its own,
 // for tests; a model's Apply feeds its whole Models, and a commit applied
 // through a second model of the same Models is a redelivery, ignored.
 //
 // Concurrency: one writer (the runner) and many readers. One sync.RWMutex
-// in Models guards the pools and every index. capacity.Pool.FiguresAt caches lapsed-hold units in the
-// pool and so writes on read; readers here never call it. Availability keeps
-// instead its own index of live holds sorted by deadline and a per-pool memo
+// in Models guards the pools and every index. capacity.Pool.FiguresAt caches
+// lapsed-hold units in the pool and so writes on read; readers here never
+// call it. Availability reads the pool's own deadline heap instead
+// (capacity.Pool.LapsedAt, which writes nothing) and keeps a per-pool memo
 // published through an atomic pointer, so a query at time now counts a hold
 // past its deadline as free (before its Expired event is written) in time
-// proportional to the lapsed holds, not to the pool's history.
+// proportional to the lapsed holds, not to the pool's history. A row keeps
+// no copy of what the pool has (counts, deadlines): a million idle pools
+// are a million rows.
 //
 // The board aggregates pools per region, kind, day and slot, and counts
 // holds as recorded: a lapsed hold leaves the board when its Expired event

@@ -2,6 +2,7 @@ package views
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -15,8 +16,14 @@ import (
 //
 // It is safe for one writer (the runner) and many readers.
 type Models struct {
-	mu       sync.RWMutex
-	pools    map[string]*row
+	mu    sync.RWMutex
+	pools map[string]*row
+	// held is the pools with a live hold, so a sweep (LapsedPools) looks
+	// at those, not at a million idle ones under the read lock.
+	held map[string]*row
+	// names holds one copy of each region and kind name: a million pools
+	// share a handful, which each decoded event spells out afresh.
+	names    map[string]string
 	position uint64
 	// traceparent is that of the commit being applied, for the board
 	// changes it publishes; guarded by mu.
@@ -31,20 +38,21 @@ type Models struct {
 }
 
 // row is one pool as the read side holds it: the folded pool, shared by
-// every model, and what each model indexes about it.
+// every model, and what each model indexes about it. A million defined
+// pools means a million rows, so a row keeps nothing it can read off the
+// pool: its counts and deadlines are the pool's own (capacity.Pool.Units,
+// LapsedAt), whether it is in Availability.byStart is whether the pool is
+// defined, and its board cell says its cell key. It is 416 bytes (a
+// size class of its own), most of them the capacity.Pool.
 type row struct {
 	fold
 
 	// availability
-	start     int64      // StartsAt in unix nanoseconds, the index key with the id
-	indexed   bool       // whether the row is in Availability.byStart
-	deadlines []deadline // live holds sorted by (at, id)
-	gen       uint64     // bumped on every change, under the write lock
-	memo      atomic.Pointer[lapseMemo]
+	start int64                     // StartsAt in unix nanoseconds, the index key with the id
+	memo  atomic.Pointer[lapseMemo] // valid while memo.seq == lastSeq
 
 	// board
-	key     cellKey
-	counted bool  // whether contrib is added to the cell at key
+	cell    *Cell // the cell contrib is added to; nil: not counted
 	contrib share // what the pool adds to its cell
 
 	// fenced are sequences of commits removed from the stream, never
@@ -57,9 +65,9 @@ type row struct {
 
 // New returns empty read models sharing one copy of each pool.
 func New() *Models {
-	m := &Models{pools: make(map[string]*row)}
+	m := &Models{pools: make(map[string]*row), held: make(map[string]*row), names: make(map[string]string)}
 	m.Availability = &Availability{m: m}
-	m.Reservations = &Reservations{m: m, byID: make(map[string][]string)}
+	m.Reservations = &Reservations{m: m, byID: newPoolsByID(0)}
 	m.Board = &Board{m: m, cells: make(map[cellKey]*Cell), subs: make(map[*boardSub]struct{})}
 	return m
 }
@@ -82,13 +90,22 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 	m.position = max(m.position, seq)
 	r := m.pools[pool]
 	if r == nil {
+		// The id outlives the message, whose subject it may be a slice
+		// of: a copy of its own, which the folded pool shares (below).
+		pool = strings.Clone(pool)
 		r = &row{}
 		m.pools[pool] = r
+	} else if r.pool.ID == pool {
+		pool = r.pool.ID // the index by reservation id keeps this one
 	}
-	if len(r.fenced) > 0 && slices.Contains(r.fenced, seq) || !r.apply(seq, events, r.holdChanged) {
+	indexed := r.pool.Defined() // a defined pool is in Availability.byStart
+	if len(r.fenced) > 0 && slices.Contains(r.fenced, seq) || !r.apply(seq, events) {
 		return
 	}
-	r.gen++
+	if r.pool.ID == pool {
+		r.pool.ID = pool // one copy of the id for the map key and the pool
+	}
+	m.noteHeld(pool, r)
 	defined := false
 	for _, e := range events {
 		switch e := e.(type) {
@@ -99,9 +116,28 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 		}
 	}
 	if defined {
-		m.Availability.reindex(r)
+		r.pool.Region, r.pool.Kind = m.name(r.pool.Region), m.name(r.pool.Kind)
+		m.Availability.reindex(r, indexed)
 	}
 	m.Board.update(seq, r)
+}
+
+// name returns the models' copy of a region or kind name.
+func (m *Models) name(s string) string {
+	if c, ok := m.names[s]; ok {
+		return c
+	}
+	m.names[s] = s
+	return s
+}
+
+// noteHeld keeps r in m.held while its pool has a live hold.
+func (m *Models) noteHeld(pool string, r *row) {
+	if _, live := r.pool.NextDeadline(); live {
+		m.held[pool] = r
+	} else {
+		delete(m.held, pool)
+	}
 }
 
 // Advance records that every event up to seq has been seen although seq
@@ -119,16 +155,6 @@ func (m *Models) Position() uint64 {
 	return m.position
 }
 
-// holdChanged keeps the row's deadline index in step with one reservation.
-func (r *row) holdChanged(id string, before, after holdState) {
-	if before.held {
-		r.removeDeadline(deadline{at: before.expiresAt, id: id})
-	}
-	if after.held {
-		r.insertDeadline(deadline{at: after.expiresAt, id: id, quantity: after.quantity})
-	}
-}
-
 // Commit is one commit of a pool's history: its stream sequence and its
 // events.
 type Commit struct {
@@ -141,38 +167,34 @@ type Commit struct {
 // the sequences in fenced: commits removed from the stream (an incomplete
 // atomic commit fenced at promotion) whose effects the models may have
 // applied, or may still be handed by a consumer that fetched them before
-// they were removed. Every model follows: availability's index and
-// deadlines, the reservation index (the pool's ids as history has them),
-// the board's cell, whose change is published. It takes the write lock
-// once; a commit of the pool after history's last is applied as usual.
+// they were removed. Every model follows: availability's index, the
+// reservation index (the pool's ids as history has them), the pools with
+// a live hold, the board's cell, whose change is published. It takes the
+// write lock once; a commit of the pool after history's last is applied
+// as usual.
 func (m *Models) Refold(pool string, history []Commit, fenced []uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old := m.pools[pool]; old != nil {
-		if old.counted {
-			m.Board.add(m.position, old.key, old.contrib, -1, true)
+		if old.cell != nil {
+			m.Board.add(m.position, old.cell.key(), old.contrib, -1, true)
 		}
-		if old.indexed {
+		if old.pool.Defined() {
 			if i, ok := m.Availability.findRow(old.start, old.pool.ID); ok {
 				m.Availability.byStart = slices.Delete(m.Availability.byStart, i, i+1)
 			}
 		}
-		for id, pools := range m.Reservations.byID {
-			if i, ok := slices.BinarySearch(pools, pool); ok {
-				if pools = slices.Delete(pools, i, i+1); len(pools) == 0 {
-					delete(m.Reservations.byID, id)
-				} else {
-					m.Reservations.byID[id] = pools
-				}
-			}
-		}
+		m.Reservations.byID.removePool(pool)
+		delete(m.held, pool)
 		fenced = slices.Concat(fenced, old.fenced) // never into the caller's array
+	} else {
+		pool = strings.Clone(pool)
 	}
 	r := &row{fenced: slices.Clone(fenced)}
 	m.pools[pool] = r
 	defined := false
 	for _, c := range history {
-		if slices.Contains(fenced, c.Seq) || !r.apply(c.Seq, c.Events, r.holdChanged) {
+		if slices.Contains(fenced, c.Seq) || !r.apply(c.Seq, c.Events) {
 			continue
 		}
 		for _, e := range c.Events {
@@ -184,9 +206,10 @@ func (m *Models) Refold(pool string, history []Commit, fenced []uint64) {
 			}
 		}
 	}
-	r.gen++
+	m.noteHeld(pool, r)
 	if defined {
-		m.Availability.reindex(r)
+		r.pool.Region, r.pool.Kind = m.name(r.pool.Region), m.name(r.pool.Kind)
+		m.Availability.reindex(r, false)
 	}
 	m.Board.update(m.position, r)
 }

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -229,5 +230,40 @@ func TestLapsedPools(t *testing.T) {
 	a.Apply("p1", 4, capacity.Expired{ReservationID: "a", At: t0.Add(2 * time.Minute)})
 	if got := a.LapsedPools(t0.Add(2 * time.Hour)); !slices.Equal(got, []string{"p2"}) {
 		t.Fatalf("lapsed pools once p1's hold expired = %v, want [p2]", got)
+	}
+	// The same from models started from a checkpoint of these.
+	var buf bytes.Buffer
+	if _, err := a.m.WriteCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored := New()
+	if _, err := restored.ReadCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if got := restored.Availability.LapsedPools(t0.Add(2 * time.Hour)); !slices.Equal(got, []string{"p2"}) {
+		t.Fatalf("lapsed pools after a checkpoint = %v, want [p2]", got)
+	}
+}
+
+// TestPoolsByID checks the id index keeps every pool of an id once, sorted,
+// as the id moves from the one-pool map to the several-pools one.
+func TestPoolsByID(t *testing.T) {
+	x := newPoolsByID(0)
+	for _, add := range [][2]string{{"r1", "p2"}, {"r1", "p2"}, {"r2", "p1"}, {"r1", "p1"}, {"r1", "p3"}, {"r1", "p1"}} {
+		x.add(add[0], add[1])
+	}
+	if got, want := x.pools("r1"), []string{"p1", "p2", "p3"}; !slices.Equal(got, want) {
+		t.Fatalf("pools(r1) = %v, want %v", got, want)
+	}
+	if got, want := x.pools("r2"), []string{"p1"}; !slices.Equal(got, want) {
+		t.Fatalf("pools(r2) = %v, want %v", got, want)
+	}
+	if got := x.pools("r3"); len(got) != 0 {
+		t.Fatalf("pools(r3) = %v, want none", got)
+	}
+	n := 0
+	x.all(func(id string, pools []string) { n += len(pools) })
+	if n != 4 {
+		t.Fatalf("all counts %d pools, want 4", n)
 	}
 }

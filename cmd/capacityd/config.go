@@ -60,6 +60,10 @@ type Config struct {
 	// SweepEvery is how often the service looks for lapsed holds in pools
 	// no loaded entity is sweeping (no flag: tests shorten it).
 	SweepEvery time.Duration
+	// IdleTimeout evicts a pool with no live hold from the write side's
+	// memory once it has had no command for this long (no flag: tests
+	// shorten it; 0: pools.Options' default, a minute).
+	IdleTimeout time.Duration
 	// CheckpointEvery and CheckpointInterval: the read models save a
 	// checkpoint every N events or T, whichever comes first once
 	// something is new, and at shutdown. CheckpointEvery 0: no checkpoints,

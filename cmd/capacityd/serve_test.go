@@ -28,12 +28,22 @@ func startTest(t *testing.T, extra ...string) *app {
 // and returns it with a function that stops it (also run at cleanup).
 func startTestIn(t testing.TB, dataDir string, extra ...string) (*app, func()) {
 	t.Helper()
+	return startTestConfig(t, dataDir, nil, extra...)
+}
+
+// startTestConfig is startTestIn with edit, if not nil, applied to the
+// configuration parsed from the flags (for settings with no flag).
+func startTestConfig(t testing.TB, dataDir string, edit func(*Config), extra ...string) (*app, func()) {
+	t.Helper()
 	args := append([]string{"--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--data", dataDir, "--sync", "interval"}, extra...)
 	cfg, err := parseConfig("test", args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.SweepEvery = 200 * time.Millisecond
+	if edit != nil {
+		edit(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := start(ctx, cfg, io.Discard)
 	if err != nil {

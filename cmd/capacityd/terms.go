@@ -121,6 +121,7 @@ func (a *app) startWriting(ctx context.Context, t kv.Term) error {
 		Region:        t.Region,
 		MaxBatch:      a.cfg.MaxBatch,
 		SnapshotEvery: a.cfg.SnapshotEvery,
+		IdleTimeout:   a.cfg.IdleTimeout,
 		AppendTimeout: 3 * time.Second,
 		Now:           a.now,
 		Logger:        a.log.With().Str("component", "pools").Str("home", t.Region).Logger(),

@@ -25,6 +25,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		MaxBatch:         a.cfg.MaxBatch,
 		BatchAcrossPools: a.cfg.BatchAcrossPools(),
 		SnapshotEvery:    a.cfg.SnapshotEvery,
+		IdleTimeout:      a.cfg.IdleTimeout,
 		// Long enough for an fsync on a slow disk under load, short enough
 		// that a lost stream leader (an R3 election takes a few seconds)
 		// stalls a pool's queue for seconds, not tens of seconds.

@@ -220,9 +220,14 @@ func (r *Runner) checkpoint(ctx context.Context, wait bool) {
 			return
 		}
 	}
+	// Sized from the last one: a buffer doubling its way up would leave a
+	// few times the checkpoint's size in garbage behind it, and at a
+	// million pools a checkpoint is hundreds of MB.
 	var buf bytes.Buffer
+	buf.Grow(r.encodedSize + r.encodedSize/8)
 	start := time.Now()
 	pos, err := r.opts.state.WriteCheckpoint(&buf)
+	r.encodedSize = buf.Len()
 	if err != nil {
 		r.saving <- struct{}{}
 		r.retryAt = time.Now().Add(r.opts.checkpointInterval)
