@@ -3,6 +3,7 @@ package natsapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -215,7 +216,10 @@ func (s *Service) dispatch(op string, h handler) micro.Handler {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			s.answer(req, st, time.Now(), nil, capacity.Errorf(capacity.EUNAVAILABLE, "service is shutting down"))
+			// Nothing was done: for a write forwarded from another region this
+			// region is unavailable, as if it had not answered at all.
+			s.answer(req, st, time.Now(), nil, &capacity.Error{Code: capacity.EREGION, Region: s.cfg.Region,
+				Message: fmt.Sprintf("region %s's service is shutting down: nothing was done, retry", s.cfg.Region)})
 			return
 		}
 		s.wg.Add(1)
