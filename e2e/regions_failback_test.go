@@ -31,14 +31,7 @@ func TestRegionsFailback(t *testing.T) {
 	defer ca.Close()
 	defer cb.Close()
 	const npools, clients = 12, 4
-	pools := make([]string, npools)
-	for i := range pools {
-		pools[i] = fmt.Sprintf("fb-%d", i)
-		if err := ca.DefinePool(ctx, pools[i], definition(1_000_000)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitHome(t, cb, pools[npools-1], "a")
+	pools := definePoolsIn(t, ca, cb, "a", "fb", npools, 1_000_000)
 
 	var (
 		mu             sync.Mutex

@@ -29,13 +29,7 @@ func TestRegionsFencedWhileRunningFollowsHead(t *testing.T) {
 	ca, cb := NewClient(a.HTTPURL, 5*time.Second), NewClient(b.HTTPURL, 5*time.Second)
 	defer ca.Close()
 	defer cb.Close()
-	pools := []string{"fw-0", "fw-1", "fw-2", "fw-3"}
-	for _, p := range pools {
-		if err := ca.DefinePool(ctx, p, definition(1000)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitHome(t, cb, pools[len(pools)-1], "a")
+	pools := definePoolsIn(t, ca, cb, "a", "fw", 4, 1000)
 	hold := func(c *Client, id string) uint64 {
 		t.Helper()
 		pool := pools[len(id)%len(pools)]

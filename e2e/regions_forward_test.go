@@ -10,6 +10,23 @@ import (
 	"time"
 )
 
+// definePoolsIn defines n pools named prefix-0.. with the given capacity
+// through home, one after the other, and waits until the instance behind
+// peer knows the last one (so all of them: they replicate in order) with
+// home region region.
+func definePoolsIn(t *testing.T, home, peer *Client, region, prefix string, n, capacity int) []string {
+	t.Helper()
+	pools := make([]string, n)
+	for i := range pools {
+		pools[i] = fmt.Sprintf("%s-%d", prefix, i)
+		if err := home.DefinePool(context.Background(), pools[i], definition(capacity)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitHome(t, peer, pools[n-1], region)
+	return pools
+}
+
 // waitHome waits until the instance behind c knows pool and its home region.
 func waitHome(t *testing.T, c *Client, pool, home string) {
 	t.Helper()

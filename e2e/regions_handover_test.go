@@ -25,14 +25,7 @@ func TestRegionsHandover(t *testing.T) {
 	defer ca.Close()
 	defer cb.Close()
 	const npools, clients = 10, 6
-	pools := make([]string, npools)
-	for i := range pools {
-		pools[i] = fmt.Sprintf("ho-%d", i)
-		if err := ca.DefinePool(ctx, pools[i], definition(100_000)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitHome(t, cb, pools[npools-1], "a")
+	pools := definePoolsIn(t, ca, cb, "a", "ho", npools, 100_000)
 	var (
 		mu    sync.Mutex
 		acked []ackedHold
