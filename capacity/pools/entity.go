@@ -75,8 +75,7 @@ func (e *entity) enqueue(r *request) error {
 	e.queue = append(e.queue, r)
 	if !e.running {
 		e.running = true
-		e.svc.wg.Add(1)
-		go e.drain()
+		e.svc.drainers.start(e)
 	}
 	return nil
 }
@@ -84,7 +83,6 @@ func (e *entity) enqueue(r *request) error {
 // drain takes commands off the queue in batches until it is empty, or the
 // service stops (then it answers what is left: nothing of it was decided).
 func (e *entity) drain() {
-	defer e.svc.wg.Done()
 	opts := e.svc.opts
 	for {
 		e.mu.Lock()

@@ -26,6 +26,7 @@ type Service struct {
 	peak     int // most entities since the map was last made (a Go map never shrinks)
 	closed   bool
 
+	drainers  drainers
 	snapshots chan snapshot
 	stats     counters
 	timers    *sweepTimers // every loaded entity's sweep
@@ -65,6 +66,7 @@ func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) 
 		expiries:  make(chan bookingExpiry, 1024),
 		expiring:  make(map[string]bool),
 	}
+	s.drainers = drainers{ctx: ctx, wg: &s.wg, idle: make(chan *entity), linger: drainerLinger}
 	s.timers = newSweepTimers(func(e *entity) { s.post(e, &request{cmd: capacity.Expire{}}) })
 	s.wg.Add(3)
 	go s.writeSnapshots()
