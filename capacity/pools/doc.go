@@ -33,8 +33,9 @@
 // writes Expired events for holds past their deadline; capacity is free
 // from the deadline on regardless, because decisions take the time. Service.SweepLapsed does the same for pools that
 // are not in memory, asking a read model which pools have lapsed holds. An
-// entity idle for Options.IdleTimeout with no live hold is evicted from
-// memory and reloads on its next command. Metrics exports the appends and
+// entity idle for Options.IdleTimeout is evicted from memory, live holds or
+// not (their Expired events then come from SweepLapsed), and reloads on its
+// next command. Metrics exports the appends and
 // the service's running totals to Prometheus.
 //
 // Bookings (booking.go) hold units in several pools all or nothing. A

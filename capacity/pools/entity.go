@@ -119,14 +119,6 @@ func (e *entity) drain() {
 	}
 }
 
-func (e *entity) hasLiveHolds() bool {
-	if e.pool == nil {
-		return false
-	}
-	_, ok := e.pool.NextDeadline()
-	return ok
-}
-
 // scheduleSweep arms the sweep timer for the pool's next hold deadline: it
 // queues an Expire command then.
 func (e *entity) scheduleSweep() {

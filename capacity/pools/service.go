@@ -233,8 +233,12 @@ func (s *Service) evictIf(e *entity, ok func() bool) bool {
 }
 
 // evictIdle runs until the service stops, removing every IdleTimeout/2 the
-// entities idle for IdleTimeout that hold no live hold (those keep their
-// sweep timer).
+// entities idle for IdleTimeout, live holds or not. A pool evicted with
+// live holds loses its sweep timer: its holds are free at their deadline
+// anyway (decisions take the time), and the Expired events are written by
+// SweepLapsed, which asks the read models, as for any pool not loaded. Its
+// next command reloads it, from the snapshot handed over here when many
+// events went by since the last one.
 func (s *Service) evictIdle() {
 	defer s.wg.Done()
 	every := max(s.opts.IdleTimeout/2, time.Millisecond)
@@ -251,7 +255,14 @@ func (s *Service) evictIdle() {
 		for id, e := range s.entities {
 			e.mu.Lock()
 			// Not running: the pool's state is no goroutine's now.
-			if !e.running && now.Sub(e.lastUsed) >= s.opts.IdleTimeout && !e.hasLiveHolds() {
+			if !e.running && now.Sub(e.lastUsed) >= s.opts.IdleTimeout {
+				if e.pool != nil && int(e.sinceSnapshot) >= evictSnapshotAfter {
+					// Nothing touches the state after this: no copy.
+					select {
+					case s.snapshots <- snapshot{pool: e.id, seq: e.pool.Version, state: e.pool}:
+					default: // the writer is behind; the reload replays the tail
+					}
+				}
 				e.evicted = true
 				e.stopSweep()
 				delete(s.entities, id)
@@ -271,6 +282,12 @@ func (s *Service) evictIdle() {
 		s.mu.Unlock()
 	}
 }
+
+// evictSnapshotAfter is the tail, in events since the last snapshot, above
+// which an evicted pool's state is snapshotted on its way out: below it a
+// reload replays the tail in well under a millisecond, and a snapshot each
+// would cost a write for every pool evicted.
+const evictSnapshotAfter = 64
 
 // Loaded returns how many pools are in memory.
 func (s *Service) Loaded() int {

@@ -27,9 +27,10 @@ type Options struct {
 	// SnapshotEvery writes a snapshot after this many events. Default 1000.
 	SnapshotEvery int
 	// IdleTimeout evicts a pool from memory once it has had no command for
-	// this long and has no live hold. Default 1m: an idle pool costs the
-	// write side nothing once evicted, and reloading one (snapshot + tail)
-	// costs a command a few milliseconds once a minute at most.
+	// this long, live holds or not (SweepLapsed then writes their Expired
+	// events). Default 1m: an idle pool costs the write side nothing once
+	// evicted, and reloading one (snapshot + tail) costs a command a few
+	// milliseconds once a minute at most.
 	IdleTimeout time.Duration
 	// MaxAttempts bounds the decide-append rounds of one batch when other
 	// writers keep winning. Default 16.

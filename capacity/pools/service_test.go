@@ -367,6 +367,52 @@ func TestIdlePoolsAreEvictedAndReload(t *testing.T) {
 	}
 }
 
+// TestPoolsWithLiveHoldsAreEvicted: a pool idle for IdleTimeout leaves
+// memory even with live holds; a pool with a long tail since its last
+// snapshot is snapshotted on the way out, so its reload reads the snapshot
+// instead of replaying; the holds are still there after the reload, and
+// a lapsed one still frees its units.
+func TestPoolsWithLiveHoldsAreEvicted(t *testing.T) {
+	s := natstest.RunServer(t)
+	clk := poolstest.NewClock(epoch)
+	st := stacktest.NewStack(t, s, region, pools.Options{Now: clk.Now, IdleTimeout: 20 * time.Millisecond})
+	ctx := context.Background()
+	define(t, st.Service, "warm", 200, clk.Now())
+	for i := range 100 { // a tail past evictSnapshotAfter, below SnapshotEvery
+		if _, err := st.Service.Execute(ctx, "warm", capacity.Hold{ReservationID: fmt.Sprint("h", i), Quantity: 1, TTL: time.Duration(i+1) * time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if n := st.Service.Loaded(); n != 0 {
+			return fmt.Errorf("%d pools still loaded", n)
+		}
+		if _, _, err := st.Snapshots.Get(ctx, "warm"); err != nil {
+			return fmt.Errorf("no snapshot of the evicted pool yet: %v", err)
+		}
+		return nil
+	})
+	replays := st.Service.Stats().Replays
+	clk.Advance(30*time.Minute + time.Second) // h0..h29 lapsed
+	got, err := st.Service.Pool(ctx, "warm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := st.Service.Stats().Replays, replays; got != want {
+		t.Fatalf("replays after reloading = %d, want %d (the eviction's snapshot)", got, want)
+	}
+	if got, want := got.Held, 70; got != want {
+		t.Fatalf("held after reload past 30 deadlines = %d, want %d", got, want)
+	}
+	r, err := st.Service.Reservation(ctx, "warm", "h99")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != capacity.StatusHeld {
+		t.Fatalf("reloaded h99 status %s, want held", r.Status)
+	}
+}
+
 func TestCommandsOnUnknownPool(t *testing.T) {
 	s := natstest.RunServer(t)
 	st := stacktest.NewStack(t, s, region, pools.Options{})

@@ -35,8 +35,22 @@ import (
 // the embedded server keeps what the writes just made (the last message
 // block's cache, about 8 MB a stream, for 10 s; message ids for the 2-minute
 // duplicate window), which a process holding its pools quietly does not.
-func BenchmarkMemoryPerPool(b *testing.B) {
-	a, stop := startTestIn(b, b.TempDir())
+func BenchmarkMemoryPerPool(b *testing.B) { memoryPerPool(b, false) }
+
+// BenchmarkMemoryPerPoolEvicted is BenchmarkMemoryPerPool once the write
+// side has let every pool go (IdleTimeout shortened to a second; a minute
+// by default): what a process holds for pools with live holds that nobody
+// is writing now, the read models' copy and the server's.
+//
+//	go test -run x -bench MemoryPerPoolEvicted -benchtime 20000x ./cmd/capacityd/
+func BenchmarkMemoryPerPoolEvicted(b *testing.B) { memoryPerPool(b, true) }
+
+func memoryPerPool(b *testing.B, evict bool) {
+	a, stop := startTestConfig(b, b.TempDir(), func(c *Config) {
+		if evict {
+			c.IdleTimeout = time.Second
+		}
+	})
 	defer stop()
 	ctx := context.Background()
 	before, rssBefore := heapInUse(), residentBytes()
@@ -46,6 +60,12 @@ func BenchmarkMemoryPerPool(b *testing.B) {
 	defer cancel()
 	if err := a.readModels.waitFor(wctx, views.MinPositions{"": last}); err != nil {
 		b.Fatal(err)
+	}
+	for evict && a.pools.Loaded() > 0 {
+		if wctx.Err() != nil {
+			b.Fatalf("%d pools still loaded", a.pools.Loaded())
+		}
+		time.Sleep(100 * time.Millisecond) // polls the janitor, which runs every IdleTimeout/2
 	}
 	b.StopTimer()
 	if settle, err := time.ParseDuration(os.Getenv("CAPACITY_BENCH_SETTLE")); err == nil && b.N > 1 {
