@@ -169,21 +169,25 @@ func (s *Service) do(ctx context.Context, pool string, r *request) (Result, erro
 	if !capacity.ValidID(pool) {
 		return Result{}, capacity.Errorf(capacity.EINVALID, "pool id must be 1-%d characters of [A-Za-z0-9_-]", capacity.MaxIDLength)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	defer cancel()
 	r.reply = make(chan response, 1)
 	if err := s.submit(pool, r); err != nil {
 		return Result{}, err
 	}
 	// A queued command is always answered: a goroutine drains a queue
 	// whenever it is not empty, and answers what it cannot decide at
-	// shutdown. The timeout only bounds a store that does not answer.
+	// shutdown. The timeout only bounds a store that does not answer. A
+	// plain timer, not a context.WithTimeout: that would also register a
+	// child with the caller's context, per command.
+	timeout := time.NewTimer(s.opts.RequestTimeout)
+	defer timeout.Stop()
 	select {
 	case resp := <-r.reply:
 		return resp.result, resp.err
 	case <-ctx.Done():
 		// The command is queued and may still be written: its outcome is unknown.
 		return Result{}, capacity.Errorf(capacity.EUNAVAILABLE, "outcome unknown: %v", ctx.Err())
+	case <-timeout.C:
+		return Result{}, capacity.Errorf(capacity.EUNAVAILABLE, "outcome unknown: %v", context.DeadlineExceeded)
 	}
 }
 
