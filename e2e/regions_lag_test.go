@@ -47,6 +47,9 @@ func TestRegionsReplicationLagUnderLoad(t *testing.T) {
 	defer cb.Close()
 	pools := make([]string, npools)
 	defineAll(t, ca, pools, "lag", definition(1_000_000))
+	// The pools were defined in parallel: the last name is not the last
+	// definition. Wait for b's copy to hold all of a's stream as it is now.
+	defined := lastSeqOf(t, ca, "a")
 	waitHome(t, cb, pools[npools-1], "a")
 
 	// b's copy of a's stream, from its next message on: arrival time and
@@ -67,6 +70,16 @@ func TestRegionsReplicationLagUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 20*time.Second, func() error {
+		info, err := mirror.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.LastSeq < defined {
+			return fmt.Errorf("b's copy of a's stream at %d, a's definitions end at %d", info.State.LastSeq, defined)
+		}
+		return nil
+	})
 	from := mirror.CachedInfo().State.LastSeq + 1
 	cons, err := mirror.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
 	if err != nil {
