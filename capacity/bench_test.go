@@ -104,3 +104,37 @@ func BenchmarkSnapshotLargePool(b *testing.B) {
 	b.ReportMetric(float64(len(p.Reservations)), "whole")
 	b.ReportMetric(float64(p.RetiredCount()), "retired")
 }
+
+// BenchmarkCloneHotPool clones a pool of 70,000 live holds, as the writer
+// does on its own goroutine for each snapshot of the hot pool, and encodes
+// the clone, as the snapshot writer then does on its own.
+//
+//	go test -run x -bench CloneHotPool ./capacity/
+func BenchmarkCloneHotPool(b *testing.B) {
+	const holds = 70_000
+	p := benchPool(b, holds)
+	when := t0
+	for i := range holds {
+		when = when.Add(time.Millisecond)
+		events, err := capacity.Decide(p, capacity.Hold{ReservationID: fmt.Sprintf("hold-%08d", i), Quantity: 1, TTL: time.Hour}, when)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Evolve(events[0], p.Version+1)
+	}
+	b.Run("clone", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			_ = p.Clone()
+		}
+	})
+	b.Run("encode", func(b *testing.B) {
+		c := p.Clone()
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := c.MarshalSnapshot(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
