@@ -74,13 +74,13 @@ func BenchmarkDecideHoldFullPool(b *testing.B) {
 // reports the snapshot's size and what stays whole; reload-ms is what a
 // writer's load takes besides reading from the stream: the snapshot taken
 // as late as the writer may take it (the tail is the most events it lets go
-// by between snapshots, one eighth of the whole reservations), decoded,
-// then the tail decoded from group commits of 32 events and evolved.
+// by between snapshots, half the whole reservations), decoded, then the
+// tail decoded from group commits of 32 events and evolved.
 //
 //	go test -run x -bench SnapshotLargePool -benchtime 5x ./capacity/
 func BenchmarkSnapshotLargePool(b *testing.B) {
 	const reservations, total = 200_000, 1 + 5*200_000
-	const tail = 17_280 / 8 // the whole reservations at the end, over 8 (see pools' entity.committed)
+	const tail = 17_280 / 2 // the whole reservations at the end, halved (see pools' snapshotInterval)
 	p := &capacity.Pool{}
 	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	seq := uint64(0)
