@@ -360,11 +360,13 @@ const maxSnapshotTail = 50_000
 // on the writer's goroutine (Pool.Clone, a map of pointers), the encoding
 // on the snapshot writer's, and a write of ~50 bytes each to the bucket.
 // For 100,000 holds that is ~6 ms, ~40 ms of CPU and 5 MB, and the appends
-// of the ~100 ms around it are slowed (BenchmarkHotPoolOpenLoop: p99 of
-// 60-110 ms with the write, 7-50 ms without). Waiting half as many events
-// as reservations keeps that amortised O(1) an event and makes those windows
-// rare enough to stay out of the 99th percentile of a hot pool; an eighth,
-// as before, put one every 3 s at 4,000 holds a second. A load replays at
+// of the ~100 ms around it are slowed (BenchmarkHotPoolOpenLoop, whose
+// server fsyncs the write: p99 14-109 ms with it, 7-50 ms with the write
+// left out, three runs each; a connection of its own for the bucket did
+// not help). Waiting half as many events as reservations keeps that
+// amortised O(1) an event and makes those windows a quarter as frequent as
+// with an eighth, as before (one every 3 s at 4,000 holds a second), so
+// fewer of them reach into a hot pool's 99th percentile. A load replays at
 // most that tail, 2-3 µs an event from group commits
 // (capacity.BenchmarkSnapshotLargePool: 17,280 whole reservations, the
 // snapshot decoded and 8,640 events evolved in ~70 ms).
