@@ -71,16 +71,43 @@ func BenchmarkDecideHoldFullPool(b *testing.B) {
 // BenchmarkSnapshotLargePool loads (decodes the snapshot of) a pool with
 // 1,000,000 events and 200,000 reservations over 11 days: every one held,
 // extended, confirmed and released, with a capacity change between. It
-// reports the snapshot's size and what stays whole.
+// reports the snapshot's size and what stays whole; reload-ms is what a
+// writer's load takes besides reading from the stream: the snapshot taken
+// as late as the writer may take it (the tail is the most events it lets go
+// by between snapshots, half the whole reservations), decoded, then the
+// tail decoded from group commits of 32 events and evolved.
 //
 //	go test -run x -bench SnapshotLargePool -benchtime 5x ./capacity/
 func BenchmarkSnapshotLargePool(b *testing.B) {
+	const reservations, total = 200_000, 1 + 5*200_000
+	const tail = 17_280 / 2 // the whole reservations at the end, halved (see pools' snapshotInterval)
 	p := &capacity.Pool{}
 	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	seq := uint64(0)
-	apply := func(e capacity.Event) { seq++; p.Evolve(e, seq) }
+	var snapshot []byte
+	var commits [][]byte // the tail after snapshot, as stored
+	var pending []capacity.Event
+	apply := func(e capacity.Event) {
+		seq++
+		p.Evolve(e, seq)
+		switch {
+		case seq == total-tail:
+			var err error
+			if snapshot, err = p.MarshalSnapshot(); err != nil {
+				b.Fatal(err)
+			}
+		case seq > total-tail:
+			if pending = append(pending, e); len(pending) == 32 || seq == total {
+				_, data, err := capacity.EncodeCommit(pending)
+				if err != nil {
+					b.Fatal(err)
+				}
+				commits, pending = append(commits, data), pending[:0]
+			}
+		}
+	}
 	apply(capacity.PoolDefined{Pool: "big", Region: "r", Kind: "picking", StartsAt: at.Add(30 * 24 * time.Hour), EndsAt: at.Add(31 * 24 * time.Hour), Capacity: 1_000_000, DefinedAt: at})
-	for i := range 200_000 {
+	for i := range reservations {
 		id := fmt.Sprintf("order-%07d", i)
 		at = at.Add(5 * time.Second)
 		apply(capacity.Held{ReservationID: id, Quantity: 2, TTL: 10 * time.Minute, ExpiresAt: at.Add(10 * time.Minute), At: at})
@@ -103,4 +130,61 @@ func BenchmarkSnapshotLargePool(b *testing.B) {
 	b.ReportMetric(float64(len(data))/(1<<20), "snapshot-MiB")
 	b.ReportMetric(float64(len(p.Reservations)), "whole")
 	b.ReportMetric(float64(p.RetiredCount()), "retired")
+	b.StopTimer()
+	start := time.Now()
+	for range b.N {
+		q, err := capacity.UnmarshalSnapshot(snapshot)
+		if err != nil {
+			b.Fatal(err)
+		}
+		next := q.Version + 1
+		for _, c := range commits {
+			events, err := capacity.DecodeCommit(capacity.CommitType, capacity.SchemaVersion, c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range events {
+				q.Evolve(e, next)
+				next++
+			}
+		}
+		if q.Version != seq {
+			b.Fatalf("reloaded at %d, want %d", q.Version, seq)
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "reload-ms")
+}
+
+// BenchmarkCloneHotPool clones a pool of 70,000 live holds, as the writer
+// does on its own goroutine for each snapshot of the hot pool, and encodes
+// the clone, as the snapshot writer then does on its own.
+//
+//	go test -run x -bench CloneHotPool ./capacity/
+func BenchmarkCloneHotPool(b *testing.B) {
+	const holds = 70_000
+	p := benchPool(b, holds)
+	when := t0
+	for i := range holds {
+		when = when.Add(time.Millisecond)
+		events, err := capacity.Decide(p, capacity.Hold{ReservationID: fmt.Sprintf("hold-%08d", i), Quantity: 1, TTL: time.Hour}, when)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Evolve(events[0], p.Version+1)
+	}
+	b.Run("clone", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			_ = p.Clone()
+		}
+	})
+	b.Run("encode", func(b *testing.B) {
+		c := p.Clone()
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := c.MarshalSnapshot(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

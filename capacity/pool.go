@@ -3,6 +3,7 @@ package capacity
 import (
 	"container/heap"
 	"encoding/json"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -83,16 +84,19 @@ func (r *Reservation) lapsed(now time.Time) bool {
 // Its state is only ever changed by Evolve, one event at a time, so replaying
 // a pool's history always rebuilds the same pool.
 type Pool struct {
-	ID           string                  `json:"id"`
-	Region       string                  `json:"region"`
-	Kind         string                  `json:"kind"`
-	StartsAt     time.Time               `json:"starts_at"`
-	EndsAt       time.Time               `json:"ends_at"`
-	Capacity     int                     `json:"capacity"`
-	Overbook     int                     `json:"overbook"`
-	Status       Status                  `json:"status"`
-	Version      uint64                  `json:"version"`
-	UpdatedAt    time.Time               `json:"updated_at"`
+	ID        string    `json:"id"`
+	Region    string    `json:"region"`
+	Kind      string    `json:"kind"`
+	StartsAt  time.Time `json:"starts_at"`
+	EndsAt    time.Time `json:"ends_at"`
+	Capacity  int       `json:"capacity"`
+	Overbook  int       `json:"overbook"`
+	Status    Status    `json:"status"`
+	Version   uint64    `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Reservations are the live and recently finished reservations (see
+	// RetainFinished). Copies of the pool share them (Clone), so a
+	// *Reservation in the map is never changed: Evolve replaces it.
 	Reservations map[string]*Reservation `json:"reservations"`
 
 	// What PoolDefined said that the fields above may no longer say (see
@@ -361,6 +365,9 @@ func (p *Pool) TimeAt(now time.Time) time.Time {
 func (p *Pool) Evolve(e Event, seq uint64) {
 	p.memo = lapseMemo{}
 	at := EventTime(e)
+	// fresh is the reservation this call made or copied, so not yet seen by
+	// any clone: stamping it below changes it in place.
+	var fresh *Reservation
 	switch e := e.(type) {
 	case PoolDefined:
 		p.ID, p.Region, p.Kind = e.Pool, e.Region, e.Kind
@@ -384,10 +391,11 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		if old != nil {
 			p.count(old, -1) // a history Decide never writes; keep the counts true
 		}
-		p.Reservations[e.ReservationID] = &Reservation{
+		fresh = &Reservation{
 			ID: e.ReservationID, Quantity: e.Quantity, TTL: e.TTL, Status: StatusHeld,
 			HeldAt: e.At, ExpiresAt: e.ExpiresAt, UpdatedAt: e.At, Booking: e.Booking, Items: e.Items,
 		}
+		p.Reservations[e.ReservationID] = fresh
 		p.heldUnits += e.Quantity
 		if old == nil || old.Status != StatusHeld || !old.ExpiresAt.Equal(e.ExpiresAt) {
 			heap.Push(&p.deadlines, deadline{at: e.ExpiresAt.UnixNano(), id: e.ReservationID})
@@ -397,21 +405,23 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 			// A partial confirmation: the units not confirmed go back in
 			// the same event.
 			p.count(r, -1)
-			r.HeldQuantity, r.Quantity = r.Quantity, e.Quantity
-			p.count(r, +1)
+			fresh = p.edit(e.ReservationID, nil)
+			fresh.HeldQuantity, fresh.Quantity = r.Quantity, e.Quantity
+			p.count(fresh, +1)
 		}
-		p.moveReservation(e.ReservationID, StatusConfirmed, at)
+		fresh = p.moveReservation(e.ReservationID, StatusConfirmed, at, fresh)
 	case Extended:
 		if r := p.Reservations[e.ReservationID]; r != nil && r.Status == StatusHeld {
 			if !r.ExpiresAt.Equal(e.ExpiresAt) {
 				heap.Push(&p.deadlines, deadline{at: e.ExpiresAt.UnixNano(), id: e.ReservationID})
 			}
-			r.ExpiresAt, r.UpdatedAt = e.ExpiresAt, at
+			fresh = p.edit(e.ReservationID, nil)
+			fresh.ExpiresAt, fresh.UpdatedAt = e.ExpiresAt, at
 		}
 	case Released:
-		p.moveReservation(e.ReservationID, StatusReleased, at)
+		fresh = p.moveReservation(e.ReservationID, StatusReleased, at, nil)
 	case Expired:
-		p.moveReservation(e.ReservationID, StatusExpired, at)
+		fresh = p.moveReservation(e.ReservationID, StatusExpired, at, nil)
 	}
 	p.trimDeadlines()
 	if at.After(p.UpdatedAt) {
@@ -422,7 +432,7 @@ func (p *Pool) Evolve(e Event, seq uint64) {
 		p.unstamped++
 		return
 	}
-	p.stamp(e, seq)
+	p.stamp(e, seq, fresh)
 }
 
 // Stamp records that e, evolved earlier with seq 0, is stored at stream
@@ -435,31 +445,51 @@ func (p *Pool) Stamp(e Event, seq uint64) {
 	if p.unstamped > 0 {
 		p.unstamped--
 	}
-	p.stamp(e, seq)
+	p.stamp(e, seq, nil)
 }
 
-func (p *Pool) stamp(e Event, seq uint64) {
+// stamp sets the pool's version and that of the reservation e concerns;
+// fresh, if not nil, is a reservation Evolve has just made or copied.
+func (p *Pool) stamp(e Event, seq uint64, fresh *Reservation) {
 	p.Version = seq
 	if id := ReservationID(e); id != "" {
-		if r := p.Reservations[id]; r != nil {
+		if r := p.edit(id, fresh); r != nil {
 			r.Version = seq
 		}
 	}
 }
 
+// edit returns reservation id ready to be changed: fresh if that is the
+// one in the map (made or copied by this Evolve, seen by no clone yet),
+// otherwise a copy that replaces it in the map. A *Reservation in
+// p.Reservations is never changed in place: a clone (a snapshot being
+// encoded on another goroutine) may share it. Nil if there is none.
+func (p *Pool) edit(id string, fresh *Reservation) *Reservation {
+	r := p.Reservations[id]
+	if r == nil || r == fresh {
+		return r
+	}
+	c := *r
+	p.Reservations[id] = &c
+	return &c
+}
+
 // moveReservation changes a reservation's status and keeps the unit counts
-// in step. Unknown ids are ignored: replaying a history never fails.
-func (p *Pool) moveReservation(id string, to ReservationStatus, at time.Time) {
+// in step, and returns the reservation as changed (see edit for fresh).
+// Unknown ids are ignored: replaying a history never fails.
+func (p *Pool) moveReservation(id string, to ReservationStatus, at time.Time, fresh *Reservation) *Reservation {
 	r := p.Reservations[id]
 	if r == nil || r.Status == to {
-		return
+		return fresh
 	}
 	p.count(r, -1)
+	r = p.edit(id, fresh)
 	r.Status, r.UpdatedAt = to, at
 	p.count(r, +1)
 	if to == StatusReleased || to == StatusExpired {
 		p.noteFinished(id, at)
 	}
+	return r
 }
 
 func (p *Pool) count(r *Reservation, sign int) {
@@ -488,7 +518,13 @@ func ReservationID(e Event) string {
 	return ""
 }
 
-// Clone returns a deep copy of the pool.
+// Clone returns a copy of the pool that shares its reservations: Evolve
+// never changes a *Reservation in place (it puts a changed copy in the
+// map), so what either pool does later is never seen by the other. The
+// copy costs a copy of the map of pointers and of the deadline and
+// retirement indexes, not one allocation per reservation: the writer takes
+// it on its own goroutine for every snapshot of a pool with hundreds of
+// thousands of reservations.
 func (p *Pool) Clone() *Pool {
 	c := *p
 	c.memo = lapseMemo{}
@@ -497,11 +533,7 @@ func (p *Pool) Clone() *Pool {
 	c.retired = p.retired.clone()
 	c.Reservations = nil
 	if len(p.Reservations) > 0 {
-		c.Reservations = make(map[string]*Reservation, len(p.Reservations))
-	}
-	for id, r := range p.Reservations {
-		rc := *r
-		c.Reservations[id] = &rc
+		c.Reservations = maps.Clone(p.Reservations)
 	}
 	return &c
 }

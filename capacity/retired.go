@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -178,10 +179,7 @@ func (s *retiredSet) put(key uint64, r retiredReservation) {
 func (s *retiredSet) clone() retiredSet {
 	c := retiredSet{sorted: s.sorted}
 	if len(s.recent) > 0 {
-		c.recent = make(map[uint64]retiredReservation, len(s.recent))
-		for k, v := range s.recent {
-			c.recent[k] = v
-		}
+		c.recent = maps.Clone(s.recent)
 	}
 	return c
 }

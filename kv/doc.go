@@ -18,6 +18,14 @@
 // sequence" codes 10071 and 10164) starts a new round; after a bounded number of rounds Put fails. A stored
 // value that does not decode is overwritten, so one bad write cannot wedge a pool.
 //
+// Reading the key means reading the whole value, several MB for a pool with 100,000 reservations. So for a
+// value of 64 KiB or more Put remembers the revision and sequence it stored, and the next Put of that key
+// with a higher sequence starts with an Update at the remembered revision, without the read; if anything
+// else wrote or deleted the key in between, the revision differs, the Update is refused and Put goes round
+// the loop above. One case it cannot see: the bucket deleted and made again, and another writer's value
+// landing at the very revision remembered. Put may then move that snapshot backwards, which costs a longer
+// tail at the next load, nothing more (see Staleness).
+//
 // # Staleness
 //
 // Get uses the bucket's direct get, which on a replicated bucket may be answered by a follower that lags the

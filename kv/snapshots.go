@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -29,7 +31,27 @@ type Snapshots struct {
 	kv     jetstream.KeyValue
 	bucket string
 	opts   options
+
+	mu   sync.Mutex
+	last map[string]stored // large values this handle stored last, by key
 }
+
+// stored is the revision and sequence of a value Put stored.
+//
+// Put must know the stored value's sequence (snapshots never move
+// backwards) and revision (to compare-and-set). Reading them means reading
+// the whole value: several MB for a pool with 100,000 reservations, read
+// from the store, copied through the connection and thrown away, every
+// snapshot. So for large values Put remembers what it stored and next time
+// goes straight to the compare-and-set on that revision; if anything else
+// wrote or deleted the key since, the revision differs, the update is
+// refused and Put reads the value as before. Small values are not
+// remembered: reading them back is cheap, and the map would grow with the
+// number of pools.
+type stored struct{ rev, seq uint64 }
+
+// rememberFrom is the smallest value whose revision Put remembers.
+const rememberFrom = 64 << 10
 
 // Snapshot is a stored snapshot: the state as of stream sequence Seq, and the KV revision holding it.
 type Snapshot struct {
@@ -129,13 +151,24 @@ func (s *Snapshots) Put(ctx context.Context, key string, seq uint64, data []byte
 		return fmt.Errorf("%w: empty snapshot for %s", ErrInvalid, key)
 	}
 	val := encode(seq, data)
+	if last, ok := s.lastStored(key); ok && last.seq < seq {
+		rev, err := s.kv.Update(ctx, key, val, last.rev)
+		if err == nil {
+			s.remember(key, rev, seq, len(val))
+			return nil
+		}
+		// Written or deleted by someone else since, or the bucket is gone:
+		// read what is there, as for any key.
+		s.forget(key)
+	}
 	for range s.opts.attempts {
 		entry, err := s.kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			// Create also covers a key whose last value is a delete marker.
-			_, err = s.kv.Create(ctx, key, val)
+			rev, err := s.kv.Create(ctx, key, val)
 			if err == nil {
+				s.remember(key, rev, seq, len(val))
 				return nil
 			}
 			if errors.Is(err, jetstream.ErrKeyExists) {
@@ -148,8 +181,9 @@ func (s *Snapshots) Put(ctx context.Context, key string, seq uint64, data []byte
 		if stored, _, err := decode(entry.Value()); err == nil && stored >= seq {
 			return nil
 		}
-		_, err = s.kv.Update(ctx, key, val, entry.Revision())
+		rev, err := s.kv.Update(ctx, key, val, entry.Revision())
 		if err == nil {
+			s.remember(key, rev, seq, len(val))
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
@@ -164,10 +198,37 @@ func (s *Snapshots) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
+	s.forget(key)
 	if err := s.kv.Delete(ctx, key); err != nil {
 		return fmt.Errorf("kv: delete %s: %w", key, err)
 	}
 	return nil
+}
+
+func (s *Snapshots) lastStored(key string) (stored, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last, ok := s.last[key]
+	return last, ok
+}
+
+func (s *Snapshots) remember(key string, rev, seq uint64, size int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if size < rememberFrom {
+		delete(s.last, key) // it shrank: read it back next time
+		return
+	}
+	if s.last == nil {
+		s.last = make(map[string]stored)
+	}
+	s.last[key] = stored{rev: rev, seq: seq}
+}
+
+func (s *Snapshots) forget(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.last, key)
 }
 
 // encode returns the bucket value for a snapshot: a JSON header line, then
@@ -225,6 +286,13 @@ func (s *Snapshots) DeleteRegion(ctx context.Context, region string) (int, error
 	if err != nil {
 		return 0, fmt.Errorf("kv: snapshots of %s: %w", region, err)
 	}
+	s.mu.Lock()
+	for key := range s.last {
+		if strings.HasPrefix(key, region+".") {
+			delete(s.last, key)
+		}
+	}
+	s.mu.Unlock()
 	n := 0
 	for key := range keys.Keys() {
 		if err := s.kv.Delete(ctx, key); err != nil {

@@ -1,6 +1,7 @@
 package kv_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -102,6 +103,54 @@ func TestPutNeverBackwards(t *testing.T) {
 	if got, err := snaps.Get(ctx, "p"); err != nil || got.Seq != 11 {
 		t.Fatalf("Get = %+v, %v, want seq 11", got, err)
 	}
+}
+
+// TestPutLargeAfterOthersWrote checks the short way Put takes for a large
+// value it stored itself (a compare-and-set on the revision it remembers,
+// without reading the value back): whatever another writer did to the key
+// in between, a snapshot still never moves backwards, and a deleted key
+// starts over.
+func TestPutLargeAfterOthersWrote(t *testing.T) {
+	snaps, js := newSnapshots(t)
+	ctx := context.Background()
+	other, err := kv.New(ctx, js, kv.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	large := func(seq uint64) []byte { return bytes.Repeat(fmt.Appendf(nil, "%08d", seq), 16<<10) } // 128 KiB
+	put := func(s *kv.Snapshots, seq uint64) {
+		t.Helper()
+		if err := s.Put(ctx, "eu.big", seq, large(seq)); err != nil {
+			t.Fatalf("Put %d: %v", seq, err)
+		}
+	}
+	want := func(seq uint64) {
+		t.Helper()
+		got, err := snaps.Get(ctx, "eu.big")
+		if err != nil || got.Seq != seq || !bytes.Equal(got.Data, large(seq)) {
+			t.Fatalf("Get = seq %d, %d bytes, %v; want seq %d", got.Seq, len(got.Data), err, seq)
+		}
+	}
+	put(snaps, 10)
+	put(snaps, 11) // the short way
+	want(11)
+	put(other, 20)
+	put(snaps, 15) // its revision is stale: reads, finds 20, leaves it
+	want(20)
+	put(snaps, 21)
+	put(snaps, 22)
+	want(22)
+	if err := other.Delete(ctx, "eu.big"); err != nil {
+		t.Fatal(err)
+	}
+	put(snaps, 5) // the key starts over after a delete
+	want(5)
+	// A small value after a large one, and a large one again.
+	if err := snaps.Put(ctx, "eu.big", 6, []byte("small")); err != nil {
+		t.Fatal(err)
+	}
+	put(snaps, 7)
+	want(7)
 }
 
 func TestConcurrentPutsKeepMax(t *testing.T) {

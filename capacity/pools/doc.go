@@ -23,9 +23,13 @@
 //
 // Loading reads the pool's snapshot (if any, and if it is not ahead of the
 // stream) and the events after it. Every Options.SnapshotEvery events (or
-// every so many as the pool has reservations, if more) the entity hands a
-// copy of its state (Pool.Clone, a fraction of the cost of encoding it) to a
-// writer goroutine that encodes and stores it off the write path. Finished
+// half the pool's reservations if more, at most 50,000: snapshotInterval)
+// the entity hands a copy of its state to a writer goroutine that encodes
+// and stores it off the write path. The copy (Pool.Clone) shares the
+// reservations, which Evolve never changes in place, so it costs a copy of
+// the map of pointers, not of every reservation: about 6 ms for 70,000
+// holds against 45 ms for a deep copy; encoding them takes the snapshot
+// writer about 36 ms. Finished
 // reservations retire to compact records after capacity.RetainFinished, so
 // a snapshot stays small however long the pool's history.
 //
