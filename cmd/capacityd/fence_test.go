@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/capacityd/capacityd/capacity"
+	"github.com/capacityd/capacityd/capacity/views"
 	"github.com/capacityd/capacityd/streams"
 	"github.com/capacityd/capacityd/streams/natstest"
 	"github.com/nats-io/nats.go"
@@ -133,6 +134,13 @@ func TestVerifyFindsADoctoredReadModel(t *testing.T) {
 	code, hold := call(t, "POST", a.HTTPURL+"/v1/pools/pd/holds", `{"reservation_id":"r1","quantity":2,"ttl":"1h"}`)
 	if code != http.StatusCreated {
 		t.Fatalf("hold: %d %v", code, hold)
+	}
+	// verify compares the read models as far as they have got: wait for the
+	// hold, or a slow machine has them at the start still (0 pools).
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := a.readModels.waitFor(wctx, views.MinPositions{"": uint64(hold["pool_version"].(float64))}); err != nil {
+		t.Fatal(err)
 	}
 	verify := func() (string, error) {
 		var out bytes.Buffer
