@@ -26,7 +26,11 @@ var snapshotMagic = []byte("CPS2")
 
 // MarshalSnapshot encodes the pool for the snapshot store. The same pool
 // always encodes to the same bytes.
-func (p *Pool) MarshalSnapshot() ([]byte, error) {
+func (p *Pool) MarshalSnapshot() ([]byte, error) { return p.AppendSnapshot(nil) }
+
+// AppendSnapshot appends the pool's MarshalSnapshot encoding to dst, so an
+// encoder of many pools (a read model's checkpoint) reuses one buffer.
+func (p *Pool) AppendSnapshot(dst []byte) ([]byte, error) {
 	head := p.toJSON()
 	head.Reservations = nil
 	meta, err := json.Marshal(&head)
@@ -38,7 +42,7 @@ func (p *Pool) MarshalSnapshot() ([]byte, error) {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	buf := make([]byte, 0, len(meta)+len(ids)*96+p.retired.len()*32+16)
+	buf := slices.Grow(dst, len(meta)+len(ids)*96+p.retired.len()*32+16)
 	buf = append(buf, snapshotMagic...)
 	buf = appendBytes(buf, meta)
 	buf = binary.AppendUvarint(buf, uint64(len(ids)))
