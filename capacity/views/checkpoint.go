@@ -47,12 +47,13 @@ import (
 const (
 	checkpointMagic   = "capviews"
 	checkpointVersion = 3
-	// lazyBytes is the snapshot size above which a loaded pool stays
-	// encoded until touched: an idle pool's snapshot (about 450 bytes,
-	// most of it its JSON head) is decoded at once, which costs less than
-	// keeping its bytes beside the head.
-	lazyBytes = 1024
 )
+
+// lazyBytes is the snapshot size above which a loaded pool stays encoded
+// until touched: an idle pool's snapshot (about 450 bytes, most of it its
+// JSON head) is decoded at once, which costs less than keeping its bytes
+// beside the head. Tests move it.
+var lazyBytes = 1024
 
 // ErrCheckpoint means a checkpoint could not be read: corrupt, truncated or
 // of a version this build does not know. The models are unchanged.
