@@ -2,7 +2,6 @@ package views
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -201,9 +200,10 @@ func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 	if s, ok := r.(interface{ Len() int }); ok {
 		data = make([]byte, s.Len())
 		if _, err = io.ReadFull(r, data); err == nil {
-			var one [1]byte
-			if n, _ := r.Read(one[:]); n > 0 {
-				data, err = io.ReadAll(io.MultiReader(bytes.NewReader(data), bytes.NewReader(one[:]), r))
+			// To the end: the object store checks its digest there.
+			var rest []byte
+			if rest, err = io.ReadAll(r); len(rest) > 0 {
+				data = append(data, rest...)
 			}
 		}
 	} else {
