@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math"
 	"reflect"
 	"slices"
@@ -239,5 +240,40 @@ func TestCheckpointLazy(t *testing.T) {
 				t.Fatalf("loaded models' figures differ from a fresh fold: %v", got)
 			}
 		})
+	}
+}
+
+// failAtEnd is a reader of data, sized (Len), that fails where data ends, as
+// the object store's reader does when the object's digest does not match.
+type failAtEnd struct {
+	r   *bytes.Reader
+	err error
+}
+
+func (f *failAtEnd) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		return n, f.err
+	}
+	return n, err
+}
+
+func (f *failAtEnd) Len() int { return f.r.Len() }
+
+// A checkpoint read into a buffer of its announced size is still read to
+// its end, and an error there (a digest mismatch) refuses it.
+func TestCheckpointErrorAtEnd(t *testing.T) {
+	m := New()
+	m.Apply("p1", 1, capacity.PoolDefined{Pool: "p1", Region: "r", Kind: "k", StartsAt: epoch, EndsAt: epoch.Add(time.Hour), Capacity: 1, DefinedAt: epoch})
+	var buf bytes.Buffer
+	if _, err := m.WriteCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	digest := errors.New("digest mismatch")
+	if _, err := New().ReadCheckpoint(&failAtEnd{r: bytes.NewReader(buf.Bytes()), err: digest}); !errors.Is(err, digest) {
+		t.Fatalf("ReadCheckpoint = %v, want the reader's error at the end", err)
+	}
+	if pos, err := New().ReadCheckpoint(&failAtEnd{r: bytes.NewReader(buf.Bytes()), err: io.EOF}); err != nil || pos != 1 {
+		t.Fatalf("ReadCheckpoint = %d, %v", pos, err)
 	}
 }
