@@ -141,15 +141,11 @@ func (c *Checkpoints) save(ctx context.Context, stream string, meta checkpointMe
 	if old, err := c.stored(ctx, stream); err == nil && old.created.Equal(meta.created) && old.seq >= meta.seq {
 		return false, nil
 	}
-	paced, err := c.paced(ctx, data)
-	if err != nil {
-		return false, fmt.Errorf("projection: save checkpoint of %s at %d: %w", stream, meta.seq, err)
-	}
-	_, err = c.obs.Put(ctx, jetstream.ObjectMeta{
+	_, err := c.obs.Put(ctx, jetstream.ObjectMeta{
 		Name:        stream,
 		Description: "read models of " + stream + " at sequence " + strconv.FormatUint(meta.seq, 10),
 		Metadata:    meta.encode(),
-	}, paced)
+	}, c.paced(ctx, data))
 	if err != nil {
 		return false, fmt.Errorf("projection: save checkpoint of %s at %d: %w", stream, meta.seq, err)
 	}

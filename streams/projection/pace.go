@@ -2,7 +2,6 @@ package projection
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"time"
 
@@ -20,19 +19,21 @@ const paceWindow = 64
 // and the server's buffers at once, on top of the checkpoint itself. Each
 // chunk is one message, so the reader hands out a chunk only while fewer
 // than paceWindow of those it handed out are beyond the stream's last
-// sequence. Other writers to the bucket only make it lenient.
-func (c *Checkpoints) paced(ctx context.Context, r io.Reader) (io.Reader, error) {
+// sequence. Other writers to the bucket only make it lenient. Pacing is
+// best effort: where the stream's info cannot be read (an account allowed
+// the object store's subjects only), r is read as it comes.
+func (c *Checkpoints) paced(ctx context.Context, r io.Reader) io.Reader {
 	stream, err := c.js.Stream(ctx, "OBJ_"+c.bucket)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint bucket's stream: %w", err)
+		return r
 	}
-	return &pacedReader{ctx: ctx, stream: stream, r: r, start: stream.CachedInfo().State.LastSeq}, nil
+	return &pacedReader{ctx: ctx, stream: stream, r: r, start: stream.CachedInfo().State.LastSeq}
 }
 
 // pacedReader is the reader paced returns.
 type pacedReader struct {
 	ctx    context.Context
-	stream jetstream.Stream
+	stream jetstream.Stream // nil once its info could not be read: no more pacing
 	r      io.Reader
 	start  uint64 // the stream's last sequence before the first chunk
 	sent   uint64 // chunks handed out (Put publishes each Read as one)
@@ -40,10 +41,14 @@ type pacedReader struct {
 }
 
 func (p *pacedReader) Read(b []byte) (int, error) {
-	for wait := time.Millisecond; p.sent >= p.stored+paceWindow; wait = min(2*wait, 50*time.Millisecond) {
+	for wait := time.Millisecond; p.stream != nil && p.sent >= p.stored+paceWindow; wait = min(2*wait, 50*time.Millisecond) {
 		info, err := p.stream.Info(p.ctx)
 		if err != nil {
-			return 0, fmt.Errorf("checkpoint bucket's stream: %w", err)
+			if p.ctx.Err() != nil {
+				return 0, p.ctx.Err()
+			}
+			p.stream = nil
+			break
 		}
 		if last := info.State.LastSeq; last > p.start {
 			p.stored = last - p.start
