@@ -1,7 +1,10 @@
 package capacity
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"maps"
+	"slices"
 	"reflect"
 	"testing"
 	"time"
@@ -15,18 +18,16 @@ func TestSnapshotVersion2StillRead(t *testing.T) {
 	var p Pool
 	p.Evolve(PoolDefined{Pool: "p1", Region: "r", Kind: "k", StartsAt: at.Add(time.Hour), EndsAt: at.Add(2 * time.Hour), Capacity: 10, Overbook: 1, DefinedAt: at}, 1)
 	p.Evolve(Held{ReservationID: "h1", Quantity: 2, TTL: time.Minute, ExpiresAt: at.Add(time.Minute), At: at}, 2)
+	p.Evolve(Held{ReservationID: "h2", Quantity: 3, TTL: time.Hour, ExpiresAt: at.Add(time.Hour), At: at}, 2)
+	p.Evolve(Confirmed{ReservationID: "h2", Quantity: 1, At: at.Add(time.Minute)}, 3)
 	p.Evolve(CapacityChanged{From: 10, To: 12, At: at}, 3)
 	p.Evolve(PoolClosed{At: at}, 4)
 	v3, err := p.MarshalSnapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The same pool in version 2: a JSON head, then the same reservations.
-	d := decoder{buf: v3[len(snapshotMagic):]}
-	var q Pool
-	if err := d.head(&q); err != nil {
-		t.Fatal(err)
-	}
+	// The same pool as version 2 wrote it: a JSON head, each reservation's
+	// status a string and its times in full.
 	head := p.toJSON()
 	head.Reservations = nil
 	meta, err := json.Marshal(&head)
@@ -34,7 +35,22 @@ func TestSnapshotVersion2StillRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	v2 := appendBytes(append([]byte(nil), snapshotMagicV2...), meta)
-	v2 = append(v2, d.buf...)
+	v2 = binary.AppendUvarint(v2, uint64(len(p.Reservations)))
+	for _, id := range slices.Sorted(maps.Keys(p.Reservations)) {
+		r := p.Reservations[id]
+		v2 = appendBytes(v2, []byte(id))
+		v2 = binary.AppendVarint(v2, int64(r.Quantity))
+		v2 = binary.AppendVarint(v2, int64(r.HeldQuantity))
+		v2 = binary.AppendVarint(v2, int64(r.TTL))
+		v2 = appendBytes(v2, []byte(r.Status))
+		for _, t := range []time.Time{r.HeldAt, r.ExpiresAt, r.UpdatedAt} {
+			v2 = binary.AppendVarint(v2, unixNano(t))
+		}
+		v2 = binary.AppendUvarint(v2, r.Version)
+		v2 = appendBytes(v2, []byte(r.Booking))
+		v2 = binary.AppendUvarint(v2, 0)
+	}
+	v2 = appendBytes(v2, p.retired.pack())
 	from2, err := UnmarshalSnapshot(v2)
 	if err != nil {
 		t.Fatal(err)
