@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"maps"
-	"slices"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
