@@ -20,11 +20,12 @@ import (
 //
 //	magic "capviews" | version byte | body | CRC-32C of magic, version and body (4 bytes, big endian)
 //	body    = position uvarint | pools uvarint | pool* | ids uvarint | id*
-//	pool    = key string | lastSeq uvarint | defined uvarint (0 or 1) | region string | kind string | status string
+//	pool    = key string | lastSeq uvarint | id | region string | kind string | status string
 //	          | startsAt time | endsAt time | capacity varint | overbook varint | version uvarint
 //	          | held varint | confirmed varint | holds uvarint | (deadline varint | quantity varint)*
 //	          | snapshot string (capacity.Pool.MarshalSnapshot)
 //	id      = idHash of a reservation id (8 bytes, big endian) | pool uvarint (its place among the pools)
+//	id      = 0 (not defined) | 1 (the key) | 2, string (the pool's id, another)
 //	time    = string (time.Time.MarshalBinary)
 //	string  = length uvarint | bytes
 //
@@ -86,7 +87,15 @@ func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
 		e.str(key)
 		e.uvarint(r.lastSeq)
 		p := &r.pool
-		e.uvarint(uint64(b2i(p.Defined())))
+		switch {
+		case !p.Defined():
+			e.uvarint(0)
+		case p.ID == key:
+			e.uvarint(1)
+		default: // a PoolDefined naming another pool than its subject's
+			e.uvarint(2)
+			e.str(p.ID)
+		}
 		e.str(p.Region)
 		e.str(p.Kind)
 		e.str(string(p.Status))
@@ -267,7 +276,16 @@ func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 func (d *decoder) row(key string, name func([]byte) string) *row {
 	r := &row{}
 	r.lastSeq = d.uvarint()
-	defined := d.uvarint() == 1
+	id := ""
+	switch d.uvarint() {
+	case 0:
+	case 1:
+		id = key // one copy of the id (Models.ApplyTraced)
+	case 2:
+		id = d.str()
+	default:
+		d.fail("pool %s: bad id", key)
+	}
 	region, kind, status := name(d.bytes()), name(d.bytes()), capacity.Status(name(d.bytes()))
 	startsAt, endsAt := d.time(), d.time()
 	capa, overbook, version := int(d.varint()), int(d.varint()), d.uvarint()
@@ -302,10 +320,7 @@ func (d *decoder) row(key string, name func([]byte) string) *row {
 		r.pool = capacity.Pool{Region: region, Kind: kind, Status: status, StartsAt: startsAt, EndsAt: endsAt,
 			Capacity: capa, Overbook: overbook, Version: version}
 	}
-	if defined {
-		r.pool.ID = key // one copy of the id (Models.ApplyTraced)
-	}
-	r.pool.Region, r.pool.Kind = region, kind
+	r.pool.ID, r.pool.Region, r.pool.Kind = id, region, kind
 	return r
 }
 

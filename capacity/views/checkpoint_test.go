@@ -277,3 +277,26 @@ func TestCheckpointErrorAtEnd(t *testing.T) {
 		t.Fatalf("ReadCheckpoint = %d, %v", pos, err)
 	}
 }
+
+// A pool whose definition names another id than its subject's keeps that
+// id through a checkpoint, loaded eagerly or lazily.
+func TestCheckpointPoolIDOtherThanKey(t *testing.T) {
+	m := New()
+	m.Apply("subject", 1, capacity.PoolDefined{Pool: "named", Region: "r", Kind: "k", StartsAt: epoch, EndsAt: epoch.Add(time.Hour), Capacity: 3, DefinedAt: epoch})
+	want, _ := m.Availability.Query(AvailabilityQuery{}, epoch)
+	var buf bytes.Buffer
+	if _, err := m.WriteCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	defer func(old int) { lazyBytes = old }(lazyBytes)
+	for _, lazyBytes = range []int{math.MaxInt, 0} {
+		restored := New()
+		if _, err := restored.ReadCheckpoint(bytes.NewReader(buf.Bytes())); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := restored.Availability.Query(AvailabilityQuery{}, epoch)
+		if !reflect.DeepEqual(got.Pools, want.Pools) || len(got.Pools) != 1 || got.Pools[0].ID != "named" {
+			t.Fatalf("lazy above %d bytes: pools %+v, want %+v", lazyBytes, got.Pools, want.Pools)
+		}
+	}
+}
