@@ -1,11 +1,11 @@
 package views
 
 import (
-	"bufio"
 	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"slices"
@@ -69,8 +69,7 @@ func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 256<<10)
-	e := encoder{w: bw}
+	e := encoder{w: w, crc: crc, b: make([]byte, 0, 512<<10)}
 	e.raw([]byte(checkpointMagic))
 	e.raw([]byte{checkpointVersion})
 	e.uvarint(m.position)
@@ -78,10 +77,13 @@ func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
 	ords := make(map[string]uint32) // the place of each pool with indexed ids
 	var scratch []byte
 	var err error
-	place := uint32(0)
-	for key, r := range m.pools {
+	place := 0
+	// In start-time order first, so that a load finds its index sorted,
+	// then the rest (pools not defined, or defined under another id).
+	inOrder := func(r *row) bool { return r.pool.Defined() && m.pools[r.pool.ID] == r }
+	write := func(key string, r *row) {
 		if r.indexedIDs > 0 {
-			ords[key] = place
+			ords[key] = uint32(place)
 		}
 		place++
 		e.str(key)
@@ -113,15 +115,27 @@ func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
 		}
 		e.uvarint(uint64(len(scratch)))
 		e.raw(scratch)
+		e.flush(false)
+	}
+	for _, r := range m.Availability.byStart {
+		if inOrder(r) {
+			write(r.pool.ID, r)
+		}
+	}
+	for key, r := range m.pools {
+		if !inOrder(r) {
+			write(key, r)
+		}
+	}
+	if place != len(m.pools) && e.err == nil {
+		e.err = fmt.Errorf("%d pools written of %d", place, len(m.pools))
 	}
 	m.Reservations.byID.write(&e, ords)
-	if e.err == nil {
-		e.err = bw.Flush()
-	}
+	e.flush(true)
 	if e.err != nil {
 		return 0, fmt.Errorf("views: write checkpoint: %w", e.err)
 	}
-	if _, err := w.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32())); err != nil {
+	if _, err := w.Write(crc.Sum(nil)); err != nil { // big endian
 		return 0, fmt.Errorf("views: write checkpoint: %w", err)
 	}
 	return m.position, nil
@@ -187,8 +201,9 @@ func (x *poolsByID) write(e *encoder, ords map[string]uint32) {
 			slices.SortFunc(run, cmpEntry)
 		}
 		for _, en := range run {
-			e.raw(binary.BigEndian.AppendUint64(e.buf[:0], en.hash))
+			e.b = binary.BigEndian.AppendUint64(e.b, en.hash)
 			e.uvarint(uint64(en.pool))
+			e.flush(false)
 		}
 	}
 }
@@ -375,7 +390,8 @@ func (m *Models) restore(pools map[string]*row, loaded loadedIDs, position uint6
 		return s
 	}
 	board := &Board{m: m, cells: make(map[cellKey]*Cell)}
-	for key, r := range pools { // in any order: a cell's figures are sums
+	for _, key := range loaded.keys { // as written: byStart comes sorted
+		r := pools[key]
 		r.pool.Region, r.pool.Kind = name(r.pool.Region), name(r.pool.Kind)
 		if _, live := r.nextDeadline(); live {
 			held[key] = r
@@ -386,12 +402,15 @@ func (m *Models) restore(pools map[string]*row, loaded loadedIDs, position uint6
 		}
 		board.update(r.lastSeq, r) // no subscribers: nothing is published
 	}
-	slices.SortFunc(byStart, func(x, y *row) int {
+	byStartOrder := func(x, y *row) int {
 		if c := compareInt(x.start, y.start); c != 0 {
 			return c
 		}
 		return compareString(x.pool.ID, y.pool.ID)
-	})
+	}
+	if !slices.IsSortedFunc(byStart, byStartOrder) {
+		slices.SortFunc(byStart, byStartOrder)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pools, m.held, m.names, m.position = pools, held, names, position
@@ -405,36 +424,44 @@ func (m *Models) restore(pools map[string]*row, loaded loadedIDs, position uint6
 }
 
 // encoder writes the checkpoint format; the first error sticks.
+// It appends to b, which flush writes to w and adds to the CRC: one write
+// per 256 KiB, not one per field.
 type encoder struct {
-	w   *bufio.Writer
-	buf [binary.MaxVarintLen64]byte
+	w   io.Writer
+	crc hash.Hash32
+	b   []byte
 	err error
 }
 
-func (e *encoder) raw(b []byte) {
-	if e.err == nil {
-		_, e.err = e.w.Write(b)
+// flush writes what is buffered once there is enough of it, or all of it
+// if all.
+func (e *encoder) flush(all bool) {
+	if e.err != nil || len(e.b) < 256<<10 && !all {
+		return
 	}
+	e.crc.Write(e.b)
+	_, e.err = e.w.Write(e.b)
+	e.b = e.b[:0]
 }
 
-func (e *encoder) uvarint(v uint64) { e.raw(binary.AppendUvarint(e.buf[:0], v)) }
-func (e *encoder) varint(v int64)   { e.raw(binary.AppendVarint(e.buf[:0], v)) }
+func (e *encoder) raw(b []byte)     { e.b = append(e.b, b...) }
+func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
 
 func (e *encoder) str(s string) {
 	e.uvarint(uint64(len(s)))
-	if e.err == nil {
-		_, e.err = e.w.WriteString(s)
-	}
+	e.b = append(e.b, s...)
 }
 
 // time writes t in its MarshalBinary form, which keeps its zone offset.
 func (e *encoder) time(t time.Time) {
-	b, err := t.AppendBinary(e.buf[:0:0])
-	if err != nil && e.err == nil {
+	n := len(e.b)
+	e.b = append(e.b, 0) // the length, below: at most 16 bytes
+	var err error
+	if e.b, err = t.AppendBinary(e.b); err != nil && e.err == nil {
 		e.err = err
 	}
-	e.uvarint(uint64(len(b)))
-	e.raw(b)
+	e.b[n] = byte(len(e.b) - n - 1)
 }
 
 // holds writes the row's live holds, sorted by deadline.
