@@ -304,16 +304,17 @@ func (d *decoder) row(key string, name func([]byte) string) *row {
 	region, kind, status := name(d.bytes()), name(d.bytes()), capacity.Status(name(d.bytes()))
 	startsAt, endsAt := d.time(), d.time()
 	capa, overbook, version := int(d.varint()), int(d.varint()), d.uvarint()
-	b := &body{held: int(d.varint()), confirmed: int(d.varint())}
+	held, confirmed := int(d.varint()), int(d.varint())
 	nholds := d.uvarint()
 	if d.err == nil && nholds > uint64(len(d.b)) {
 		d.fail("%d holds in %d bytes", nholds, len(d.b))
 	}
+	var holds []liveHold
 	if nholds > 0 && d.err == nil {
-		b.holds = make([]liveHold, nholds)
-		for i := range b.holds {
-			b.holds[i] = liveHold{at: d.varint(), quantity: int(d.varint())}
-			if i > 0 && d.err == nil && b.holds[i].at < b.holds[i-1].at {
+		holds = make([]liveHold, nholds)
+		for i := range holds {
+			holds[i] = liveHold{at: d.varint(), quantity: int(d.varint())}
+			if i > 0 && d.err == nil && holds[i].at < holds[i-1].at {
 				d.fail("pool %s: holds not sorted", key)
 			}
 		}
@@ -330,8 +331,7 @@ func (d *decoder) row(key string, name func([]byte) string) *row {
 		}
 		r.pool = *p
 	} else {
-		b.raw = raw
-		r.body = b
+		r.body = &body{raw: raw, held: held, confirmed: confirmed, holds: holds}
 		r.pool = capacity.Pool{Region: region, Kind: kind, Status: status, StartsAt: startsAt, EndsAt: endsAt,
 			Capacity: capa, Overbook: overbook, Version: version}
 	}
