@@ -95,3 +95,15 @@ func (p *Pool) rebuildDeadlines() {
 	}
 	heap.Init(&p.deadlines)
 }
+
+// LiveHolds calls f with the deadline (unix nanoseconds) and quantity of
+// every live hold, as LapsedAt counts them, in no particular order: what a
+// reader needs to answer LapsedAt without the pool (a read model that keeps
+// a pool encoded until it is touched).
+func (p *Pool) LiveHolds(f func(at int64, quantity int)) {
+	for _, d := range p.deadlines {
+		if r := p.liveHold(d); r != nil {
+			f(d.at, r.Quantity)
+		}
+	}
+}

@@ -173,7 +173,7 @@ func (a *Availability) findRow(start int64, id string) (int, bool) {
 // view returns the row's pool as a client sees it at now (unix nanoseconds).
 func (r *row) view(now int64) capacity.PoolView {
 	p := &r.pool
-	held, confirmed := p.Units()
+	held, confirmed := r.units()
 	held -= r.lapsedUnits(now)
 	available := p.Limit() - held - confirmed
 	return capacity.PoolView{
@@ -184,19 +184,19 @@ func (r *row) view(now int64) capacity.PoolView {
 }
 
 // lapsedUnits returns the units of live holds whose deadline is at or before
-// now. Safe under the read lock: capacity.Pool.LapsedAt writes nothing, and
-// the memo is published atomically and keyed by the row's last commit.
+// now. Safe under the read lock: lapsedAt writes nothing, and the memo is
+// published atomically and keyed by the row's last commit.
 func (r *row) lapsedUnits(now int64) int {
 	if m := r.memo.Load(); m != nil && m.seq == r.lastSeq && now >= m.from && now < m.until {
 		return m.units
 	}
-	if _, live := r.pool.NextDeadline(); !live {
+	if _, live := r.nextDeadline(); !live {
 		return 0 // the common case, and no memo to allocate
 	}
-	units, next := r.pool.LapsedAt(time.Unix(0, now))
+	units, next := r.lapsedAt(now)
 	until := int64(math.MaxInt64)
-	if !next.IsZero() {
-		until = next.UnixNano()
+	if next != 0 {
+		until = next
 	}
 	r.memo.Store(&lapseMemo{seq: r.lastSeq, from: now, until: until, units: units})
 	return units
@@ -240,7 +240,7 @@ func (a *Availability) LapsedPools(now time.Time) []string {
 	defer a.m.mu.RUnlock()
 	var ids []string
 	for id, row := range a.m.held {
-		if next, ok := row.pool.NextDeadline(); ok && next.UnixNano() < nowNano {
+		if next, ok := row.nextDeadline(); ok && next < nowNano {
 			ids = append(ids, id)
 		}
 	}

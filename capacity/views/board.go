@@ -94,7 +94,7 @@ func (b *Board) update(seq uint64, r *row) {
 	}
 	p := &r.pool
 	key := cellKey{region: p.Region, kind: p.Kind, slot: p.StartsAt.UnixNano()}
-	held, confirmed := p.Units()
+	held, confirmed := r.units()
 	contrib := share{capacity: p.Capacity, overbook: p.Overbook, held: held, confirmed: confirmed,
 		closed: p.Status == capacity.Closed, over: held+confirmed > p.Limit()}
 	if r.cell != nil && key == r.cell.key() && contrib == r.contrib {

@@ -1,14 +1,15 @@
 package views
 
 import (
-	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
-	"maps"
 	"slices"
+	"time"
 
 	"github.com/capacityd/capacityd/capacity"
 )
@@ -18,24 +19,41 @@ import (
 // the stream after that sequence:
 //
 //	magic "capviews" | version byte | body | CRC-32C of magic, version and body (4 bytes, big endian)
-//	body    = position uvarint | pools uvarint | pool* | retired uvarint | retired*
-//	pool    = key string | lastSeq uvarint | snapshot string (capacity.Pool.MarshalSnapshot)
-//	retired = reservation id string | pools uvarint | pool key string*
+//	body    = position uvarint | pools uvarint | pool* | ids uvarint | id*
+//	pool    = key string | lastSeq uvarint | id | region string | kind string | status string
+//	          | startsAt time | endsAt time | capacity varint | overbook varint | version uvarint
+//	          | held varint | confirmed varint | holds uvarint | (deadline varint | quantity varint)*
+//	          | snapshot string (capacity.Pool.MarshalSnapshot)
+//	id      = idHash of a reservation id (8 bytes, big endian) | pool uvarint (its place among the pools)
+//	id      = 0 (not defined) | 1 (the key) | 2, string (the pool's id, another)
+//	time    = string (time.Time.MarshalBinary)
 //	string  = length uvarint | bytes
 //
 // Each pool is stored in the pool's own snapshot form, the one place that
 // knows every field of a pool and its reservations (booking items, the units
-// held before a partial confirmation, retired reservations' records). A
-// retired reservation keeps only a hash of its id, so the ids the lookup by
-// id still knows for retired reservations are stored beside the pools.
-// Every other index (start-time order, deadlines, board cells) is rebuilt
-// from the pools on load, so an index can change without a new format
-// version. Version 1 stored pools field by field and lost those fields; a
-// version 1 checkpoint is refused (the models rebuild from the stream).
+// held before a partial confirmation, retired reservations' records),
+// after a head of what queries read without it: the view's fields, the
+// units held and confirmed and the live holds' deadlines. A start decodes
+// the heads and keeps a large pool's snapshot encoded until an event or a
+// lookup touches it (lazy.go), so its cost follows the pools, not the
+// reservations their history left. The reservation index by id is stored
+// as it is kept after a load, id hashes sorted with their pool (poolsByID),
+// so a start inserts nothing per reservation either; the hashes also cover
+// retired reservations, whose pool keeps only a hash of the id. Every other
+// index (start-time order, deadlines, board cells) is rebuilt from the
+// heads on load, so an index can change without a new format version.
+// Versions 1 and 2 (every pool decoded at load, ids as strings) are
+// refused: the models rebuild from the stream.
 const (
 	checkpointMagic   = "capviews"
-	checkpointVersion = 2
+	checkpointVersion = 3
 )
+
+// lazyBytes is the snapshot size above which a loaded pool stays encoded
+// until touched: an idle pool's snapshot (about 110 bytes) is decoded at
+// once, which costs about what keeping it would (a body and its bytes),
+// and a pool with a few reservations costs microseconds. Tests move it.
+var lazyBytes = 1024
 
 // ErrCheckpoint means a checkpoint could not be read: corrupt, truncated or
 // of a version this build does not know. The models are unchanged.
@@ -44,54 +62,177 @@ var ErrCheckpoint = errors.New("views: unusable checkpoint")
 // WriteCheckpoint writes the models' folded state to w and returns the
 // stream sequence it reflects. It holds the read lock while it encodes:
 // queries go on, Apply waits. Call it from the goroutine that applies
-// events (the runner) so that no Apply is waiting meanwhile.
+// events (the runner) so that no Apply is waiting meanwhile. A pool still
+// encoded since a load is copied as it is; w should be a file or a pipe
+// rather than memory, as a checkpoint is hundreds of MB at a million pools.
 func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 64<<10)
-	e := encoder{w: bw}
+	e := encoder{w: w, crc: crc, b: make([]byte, 0, 512<<10)}
 	e.raw([]byte(checkpointMagic))
 	e.raw([]byte{checkpointVersion})
 	e.uvarint(m.position)
 	e.uvarint(uint64(len(m.pools)))
-	for key, r := range m.pools {
+	ords := make(map[string]uint32) // the place of each pool with indexed ids
+	var scratch []byte
+	var err error
+	place := 0
+	// In start-time order first, so that a load finds its index sorted,
+	// then the rest (pools not defined, or defined under another id).
+	inOrder := func(r *row) bool { return r.pool.Defined() && m.pools[r.pool.ID] == r }
+	write := func(key string, r *row) {
+		if r.indexedIDs > 0 {
+			ords[key] = uint32(place)
+		}
+		place++
 		e.str(key)
 		e.uvarint(r.lastSeq)
-		e.pool(&r.pool)
+		p := &r.pool
+		switch {
+		case !p.Defined():
+			e.uvarint(0)
+		case p.ID == key:
+			e.uvarint(1)
+		default: // a PoolDefined naming another pool than its subject's
+			e.uvarint(2)
+			e.str(p.ID)
+		}
+		e.str(p.Region)
+		e.str(p.Kind)
+		e.str(string(p.Status))
+		e.time(p.StartsAt)
+		e.time(p.EndsAt)
+		e.varint(int64(p.Capacity))
+		e.varint(int64(p.Overbook))
+		e.uvarint(p.Version)
+		held, confirmed := r.units()
+		e.varint(int64(held))
+		e.varint(int64(confirmed))
+		e.holds(r)
+		if scratch, err = r.snapshot(scratch[:0]); err != nil && e.err == nil {
+			e.err = err
+		}
+		e.uvarint(uint64(len(scratch)))
+		e.raw(scratch)
+		e.flush(false)
 	}
-	retired := m.Reservations.retiredIDs()
-	e.uvarint(uint64(len(retired)))
-	for id, pools := range retired {
-		e.str(id)
-		e.uvarint(uint64(len(pools)))
-		for _, key := range pools {
-			e.str(key)
+	for _, r := range m.Availability.byStart {
+		if inOrder(r) {
+			write(r.pool.ID, r)
 		}
 	}
-	if e.err == nil {
-		e.err = bw.Flush()
+	for key, r := range m.pools {
+		if !inOrder(r) {
+			write(key, r)
+		}
 	}
+	if place != len(m.pools) && e.err == nil {
+		e.err = fmt.Errorf("%d pools written of %d", place, len(m.pools))
+	}
+	m.Reservations.byID.write(&e, ords)
+	e.flush(true)
 	if e.err != nil {
 		return 0, fmt.Errorf("views: write checkpoint: %w", e.err)
 	}
-	if _, err := w.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32())); err != nil {
+	if _, err := w.Write(crc.Sum(nil)); err != nil { // big endian
 		return 0, fmt.Errorf("views: write checkpoint: %w", err)
 	}
 	return m.position, nil
+}
+
+// write writes the index's entries, sorted by hash then pool: those loaded
+// (their pools renumbered) merged with those of the maps, hashed here. ords
+// is the place of every pool with indexed ids among the pools written.
+func (x *poolsByID) write(e *encoder, ords map[string]uint32) {
+	ord := func(pool string) uint32 {
+		o, ok := ords[pool]
+		if !ok && e.err == nil {
+			e.err = fmt.Errorf("pool %s has reservation ids in the index but counts none", pool)
+		}
+		return o
+	}
+	type entry struct {
+		hash uint64
+		pool uint32
+	}
+	cmpEntry := func(a, b entry) int {
+		if a.hash != b.hash {
+			return cmp.Compare(a.hash, b.hash)
+		}
+		return cmp.Compare(a.pool, b.pool)
+	}
+	added := make([]entry, 0, len(x.one)+len(x.many))
+	for id, pool := range x.one {
+		added = append(added, entry{idHash(id), ord(pool)})
+	}
+	for id, pools := range x.many {
+		for _, pool := range pools {
+			added = append(added, entry{idHash(id), ord(pool)})
+		}
+	}
+	slices.SortFunc(added, cmpEntry)
+	l := &x.loaded
+	renumber := make([]uint32, len(l.keys))
+	for i, key := range l.keys {
+		if _, ok := ords[key]; ok {
+			renumber[i] = ords[key]
+		}
+	}
+	e.uvarint(uint64(len(l.hashes) + len(added)))
+	var run []entry // the entries of one hash, from both sides
+	i, j := 0, 0
+	for i < len(l.hashes) || j < len(added) {
+		h := uint64(0)
+		switch {
+		case j == len(added) || i < len(l.hashes) && l.hashes[i] <= added[j].hash:
+			h = l.hashes[i]
+		default:
+			h = added[j].hash
+		}
+		run = run[:0]
+		for ; i < len(l.hashes) && l.hashes[i] == h; i++ {
+			run = append(run, entry{h, renumber[l.pools[i]]})
+		}
+		for ; j < len(added) && added[j].hash == h; j++ {
+			run = append(run, added[j])
+		}
+		if len(run) > 1 {
+			slices.SortFunc(run, cmpEntry)
+		}
+		for _, en := range run {
+			e.b = binary.BigEndian.AppendUint64(e.b, en.hash)
+			e.uvarint(uint64(en.pool))
+			e.flush(false)
+		}
+	}
 }
 
 // ReadCheckpoint replaces the models' state with the checkpoint read from r
 // (to its end) and returns the stream sequence it reflects. On any error,
 // ErrCheckpoint for a checkpoint that does not decode, the models are left
 // as they were. Board subscribers are dropped: their channels close and
-// they read the board again.
+// they read the board again. A reader with a Len method (bytes.Reader,
+// projection's object reader) has its buffer sized once.
 func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 	// Read it whole first: a store that verifies a digest (the object
 	// store) reports a mismatch only at the end, and decoding from memory
-	// is several times faster than from a reader. The encoded form is a
-	// fraction of the models' size in memory.
-	data, err := io.ReadAll(r)
+	// is several times faster than from a reader. The large pools'
+	// snapshots stay in this buffer until they are decoded.
+	var data []byte
+	var err error
+	if s, ok := r.(interface{ Len() int }); ok {
+		data = make([]byte, s.Len())
+		if _, err = io.ReadFull(r, data); err == nil {
+			// To the end: the object store checks its digest there.
+			var rest []byte
+			if rest, err = io.ReadAll(r); len(rest) > 0 {
+				data = append(data, rest...)
+			}
+		}
+	} else {
+		data, err = io.ReadAll(r)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("views: read checkpoint: %w", err)
 	}
@@ -112,56 +253,133 @@ func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 		d.fail("%d pools in %d bytes", n, len(d.b))
 	}
 	pools := make(map[string]*row, n)
+	keys := make([]string, 0, n) // by place, for the index
+	names := make(map[string]string)
+	name := func(b []byte) string {
+		if s, ok := names[string(b)]; ok {
+			return s
+		}
+		s := string(b)
+		names[s] = s
+		return s
+	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		key := d.str()
-		r := &row{}
-		r.lastSeq = d.uvarint()
-		d.pool(&r.pool)
+		r := d.row(key, name)
 		if d.err == nil && r.lastSeq > position {
 			d.fail("pool %s at %d, after the position %d", key, r.lastSeq, position)
 		}
+		if _, dup := pools[key]; dup && d.err == nil {
+			d.fail("pool %s twice", key)
+		}
 		pools[key] = r
+		keys = append(keys, key)
 	}
-	retired := make(map[string][]string)
-	n = d.uvarint()
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		id := d.str()
-		k := d.uvarint()
-		if d.err == nil && k > uint64(len(d.b)) {
-			d.fail("%d pools in %d bytes", k, len(d.b))
-		}
-		for j := uint64(0); j < k && d.err == nil; j++ {
-			retired[id] = append(retired[id], d.str())
-		}
-	}
+	loaded := d.ids(keys)
 	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d bytes after the retired reservations", len(d.b))
+		d.fail("%d bytes after the reservation ids", len(d.b))
 	}
 	if d.err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrCheckpoint, d.err)
 	}
-	for _, r := range pools {
-		if err := r.pool.Recount(); err != nil {
-			return 0, fmt.Errorf("%w: %v", ErrCheckpoint, err)
-		}
-	}
-	m.restore(pools, retired, position)
+	m.restore(pools, loaded, position)
 	return position, nil
 }
 
+// row reads one pool's head and snapshot: decoded at once if small, kept
+// as a body otherwise.
+func (d *decoder) row(key string, name func([]byte) string) *row {
+	r := &row{}
+	r.lastSeq = d.uvarint()
+	id := ""
+	switch d.uvarint() {
+	case 0:
+	case 1:
+		id = key // one copy of the id (Models.ApplyTraced)
+	case 2:
+		id = d.str()
+	default:
+		d.fail("pool %s: bad id", key)
+	}
+	region, kind, status := name(d.bytes()), name(d.bytes()), capacity.Status(name(d.bytes()))
+	startsAt, endsAt := d.time(), d.time()
+	capa, overbook, version := int(d.varint()), int(d.varint()), d.uvarint()
+	held, confirmed := int(d.varint()), int(d.varint())
+	nholds := d.uvarint()
+	if d.err == nil && nholds > uint64(len(d.b)) {
+		d.fail("%d holds in %d bytes", nholds, len(d.b))
+	}
+	var holds []liveHold
+	if nholds > 0 && d.err == nil {
+		holds = make([]liveHold, nholds)
+		for i := range holds {
+			holds[i] = liveHold{at: d.varint(), quantity: int(d.varint())}
+			if i > 0 && d.err == nil && holds[i].at < holds[i-1].at {
+				d.fail("pool %s: holds not sorted", key)
+			}
+		}
+	}
+	raw := d.bytes()
+	if d.err != nil {
+		return r
+	}
+	if len(raw) <= lazyBytes {
+		p, err := capacity.UnmarshalSnapshot(raw)
+		if err != nil {
+			d.fail("pool %s: %v", key, err)
+			return r
+		}
+		r.pool = *p
+	} else {
+		r.body = &body{raw: raw, held: held, confirmed: confirmed, holds: holds}
+		r.pool = capacity.Pool{Region: region, Kind: kind, Status: status, StartsAt: startsAt, EndsAt: endsAt,
+			Capacity: capa, Overbook: overbook, Version: version}
+	}
+	r.pool.ID, r.pool.Region, r.pool.Kind = id, region, kind
+	return r
+}
+
+// ids reads the reservation index of a checkpoint whose pools are keys.
+func (d *decoder) ids(keys []string) loadedIDs {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b))/9 {
+		d.fail("%d reservation ids in %d bytes", n, len(d.b))
+	}
+	if d.err != nil {
+		return loadedIDs{}
+	}
+	l := loadedIDs{hashes: make([]uint64, n), pools: make([]uint32, n), keys: keys}
+	for i := range l.hashes {
+		b := d.raw(8)
+		if d.err != nil {
+			return loadedIDs{}
+		}
+		l.hashes[i] = binary.BigEndian.Uint64(b)
+		pool := d.uvarint()
+		if d.err == nil && pool >= uint64(len(keys)) {
+			d.fail("reservation id of pool %d of %d", pool, len(keys))
+		}
+		l.pools[i] = uint32(pool)
+		if i > 0 && d.err == nil && (l.hashes[i] < l.hashes[i-1] || l.hashes[i] == l.hashes[i-1] && l.pools[i] <= l.pools[i-1]) {
+			d.fail("reservation ids not sorted")
+		}
+	}
+	return l
+}
+
 // Reset empties the models, as New returns them. Board subscribers are dropped.
-func (m *Models) Reset() { m.restore(make(map[string]*row), nil, 0) }
+func (m *Models) Reset() { m.restore(make(map[string]*row), loadedIDs{}, 0) }
 
 // restore installs pools as the models' state at position and rebuilds
-// every index from them; retired adds the ids of retired reservations, by
-// pool, to the index by id.
-func (m *Models) restore(pools map[string]*row, retired map[string][]string, position uint64) {
+// every index from them; loaded is the reservation index that came with
+// them.
+func (m *Models) restore(pools map[string]*row, loaded loadedIDs, position uint64) {
 	byStart := make([]*row, 0, len(pools))
-	n := 0
-	for _, r := range pools {
-		n += len(r.pool.Reservations)
+	byID := newPoolsByID(0)
+	byID.loaded = loaded
+	for _, p := range loaded.pools {
+		pools[loaded.keys[p]].indexedIDs++
 	}
-	byID := newPoolsByID(n)
 	held := make(map[string]*row)
 	names := make(map[string]string)
 	name := func(s string) string {
@@ -172,19 +390,11 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 		return s
 	}
 	board := &Board{m: m, cells: make(map[cellKey]*Cell)}
-	for _, key := range slices.Sorted(maps.Keys(pools)) { // in order, so a rebuild is deterministic
+	for _, key := range loaded.keys { // as written: byStart comes sorted
 		r := pools[key]
-		if r.pool.ID == key {
-			r.pool.ID = key // one copy of the id (Models.ApplyTraced)
-		}
 		r.pool.Region, r.pool.Kind = name(r.pool.Region), name(r.pool.Kind)
-		if _, live := r.pool.NextDeadline(); live {
+		if _, live := r.nextDeadline(); live {
 			held[key] = r
-		}
-		for id := range r.pool.Reservations {
-			if byID.add(id, key) {
-				r.indexedIDs++
-			}
 		}
 		if r.pool.Defined() {
 			r.start = r.pool.StartsAt.UnixNano()
@@ -192,19 +402,15 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 		}
 		board.update(r.lastSeq, r) // no subscribers: nothing is published
 	}
-	for id, keys := range retired {
-		for _, key := range keys {
-			if r := pools[key]; r != nil && r.pool.Reservations[id] == nil && byID.add(id, key) {
-				r.indexedIDs++
-			}
-		}
-	}
-	slices.SortFunc(byStart, func(x, y *row) int {
+	byStartOrder := func(x, y *row) int {
 		if c := compareInt(x.start, y.start); c != 0 {
 			return c
 		}
 		return compareString(x.pool.ID, y.pool.ID)
-	})
+	}
+	if !slices.IsSortedFunc(byStart, byStartOrder) {
+		slices.SortFunc(byStart, byStartOrder)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pools, m.held, m.names, m.position = pools, held, names, position
@@ -218,39 +424,60 @@ func (m *Models) restore(pools map[string]*row, retired map[string][]string, pos
 }
 
 // encoder writes the checkpoint format; the first error sticks.
+// It appends to b, which flush writes to w and adds to the CRC: one write
+// per 256 KiB, not one per field.
 type encoder struct {
-	w   *bufio.Writer
-	buf [binary.MaxVarintLen64]byte
+	w   io.Writer
+	crc hash.Hash32
+	b   []byte
 	err error
 }
 
-func (e *encoder) raw(b []byte) {
-	if e.err == nil {
-		_, e.err = e.w.Write(b)
+// flush writes what is buffered once there is enough of it, or all of it
+// if all.
+func (e *encoder) flush(all bool) {
+	if e.err != nil || len(e.b) < 256<<10 && !all {
+		return
 	}
+	e.crc.Write(e.b)
+	_, e.err = e.w.Write(e.b)
+	e.b = e.b[:0]
 }
 
-func (e *encoder) uvarint(v uint64) { e.raw(binary.AppendUvarint(e.buf[:0], v)) }
-func (e *encoder) varint(v int64)   { e.raw(binary.AppendVarint(e.buf[:0], v)) }
+func (e *encoder) raw(b []byte)     { e.b = append(e.b, b...) }
+func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
 
 func (e *encoder) str(s string) {
 	e.uvarint(uint64(len(s)))
-	if e.err == nil {
-		_, e.err = e.w.WriteString(s)
-	}
+	e.b = append(e.b, s...)
 }
 
-// pool writes the pool in its snapshot form.
-func (e *encoder) pool(p *capacity.Pool) {
-	b, err := p.MarshalSnapshot()
-	if err != nil {
-		if e.err == nil {
-			e.err = err
-		}
-		return
+// time writes t in its MarshalBinary form, which keeps its zone offset.
+func (e *encoder) time(t time.Time) {
+	n := len(e.b)
+	e.b = append(e.b, 0) // the length, below: at most 16 bytes
+	var err error
+	if e.b, err = t.AppendBinary(e.b); err != nil && e.err == nil {
+		e.err = err
 	}
-	e.uvarint(uint64(len(b)))
-	e.raw(b)
+	e.b[n] = byte(len(e.b) - n - 1)
+}
+
+// holds writes the row's live holds, sorted by deadline.
+func (e *encoder) holds(r *row) {
+	var holds []liveHold
+	if b := r.body; b != nil {
+		holds = b.holds
+	} else {
+		r.pool.LiveHolds(func(at int64, quantity int) { holds = append(holds, liveHold{at, quantity}) })
+		slices.SortFunc(holds, func(x, y liveHold) int { return cmp.Compare(x.at, y.at) })
+	}
+	e.uvarint(uint64(len(holds)))
+	for _, h := range holds {
+		e.varint(h.at)
+		e.varint(int64(h.quantity))
+	}
 }
 
 // decoder reads the checkpoint format from memory; the first error sticks.
@@ -317,16 +544,14 @@ func (d *decoder) bytes() []byte {
 
 func (d *decoder) str() string { return string(d.bytes()) }
 
-// pool reads a pool in its snapshot form.
-func (d *decoder) pool(p *capacity.Pool) {
+// time reads what encoder.time wrote.
+func (d *decoder) time() time.Time {
 	b := d.bytes()
-	if d.err != nil {
-		return
+	var t time.Time
+	if d.err == nil {
+		if err := t.UnmarshalBinary(b); err != nil {
+			d.fail("%v", err)
+		}
 	}
-	q, err := capacity.UnmarshalSnapshot(b)
-	if err != nil {
-		d.fail("%v", err)
-		return
-	}
-	*p = *q
+	return t
 }

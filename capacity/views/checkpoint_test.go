@@ -2,9 +2,14 @@ package views
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"io"
+	"math"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,15 +124,179 @@ func TestCheckpointKeepsEveryReservationField(t *testing.T) {
 	if _, err := m.WriteCheckpoint(&buf); err != nil {
 		t.Fatal(err)
 	}
-	restored := New()
-	if _, err := restored.ReadCheckpoint(&buf); err != nil {
+	defer func(old int) { lazyBytes = old }(lazyBytes)
+	for _, lazyBytes = range []int{math.MaxInt, 0} { // decoded at load, then kept encoded
+		restored := New()
+		if _, err := restored.ReadCheckpoint(bytes.NewReader(buf.Bytes())); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"b1", "r1", "old"} {
+			want, _ := m.Reservations.Lookup(id, at)
+			got, _ := restored.Reservations.Lookup(id, at)
+			if len(want) != 1 || !reflect.DeepEqual(got, want) {
+				t.Errorf("reservation %s after a checkpoint (lazy above %d bytes) = %+v, want %+v", id, lazyBytes, got, want)
+			}
+		}
+	}
+}
+
+// A checkpoint loaded lazily (every pool's snapshot kept encoded) answers
+// as the eager fold does: queries read the heads, lookups decode a pool
+// without changing it under the read lock, a checkpoint of the still
+// encoded pools loads again, and events applied afterwards decode the pools
+// they touch. Run with -race: lookups and queries go on while events apply.
+func TestCheckpointLazy(t *testing.T) {
+	events, end := history(t, 23, 30, 5000)
+	half := len(events) / 2
+	m, replay := New(), NewReplay()
+	for _, r := range events[:half] {
+		m.Apply(r.pool, r.seq, r.events...)
+		replay.Apply(r.pool, r.seq, r.events...)
+	}
+	var buf bytes.Buffer
+	if _, err := m.WriteCheckpoint(&buf); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"b1", "r1", "old"} {
-		want, _ := m.Reservations.Lookup(id, at)
-		got, _ := restored.Reservations.Lookup(id, at)
-		if len(want) != 1 || !reflect.DeepEqual(got, want) {
-			t.Errorf("reservation %s after a checkpoint = %+v, want %+v", id, got, want)
+	checkpoint := buf.Bytes()
+	for _, tc := range []struct {
+		name      string
+		lazyBytes int
+		wantLazy  bool
+	}{
+		{"every pool encoded", 0, true},
+		{"every pool decoded", math.MaxInt, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(old int) { lazyBytes = old }(lazyBytes)
+			lazyBytes = tc.lazyBytes
+			restored := New()
+			if _, err := restored.ReadCheckpoint(bytes.NewReader(checkpoint)); err != nil {
+				t.Fatal(err)
+			}
+			lazy := func(x *Models) int {
+				n := 0
+				for _, r := range x.pools {
+					n += b2i(r.body != nil)
+				}
+				return n
+			}
+			if got := lazy(restored); (got == len(restored.pools)) != tc.wantLazy || (got == 0) == tc.wantLazy {
+				t.Fatalf("%d of %d pools encoded", got, len(restored.pools))
+			}
+			before := lazy(restored)
+			for _, now := range []time.Time{end, end.Add(-time.Minute), end.Add(time.Hour)} {
+				if diffs := replay.Diff(restored.Availability, restored.Reservations, restored.Board, now, 10); len(diffs) > 0 {
+					t.Fatalf("loaded models differ from the replay at %v:\n%s", now, strings.Join(diffs, "\n"))
+				}
+				if got, want := restored.Availability.LapsedPools(now), m.Availability.LapsedPools(now); !slices.Equal(got, want) {
+					t.Fatalf("lapsed pools at %v = %v, want %v", now, got, want)
+				}
+			}
+			if got := lazy(restored); got != before {
+				t.Fatalf("queries decoded pools in place: %d encoded, was %d", got, before)
+			}
+			// A checkpoint of pools still encoded loads again.
+			buf.Reset()
+			if _, err := restored.WriteCheckpoint(&buf); err != nil {
+				t.Fatal(err)
+			}
+			again := New()
+			if _, err := again.ReadCheckpoint(&buf); err != nil {
+				t.Fatal(err)
+			}
+			if diffs := replay.Diff(again.Availability, again.Reservations, again.Board, end, 10); len(diffs) > 0 {
+				t.Fatalf("models from a checkpoint of encoded pools differ from the replay:\n%s", strings.Join(diffs, "\n"))
+			}
+			// Events decode what they touch; readers go on meanwhile.
+			ctx, cancel := context.WithCancel(t.Context())
+			var wg sync.WaitGroup
+			for g := range 2 {
+				wg.Go(func() {
+					for i := 0; ctx.Err() == nil; i++ {
+						r := events[(i*7+g)%half]
+						for _, e := range r.events {
+							if id := capacity.ReservationID(e); id != "" {
+								restored.Reservations.Lookup(id, end)
+							}
+						}
+						restored.Availability.Query(AvailabilityQuery{Limit: 5}, end)
+						restored.Board.Cells("", "", "")
+					}
+				})
+			}
+			for _, r := range events[half-50:] {
+				restored.Apply(r.pool, r.seq, r.events...)
+			}
+			cancel()
+			wg.Wait()
+			replay := NewReplay()
+			for _, r := range events {
+				replay.Apply(r.pool, r.seq, r.events...)
+			}
+			if diffs := replay.Diff(restored.Availability, restored.Reservations, restored.Board, end, 10); len(diffs) > 0 {
+				t.Fatalf("loaded models fed the rest differ from the replay:\n%s", strings.Join(diffs, "\n"))
+			}
+			if got := refoldCheck(t, restored, events, end, nil); len(got) > 0 {
+				t.Fatalf("loaded models' figures differ from a fresh fold: %v", got)
+			}
+		})
+	}
+}
+
+// failAtEnd is a reader of data, sized (Len), that fails where data ends, as
+// the object store's reader does when the object's digest does not match.
+type failAtEnd struct {
+	r   *bytes.Reader
+	err error
+}
+
+func (f *failAtEnd) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		return n, f.err
+	}
+	return n, err
+}
+
+func (f *failAtEnd) Len() int { return f.r.Len() }
+
+// A checkpoint read into a buffer of its announced size is still read to
+// its end, and an error there (a digest mismatch) refuses it.
+func TestCheckpointErrorAtEnd(t *testing.T) {
+	m := New()
+	m.Apply("p1", 1, capacity.PoolDefined{Pool: "p1", Region: "r", Kind: "k", StartsAt: epoch, EndsAt: epoch.Add(time.Hour), Capacity: 1, DefinedAt: epoch})
+	var buf bytes.Buffer
+	if _, err := m.WriteCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	digest := errors.New("digest mismatch")
+	if _, err := New().ReadCheckpoint(&failAtEnd{r: bytes.NewReader(buf.Bytes()), err: digest}); !errors.Is(err, digest) {
+		t.Fatalf("ReadCheckpoint = %v, want the reader's error at the end", err)
+	}
+	if pos, err := New().ReadCheckpoint(&failAtEnd{r: bytes.NewReader(buf.Bytes()), err: io.EOF}); err != nil || pos != 1 {
+		t.Fatalf("ReadCheckpoint = %d, %v", pos, err)
+	}
+}
+
+// A pool whose definition names another id than its subject's keeps that
+// id through a checkpoint, loaded eagerly or lazily.
+func TestCheckpointPoolIDOtherThanKey(t *testing.T) {
+	m := New()
+	m.Apply("subject", 1, capacity.PoolDefined{Pool: "named", Region: "r", Kind: "k", StartsAt: epoch, EndsAt: epoch.Add(time.Hour), Capacity: 3, DefinedAt: epoch})
+	want, _ := m.Availability.Query(AvailabilityQuery{}, epoch)
+	var buf bytes.Buffer
+	if _, err := m.WriteCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	defer func(old int) { lazyBytes = old }(lazyBytes)
+	for _, lazyBytes = range []int{math.MaxInt, 0} {
+		restored := New()
+		if _, err := restored.ReadCheckpoint(bytes.NewReader(buf.Bytes())); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := restored.Availability.Query(AvailabilityQuery{}, epoch)
+		if !reflect.DeepEqual(got.Pools, want.Pools) || len(got.Pools) != 1 || got.Pools[0].ID != "named" {
+			t.Fatalf("lazy above %d bytes: pools %+v, want %+v", lazyBytes, got.Pools, want.Pools)
 		}
 	}
 }

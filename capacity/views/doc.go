@@ -37,6 +37,15 @@
 // no copy of what the pool has (counts, deadlines): a million idle pools
 // are a million rows.
 //
+// Checkpoints (checkpoint.go) load lazily: a large pool keeps its snapshot
+// encoded, beside a head of what queries read (the view's fields, units,
+// live holds' deadlines), until an event decodes it under the write lock
+// or a lookup decodes a copy under the read lock (a sync.Once in the body,
+// the row itself unchanged; lazy.go). The reservation index keeps a
+// checkpoint's ids as sorted 64-bit hashes, as the checkpoint stores them,
+// beside its maps of the ids added since; a lookup asks the pool, so a hash
+// that matches another id finds nothing.
+//
 // The board aggregates pools per region, kind, day and slot, and counts
 // holds as recorded: a lapsed hold leaves the board when its Expired event
 // arrives (the write side's sweeper writes it shortly after the deadline).

@@ -27,3 +27,13 @@ func (f *fold) apply(seq uint64, events []capacity.Event) bool {
 	}
 	return true
 }
+
+// apply is fold.apply for a row, whose pool is decoded first if it still
+// has a body from a checkpoint.
+func (r *row) apply(seq uint64, events []capacity.Event) bool {
+	if seq <= r.lastSeq {
+		return false
+	}
+	r.materialize()
+	return r.fold.apply(seq, events)
+}

@@ -42,10 +42,13 @@ type Models struct {
 // pools means a million rows, so a row keeps nothing it can read off the
 // pool: its counts and deadlines are the pool's own (capacity.Pool.Units,
 // LapsedAt), whether it is in Availability.byStart is whether the pool is
-// defined, and its board cell says its cell key. It is 416 bytes (a
-// size class of its own), most of them the capacity.Pool.
+// defined, and its board cell says its cell key. It is 440 bytes (the
+// 448-byte size class), most of them the capacity.Pool.
 type row struct {
 	fold
+	// body, while not nil, holds the pool's reservations still encoded,
+	// as a checkpoint loaded them (lazy.go); pool then has its head only.
+	body *body
 
 	// availability
 	start int64                     // StartsAt in unix nanoseconds, the index key with the id
@@ -56,8 +59,9 @@ type row struct {
 	contrib share // what the pool adds to its cell
 
 	// fenced are sequences of commits removed from the stream, never
-	// applied (Refold).
-	fenced []uint64
+	// applied (Refold); behind a pointer, as rare as it is, so that a row
+	// stays in the 448-byte size class.
+	fenced *[]uint64
 	// indexedIDs counts the reservation ids the lookup index holds for
 	// the pool (Figures).
 	indexedIDs int
@@ -99,7 +103,7 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 		pool = r.pool.ID // the index by reservation id keeps this one
 	}
 	indexed := r.pool.Defined() // a defined pool is in Availability.byStart
-	if len(r.fenced) > 0 && slices.Contains(r.fenced, seq) || !r.apply(seq, events) {
+	if r.fenced != nil && slices.Contains(*r.fenced, seq) || !r.apply(seq, events) {
 		return
 	}
 	if r.pool.ID == pool {
@@ -133,7 +137,7 @@ func (m *Models) name(s string) string {
 
 // noteHeld keeps r in m.held while its pool has a live hold.
 func (m *Models) noteHeld(pool string, r *row) {
-	if _, live := r.pool.NextDeadline(); live {
+	if _, live := r.nextDeadline(); live {
 		m.held[pool] = r
 	} else {
 		delete(m.held, pool)
@@ -186,11 +190,17 @@ func (m *Models) Refold(pool string, history []Commit, fenced []uint64) {
 		}
 		m.Reservations.byID.removePool(pool)
 		delete(m.held, pool)
-		fenced = slices.Concat(fenced, old.fenced) // never into the caller's array
+		if old.fenced != nil {
+			fenced = slices.Concat(fenced, *old.fenced) // never into the caller's array
+		}
 	} else {
 		pool = strings.Clone(pool)
 	}
-	r := &row{fenced: slices.Clone(fenced)}
+	r := &row{}
+	if len(fenced) > 0 {
+		fenced = slices.Clone(fenced)
+		r.fenced = &fenced
+	}
 	m.pools[pool] = r
 	defined := false
 	for _, c := range history {

@@ -20,9 +20,55 @@ type Reservations struct {
 // the value of one map, and only an id in several pools has a list, in a
 // second: a map of slices would cost every reservation a slice header in
 // the map and a one-string array besides.
+//
+// The ids a checkpoint brought are not in the maps but in loaded, a sorted
+// array of id hashes and their pools read as it is from the checkpoint: no
+// id string and no map insert per reservation at a start. A hash may match
+// another id (a 64-bit collision); Lookup asks the pool, which knows.
 type poolsByID struct {
-	one  map[string]string   // id -> its pool, when it is in exactly one
-	many map[string][]string // id -> its pools, sorted, when in several
+	one    map[string]string   // id -> its pool, when it is in exactly one
+	many   map[string][]string // id -> its pools, sorted, when in several
+	loaded loadedIDs
+}
+
+// loadedIDs is the reservation ids of a checkpoint: hashes[i] (idHash) is
+// in pool keys[pools[i]]; sorted by hash then pool.
+type loadedIDs struct {
+	hashes []uint64
+	pools  []uint32
+	keys   []string
+}
+
+// find returns the range of entries with hash h.
+func (l *loadedIDs) find(h uint64) (int, int) {
+	i, _ := slices.BinarySearch(l.hashes, h)
+	j := i
+	for j < len(l.hashes) && l.hashes[j] == h {
+		j++
+	}
+	return i, j
+}
+
+// has reports whether pool has an entry with hash h.
+func (l *loadedIDs) has(h uint64, pool string) bool {
+	i, j := l.find(h)
+	for ; i < j; i++ {
+		if l.keys[l.pools[i]] == pool {
+			return true
+		}
+	}
+	return false
+}
+
+// idHash is the key of a reservation id in loadedIDs and in a checkpoint:
+// 64-bit FNV-1a, fixed across processes and builds.
+func idHash(id string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 func newPoolsByID(n int) poolsByID {
@@ -31,6 +77,9 @@ func newPoolsByID(n int) poolsByID {
 
 // add records that pool has id; false if it was recorded already.
 func (x *poolsByID) add(id, pool string) bool {
+	if len(x.loaded.hashes) > 0 && x.loaded.has(idHash(id), pool) {
+		return false
+	}
 	if pools, ok := x.many[id]; ok {
 		i, found := slices.BinarySearch(pools, pool)
 		if !found {
@@ -54,6 +103,16 @@ func (x *poolsByID) add(id, pool string) bool {
 // removePool forgets every id of pool (Models.Refold; a scan of the whole
 // index, for a rare operation).
 func (x *poolsByID) removePool(pool string) {
+	if l := &x.loaded; len(l.hashes) > 0 {
+		n := 0
+		for i := range l.hashes {
+			if l.keys[l.pools[i]] != pool {
+				l.hashes[n], l.pools[n] = l.hashes[i], l.pools[i]
+				n++
+			}
+		}
+		l.hashes, l.pools = l.hashes[:n], l.pools[:n]
+	}
 	for id, p := range x.one {
 		if p == pool {
 			delete(x.one, id)
@@ -76,22 +135,35 @@ func (x *poolsByID) removePool(pool string) {
 	}
 }
 
-// pools returns the pools that have id, sorted.
+// pools returns the pools that may have id, sorted: those recorded for
+// it, and those of a checkpoint with its hash.
 func (x *poolsByID) pools(id string) []string {
+	var out []string
 	if pool, ok := x.one[id]; ok {
-		return []string{pool}
+		out = []string{pool}
+	} else {
+		out = x.many[id]
 	}
-	return x.many[id]
+	if l := &x.loaded; len(l.hashes) > 0 {
+		if i, j := l.find(idHash(id)); i < j {
+			out = slices.Clone(out)
+			for ; i < j; i++ {
+				out = append(out, l.keys[l.pools[i]])
+			}
+			slices.Sort(out)
+			out = slices.Compact(out)
+		}
+	}
+	return out
 }
 
-// all calls f for every id and the pools that have it.
-func (x *poolsByID) all(f func(id string, pools []string)) {
-	for id, pool := range x.one {
-		f(id, []string{pool})
+// count returns how many (id, pool) pairs the index holds.
+func (x *poolsByID) count() int {
+	n := len(x.one) + len(x.loaded.hashes)
+	for _, pools := range x.many {
+		n += len(pools)
 	}
-	for id, pools := range x.many {
-		f(id, pools)
-	}
+	return n
 }
 
 // ReservationMatch is one reservation found by id, with its pool.
@@ -136,7 +208,11 @@ func (r *Reservations) Lookup(id string, now time.Time) ([]ReservationMatch, uin
 	}
 	matches := make([]ReservationMatch, 0, len(ids))
 	for _, pool := range ids {
-		res := r.m.pools[pool].pool.Reservation(id) // retired ones too (capacity.RetainFinished)
+		row := r.m.pools[pool]
+		if row == nil {
+			continue
+		}
+		res := row.reservation(id) // retired ones too (capacity.RetainFinished); nil for a hash that matched another id
 		if res == nil {
 			continue
 		}
@@ -151,25 +227,5 @@ func (r *Reservations) Lookup(id string, now time.Time) ([]ReservationMatch, uin
 func (r *Reservations) Count() int {
 	r.m.mu.RLock()
 	defer r.m.mu.RUnlock()
-	n := len(r.byID.one)
-	for _, pools := range r.byID.many {
-		n += len(pools)
-	}
-	return n
-}
-
-// retiredIDs returns the ids the index knows of reservations that are
-// retired (capacity.RetainFinished) in some of their pools, with those
-// pools: a retired reservation's pool keeps only a hash of its id.
-// Callers hold the models' lock.
-func (r *Reservations) retiredIDs() map[string][]string {
-	out := make(map[string][]string)
-	r.byID.all(func(id string, pools []string) {
-		for _, key := range pools {
-			if row := r.m.pools[key]; row != nil && row.pool.Reservations[id] == nil {
-				out[id] = append(out[id], key)
-			}
-		}
-	})
-	return out
+	return r.byID.count()
 }

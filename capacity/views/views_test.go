@@ -261,9 +261,7 @@ func TestPoolsByID(t *testing.T) {
 	if got := x.pools("r3"); len(got) != 0 {
 		t.Fatalf("pools(r3) = %v, want none", got)
 	}
-	n := 0
-	x.all(func(id string, pools []string) { n += len(pools) })
-	if n != 4 {
-		t.Fatalf("all counts %d pools, want 4", n)
+	if n := x.count(); n != 4 {
+		t.Fatalf("count = %d, want 4", n)
 	}
 }

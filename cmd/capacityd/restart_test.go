@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,10 +26,19 @@ func TestRestartResumesFromCheckpoint(t *testing.T) {
 	for i := range 20 {
 		pool := fmt.Sprintf("cp-%d", i)
 		if _, err := a.pools.Execute(ctx, pool, capacity.DefinePool{Pool: pool, Region: "r1", Kind: "delivery",
-			StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 10}); err != nil {
+			StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 100}); err != nil {
 			t.Fatal(err)
 		}
 		res, err := a.pools.Execute(ctx, pool, capacity.Hold{ReservationID: "h" + pool, Quantity: 2, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = max(last, res.Pool.Version)
+	}
+	// A pool large enough that the restarted models keep it encoded until
+	// a lookup touches it.
+	for i := range 40 {
+		res, err := a.pools.Execute(ctx, "cp-0", capacity.Hold{ReservationID: fmt.Sprintf("big-%d", i), Quantity: 1, TTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,5 +73,12 @@ func TestRestartResumesFromCheckpoint(t *testing.T) {
 	}
 	if matches, _ := b.readModels.reservations.Lookup("hcp-7", b.now()); len(matches) != 1 || matches[0].Pool != "cp-7" || matches[0].Quantity != 2 {
 		t.Fatalf("lookup after restart = %+v", matches)
+	}
+	if matches, _ := b.readModels.reservations.Lookup("big-39", b.now()); len(matches) != 1 || matches[0].Pool != "cp-0" || matches[0].Quantity != 1 {
+		t.Fatalf("lookup in a pool loaded lazily after restart = %+v", matches)
+	}
+	// Checkpoints were spooled in the data directory and nothing is left.
+	if left, _ := filepath.Glob(filepath.Join(dir, "capacityd-checkpoint-*")); len(left) > 0 {
+		t.Fatalf("spool files left in the data directory: %v", left)
 	}
 }

@@ -265,6 +265,9 @@ func (a *app) tryOpenStores(ctx context.Context) error {
 		if a.views, err = projection.NewCheckpoints(ctx, a.js, projection.DefaultCheckpointBucket, a.cfg.Replicas); err != nil {
 			return fmt.Errorf("read-model checkpoint bucket: %w", err)
 		}
+		if a.ns != nil {
+			a.views.SpoolIn(a.cfg.Data) // a disk of ours; os.TempDir may be memory
+		}
 	}
 	if a.terms, err = kv.OpenTerms(ctx, a.js, a.cfg.Replicas); err != nil {
 		return fmt.Errorf("terms bucket: %w", err)

@@ -1,11 +1,12 @@
 package projection
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -38,8 +39,10 @@ type State interface {
 // past a message's max payload (1 MiB on a stock server), and the object
 // store chunks it and checks a SHA-256 digest on every read.
 type Checkpoints struct {
+	js     jetstream.JetStream
 	obs    jetstream.ObjectStore
 	bucket string
+	spool  string // directory of checkpoints being saved; "" for os.TempDir
 }
 
 // Checkpoint metadata keys, stored with the object.
@@ -63,8 +66,22 @@ func NewCheckpoints(ctx context.Context, js jetstream.JetStream, bucket string, 
 	if err != nil {
 		return nil, fmt.Errorf("projection: checkpoint bucket %s: %w", bucket, err)
 	}
-	return &Checkpoints{obs: obs, bucket: bucket}, nil
+	return &Checkpoints{js: js, obs: obs, bucket: bucket}, nil
 }
+
+// SpoolIn makes checkpoints being saved wait in a file in dir (the data
+// directory, which one process holds) instead of os.TempDir, which may be
+// memory (tmpfs). It removes the files a killed process left there.
+func (c *Checkpoints) SpoolIn(dir string) {
+	c.spool = dir
+	left, _ := filepath.Glob(filepath.Join(dir, spoolPattern))
+	for _, f := range left {
+		os.Remove(f)
+	}
+}
+
+// spoolPattern names spool files (os.CreateTemp, filepath.Glob).
+const spoolPattern = "capacityd-checkpoint-*.tmp"
 
 // Bucket returns the bucket's name.
 func (c *Checkpoints) Bucket() string { return c.bucket }
@@ -120,7 +137,7 @@ func (c *Checkpoints) stored(ctx context.Context, stream string) (checkpointMeta
 // save stores data as the stream's checkpoint unless the stored one is of
 // the same stream and at meta.seq or later: never backwards (instances of
 // a region share the object, and any of them may be ahead).
-func (c *Checkpoints) save(ctx context.Context, stream string, meta checkpointMeta, data []byte) (bool, error) {
+func (c *Checkpoints) save(ctx context.Context, stream string, meta checkpointMeta, data io.Reader) (bool, error) {
 	if old, err := c.stored(ctx, stream); err == nil && old.created.Equal(meta.created) && old.seq >= meta.seq {
 		return false, nil
 	}
@@ -128,7 +145,7 @@ func (c *Checkpoints) save(ctx context.Context, stream string, meta checkpointMe
 		Name:        stream,
 		Description: "read models of " + stream + " at sequence " + strconv.FormatUint(meta.seq, 10),
 		Metadata:    meta.encode(),
-	}, bytes.NewReader(data))
+	}, c.paced(ctx, data))
 	if err != nil {
 		return false, fmt.Errorf("projection: save checkpoint of %s at %d: %w", stream, meta.seq, err)
 	}
@@ -180,7 +197,11 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, string) {
 		return 0, fmt.Sprintf("checkpoint body: %v", err)
 	}
 	defer obj.Close()
-	pos, err := state.ReadCheckpoint(obj)
+	body := io.Reader(obj)
+	if info, err := obj.Info(); err == nil && info.Size < 1<<40 {
+		body = &sized{r: obj, n: int(info.Size)} // read into one buffer of its size
+	}
+	pos, err := state.ReadCheckpoint(body)
 	if err != nil {
 		return 0, fmt.Sprintf("checkpoint body: %v", err)
 	}
@@ -220,14 +241,13 @@ func (r *Runner) checkpoint(ctx context.Context, wait bool) {
 			return
 		}
 	}
-	// Sized from the last one: a buffer doubling its way up would leave a
-	// few times the checkpoint's size in garbage behind it, and at a
-	// million pools a checkpoint is hundreds of MB.
-	var buf bytes.Buffer
-	buf.Grow(r.encodedSize + r.encodedSize/8)
+	// Encoded into a file, not memory: at a million pools a checkpoint is
+	// hundreds of MB, which in memory raised the process's peak by several
+	// times that (the buffer, its copies in flight to the server, and the
+	// garbage collector's headroom over both). The file is read back at
+	// the pace the server stores it (Checkpoints.paced).
 	start := time.Now()
-	pos, err := r.opts.state.WriteCheckpoint(&buf)
-	r.encodedSize = buf.Len()
+	spool, pos, size, err := r.encode()
 	if err != nil {
 		r.saving <- struct{}{}
 		r.retryAt = time.Now().Add(r.opts.checkpointInterval)
@@ -240,9 +260,10 @@ func (r *Runner) checkpoint(ctx context.Context, wait bool) {
 	r.savedSeq, r.sinceSave, r.savedAt = pos, 0, time.Now()
 	save := func() {
 		defer func() { r.saving <- struct{}{} }()
+		defer discard(spool)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.checkpointTimeout)
 		defer cancel()
-		stored, err := r.opts.checkpoints.save(sctx, r.stream, meta, buf.Bytes())
+		stored, err := r.opts.checkpoints.save(sctx, r.stream, meta, spool)
 		if err != nil {
 			r.cpFailures.Add(1)
 			r.opts.logger.Warn().Err(err).Str("durable", r.durable).Msg("projection: checkpoint not saved")
@@ -250,7 +271,7 @@ func (r *Runner) checkpoint(ctx context.Context, wait bool) {
 		}
 		if stored {
 			r.cpSaved.Store(pos)
-			r.opts.logger.Info().Str("durable", r.durable).Uint64("seq", pos).Int("bytes", buf.Len()).
+			r.opts.logger.Info().Str("durable", r.durable).Uint64("seq", pos).Int64("bytes", size).
 				Dur("encode", encoded).Dur("total", time.Since(start)).Msg("projection: checkpoint saved")
 		}
 	}
@@ -291,3 +312,48 @@ func (c *Checkpoints) Delete(ctx context.Context, stream string) error {
 	}
 	return nil
 }
+
+// encode writes the state's checkpoint into a new file in the spool
+// directory and returns it, rewound, with the sequence it reflects and its
+// size.
+func (r *Runner) encode() (*os.File, uint64, int64, error) {
+	f, err := os.CreateTemp(r.opts.checkpoints.spool, spoolPattern)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("projection: checkpoint file: %w", err)
+	}
+	pos, err := r.opts.state.WriteCheckpoint(f)
+	var size int64
+	if err == nil {
+		size, err = f.Seek(0, io.SeekCurrent)
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		discard(f)
+		return nil, 0, 0, err
+	}
+	return f, pos, size, nil
+}
+
+// discard closes and removes a spool file.
+func discard(f *os.File) {
+	f.Close()
+	os.Remove(f.Name())
+}
+
+// sized is a reader that knows how much is left, so that the state reads
+// a checkpoint into one buffer of its size (views.Models.ReadCheckpoint).
+type sized struct {
+	r io.Reader
+	n int
+}
+
+func (s *sized) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.n = max(s.n-n, 0)
+	return n, err
+}
+
+// Len returns the bytes left to read.
+func (s *sized) Len() int { return s.n }

@@ -36,7 +36,10 @@
 // (State.WriteCheckpoint encodes under the models' read lock, so queries
 // go on) every N events or T once something is new, stored by one
 // background save at a time, and once more, synchronously, when Run
-// returns.
+// returns. A checkpoint is encoded into a spool file, never into memory
+// (hundreds of MB at a million pools, which the garbage collector's
+// headroom doubled), and stored from it at the pace the bucket's stream
+// stores its chunks (pace.go).
 //
 // Acks. The consumer uses AckAll: acknowledging sequence N acknowledges
 // everything before it, so the runner acks once per half batch and whenever

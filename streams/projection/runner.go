@@ -102,7 +102,6 @@ type Runner struct {
 	lastMsg             lastMsg
 	savedSeq, sinceSave uint64
 	savedAt, retryAt    time.Time
-	encodedSize         int           // bytes of the last checkpoint encoded: the next one's buffer starts this big
 	saving              chan struct{} // holds a token while no save is in flight
 	wg                  sync.WaitGroup
 	cpSaved, cpFailures atomic.Uint64
