@@ -29,11 +29,14 @@ func (f *fold) apply(seq uint64, events []capacity.Event) bool {
 }
 
 // apply is fold.apply for a row, whose pool is decoded first if it still
-// has a body from a checkpoint.
-func (r *row) apply(seq uint64, events []capacity.Event) bool {
+// has a body from a checkpoint; a body that does not decode applies
+// nothing and returns the error (see materialize).
+func (r *row) apply(seq uint64, events []capacity.Event) (bool, error) {
 	if seq <= r.lastSeq {
-		return false
+		return false, nil
 	}
-	r.materialize()
-	return r.fold.apply(seq, events)
+	if err := r.materialize(); err != nil {
+		return false, err
+	}
+	return r.fold.apply(seq, events), nil
 }

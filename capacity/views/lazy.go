@@ -45,21 +45,25 @@ func (b *body) decoded() (*capacity.Pool, error) {
 // materialize replaces the row's head-only pool by its decoded body, so it
 // can be evolved. Callers hold the write lock. The checkpoint's CRC vouched
 // for the bytes and this build wrote them (its version is checked), so a
-// body that does not decode is a bug, not bad input: it panics rather than
-// fold events into a pool that lost its reservations.
-func (r *row) materialize() {
+// body that does not decode is a bug, not bad input. It is not folded into
+// (the pool would lose its reservations) and the process goes on: the row
+// keeps its body, the error is returned, and Models.Broken reports it so the
+// models can be rebuilt from the stream (a panic here would take the
+// process down at every start, on the same checkpoint).
+func (r *row) materialize() error {
 	b := r.body
 	if b == nil {
-		return
+		return nil
 	}
 	p, err := b.decoded()
 	if err != nil {
-		panic(fmt.Sprintf("views: pool %s from a checkpoint does not decode: %v", r.pool.ID, err))
+		return fmt.Errorf("views: pool %s from a checkpoint does not decode: %w", r.pool.ID, err)
 	}
 	id, region, kind := r.pool.ID, r.pool.Region, r.pool.Kind // the models' shared copies
 	r.pool = *p
 	r.pool.ID, r.pool.Region, r.pool.Kind = id, region, kind
 	r.body = nil
+	return nil
 }
 
 // units returns the units held (lapsed or not) and confirmed.

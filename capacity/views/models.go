@@ -28,6 +28,9 @@ type Models struct {
 	// traceparent is that of the commit being applied, for the board
 	// changes it publishes; guarded by mu.
 	traceparent string
+	// broken is the first pool from a checkpoint that did not decode when
+	// an event touched it (Broken); guarded by mu, cleared by a restore.
+	broken error
 
 	// Availability lists pools and their figures; Reservations finds
 	// reservations by id; Board aggregates pools per slot. All three read
@@ -76,6 +79,18 @@ func New() *Models {
 	return m
 }
 
+// Broken returns, once a pool loaded from a checkpoint failed to decode
+// when an event touched it, that error: the models no longer follow the
+// stream (that pool's events are not applied) and must be rebuilt from it,
+// after the checkpoint is deleted (it would be loaded again). A checkpoint
+// of broken models is refused. Nil otherwise; Reset and ReadCheckpoint
+// clear it.
+func (m *Models) Broken() error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.broken
+}
+
 // Apply applies the events of one commit, stored at stream sequence seq on
 // pool's subject, to the pool and every model. A seq at or below the last
 // one applied to that pool is ignored, so a redelivered message never
@@ -103,7 +118,15 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 		pool = r.pool.ID // the index by reservation id keeps this one
 	}
 	indexed := r.pool.Defined() // a defined pool is in Availability.byStart
-	if r.fenced != nil && slices.Contains(*r.fenced, seq) || !r.apply(seq, events) {
+	if r.fenced != nil && slices.Contains(*r.fenced, seq) {
+		return
+	}
+	if applied, err := r.apply(seq, events); err != nil {
+		if m.broken == nil {
+			m.broken = err
+		}
+		return
+	} else if !applied {
 		return
 	}
 	if r.pool.ID == pool {
@@ -204,7 +227,10 @@ func (m *Models) Refold(pool string, history []Commit, fenced []uint64) {
 	m.pools[pool] = r
 	defined := false
 	for _, c := range history {
-		if slices.Contains(fenced, c.Seq) || !r.apply(c.Seq, c.Events) {
+		if slices.Contains(fenced, c.Seq) {
+			continue
+		}
+		if applied, _ := r.apply(c.Seq, c.Events); !applied { // a new row: no body to decode
 			continue
 		}
 		for _, e := range c.Events {

@@ -44,6 +44,9 @@ type readModels struct {
 	runWG     sync.WaitGroup
 	newRunner func(src *source) (*projection.Runner, error)
 	log       zerolog.Logger
+
+	broken     chan struct{} // closed once the models are Broken (repair)
+	brokenOnce sync.Once
 }
 
 // source is one stream feeding the read models. Its runner is replaced
@@ -74,6 +77,7 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 		now:          a.now,
 		region:       a.cfg.Region,
 		home:         make(map[string]string),
+		broken:       make(chan struct{}),
 	}
 	durable := projection.DurableName("views", a.cfg.Region, a.instance())
 	rm.log = a.log.With().Str("component", "projection").Str("durable", durable).Logger()
@@ -103,6 +107,7 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	var sweeper sync.WaitGroup
 	sweeper.Go(func() { a.sweepLapsed(sweepCtx, rm, a.cfg.SweepEvery) })
+	sweeper.Go(func() { a.repairReadModels(sweepCtx, rm) })
 	a.stops = append(a.stops, func() { stopSweep(); sweeper.Wait(); rm.stopRunners() })
 
 	a.reg.MustRegister(
@@ -181,7 +186,12 @@ func (rm *readModels) rebuild(ctx context.Context, during func(context.Context) 
 // region's events and skips move the models' own position.
 func (rm *readModels) handler(region string) projection.Handler {
 	if region == rm.region {
-		return projection.Apply(rm.models) // one shared fold; Models keeps the commit's trace for the board
+		apply := projection.Apply(rm.models) // one shared fold; Models keeps the commit's trace for the board
+		return func(ctx context.Context, ev projection.Event) error {
+			err := apply(ctx, ev)
+			rm.checkBroken()
+			return err
+		}
 	}
 	return func(_ context.Context, ev projection.Event) error {
 		if len(ev.Events) == 0 {
@@ -191,7 +201,39 @@ func (rm *readModels) handler(region string) projection.Handler {
 		rm.home[ev.Pool] = region
 		rm.homeMu.Unlock()
 		rm.models.Apply(ev.Pool, ev.Seq, ev.Events...)
+		rm.checkBroken()
 		return nil
+	}
+}
+
+// checkBroken wakes repairReadModels once the models are broken.
+func (rm *readModels) checkBroken() {
+	if rm.models.Broken() != nil {
+		rm.brokenOnce.Do(func() { close(rm.broken) })
+	}
+}
+
+// repairReadModels waits until the models are broken (a pool loaded from
+// the checkpoint did not decode: views.Models.Broken), then deletes the
+// checkpoint and rebuilds them from the streams, once, while the service
+// goes on (queries answer with the positions to say how far the rebuild
+// has got). Without it the models would stop following that pool, and the
+// next start would load the same checkpoint.
+func (a *app) repairReadModels(ctx context.Context, rm *readModels) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-rm.broken:
+	}
+	rm.log.Error().Err(rm.models.Broken()).Msg("read models broken: deleting the checkpoint and rebuilding them from the streams")
+	err := rm.rebuild(ctx, func(ctx context.Context) error {
+		if a.views == nil {
+			return nil
+		}
+		return a.views.Delete(ctx, streams.StreamName(a.cfg.Region))
+	})
+	if err != nil {
+		rm.log.Error().Err(err).Msg("read models: deleting the broken checkpoint")
 	}
 }
 
