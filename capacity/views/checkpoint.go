@@ -215,8 +215,10 @@ func (x *poolsByID) write(e *encoder, ords map[string]uint32) {
 // (to its end) and returns the stream sequence it reflects. On any error,
 // ErrCheckpoint for a checkpoint that does not decode, the models are left
 // as they were. Board subscribers are dropped: their channels close and
-// they read the board again. A reader with a Len method (bytes.Reader,
-// projection's object reader) has its buffer sized once.
+// they read the board again. A reader with a Bytes method (bytes.Buffer,
+// what projection loads an object into) hands over its buffer, which the
+// models then keep (large pools' snapshots stay in it until decoded); one
+// with a Len method (bytes.Reader) has the buffer sized once.
 func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 	// Read it whole first: a store that verifies a digest (the object
 	// store) reports a mismatch only at the end, and decoding from memory
@@ -224,7 +226,9 @@ func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 	// snapshots stay in this buffer until they are decoded.
 	var data []byte
 	var err error
-	if s, ok := r.(interface{ Len() int }); ok {
+	if b, ok := r.(interface{ Bytes() []byte }); ok {
+		data = b.Bytes() // a buffer already whole (*bytes.Buffer): kept, not copied
+	} else if s, ok := r.(interface{ Len() int }); ok {
 		data = make([]byte, s.Len())
 		if _, err = io.ReadFull(r, data); err == nil {
 			// To the end: the object store checks its digest there.

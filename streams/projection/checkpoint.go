@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,7 +38,9 @@ type State interface {
 // bucket, one object per event stream. An object store, not a KV bucket:
 // a checkpoint grows with the pools and reservations the models hold, far
 // past a message's max payload (1 MiB on a stock server), and the object
-// store chunks it and checks a SHA-256 digest on every read.
+// store chunks it. A load reads the chunks straight from the bucket's
+// stream (readObject) and relies on the checkpoint's own CRC-32C, not on
+// the object's SHA-256 digest.
 type Checkpoints struct {
 	js     jetstream.JetStream
 	obs    jetstream.ObjectStore
@@ -192,15 +195,11 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, string) {
 				meta.lastSeq, meta.lastSubject, meta.lastID, msg.Subject, msg.Header.Get(nats.MsgIdHdr))
 		}
 	}
-	obj, err := cp.obs.Get(ctx, r.stream)
+	data, err := cp.readObject(ctx, r.stream)
 	if err != nil {
 		return 0, fmt.Sprintf("checkpoint body: %v", err)
 	}
-	defer obj.Close()
-	body := io.Reader(obj)
-	if info, err := obj.Info(); err == nil && info.Size < 1<<40 {
-		body = &sized{r: obj, n: int(info.Size)} // read into one buffer of its size
-	}
+	body := bytes.NewBuffer(data) // the state keeps the buffer (Bytes), no copy
 	pos, err := state.ReadCheckpoint(body)
 	if err != nil {
 		return 0, fmt.Sprintf("checkpoint body: %v", err)
@@ -341,19 +340,3 @@ func discard(f *os.File) {
 	f.Close()
 	os.Remove(f.Name())
 }
-
-// sized is a reader that knows how much is left, so that the state reads
-// a checkpoint into one buffer of its size (views.Models.ReadCheckpoint).
-type sized struct {
-	r io.Reader
-	n int
-}
-
-func (s *sized) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	s.n = max(s.n-n, 0)
-	return n, err
-}
-
-// Len returns the bytes left to read.
-func (s *sized) Len() int { return s.n }

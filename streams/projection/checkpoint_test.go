@@ -169,4 +169,29 @@ func TestCheckpointFallback(t *testing.T) {
 			m.stop(t) // saves a good checkpoint again, which the next case replaces
 		})
 	}
+	// The checkpoint is read chunk by chunk from the bucket's stream, not
+	// through ObjectStore.Get: one of many small chunks loads whole.
+	t.Run("many chunks", func(t *testing.T) {
+		good, err := obs.GetBytes(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := obs.GetInfo(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: name, Metadata: info.Metadata, Opts: &jetstream.ObjectMetaOptions{ChunkSize: 1000}}, bytes.NewReader(good)); err != nil {
+			t.Fatal(err)
+		}
+		if info, err = obs.GetInfo(ctx, name); err != nil || info.Chunks < 10 {
+			t.Fatalf("checkpoint stored in %d chunks (%v), want many", info.Chunks, err)
+		}
+		m := e.startCheckpointed(t, cp, "chunks", 1_000_000)
+		e.check(t, m)
+		st, _ := m.runner.Status(ctx)
+		if st.Checkpoint.LoadedSeq == 0 || st.Checkpoint.Fallback != "" {
+			t.Fatalf("checkpoint %+v: want it loaded", st.Checkpoint)
+		}
+		m.stop(t)
+	})
 }

@@ -2,7 +2,9 @@ package projection
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -67,4 +69,56 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 		p.sent++
 	}
 	return n, err
+}
+
+// readObject returns the stream's checkpoint object whole, read chunk by
+// chunk from the bucket's stream into one buffer of its size.
+//
+// Not ObjectStore.Get: that hashes every chunk with SHA-256 to check the
+// object's digest at the end (and passes the bytes through a pipe to
+// another goroutine first). At 150-180 MB/s for the hash on this kind of
+// CPU, that was over half of a start from a 235 MB checkpoint, and most of
+// one at a million events (BenchmarkTimeToReady, CPU profile). The
+// checkpoint carries its own CRC-32C over every byte, which the state
+// checks on load (views.Models.ReadCheckpoint) at several GB/s: a chunk
+// lost, repeated, reordered or damaged fails it as it would fail the
+// digest, and the checkpoint is refused.
+func (c *Checkpoints) readObject(ctx context.Context, name string) ([]byte, error) {
+	info, err := c.obs.GetInfo(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if info.NUID == "" || info.Size > math.MaxInt32*8 {
+		return nil, jetstream.ErrBadObjectMeta
+	}
+	data := make([]byte, 0, info.Size)
+	if info.Chunks == 0 {
+		return data, nil
+	}
+	stream, err := c.js.Stream(ctx, "OBJ_"+c.bucket)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"$O." + c.bucket + ".C." + info.NUID},
+	})
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(paceWindow))
+	if err != nil {
+		return nil, err
+	}
+	defer it.Stop()
+	for range info.Chunks {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("chunk %d of %d: %w", len(data), info.Chunks, err)
+		}
+		data = append(data, msg.Data()...)
+	}
+	if uint64(len(data)) != info.Size {
+		return nil, fmt.Errorf("%d bytes in %d chunks, the object's size is %d", len(data), info.Chunks, info.Size)
+	}
+	return data, nil
 }
