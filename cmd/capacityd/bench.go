@@ -511,10 +511,12 @@ func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioR
 	sr.Figure = loadgen.FigureOf(res, sr.Sync)
 	sr.Appends = watch.Result()
 	for _, fraction := range b.opts.OpenLoop {
-		offered := fraction * sr.OpsPerSec
-		if offered < 1 {
-			continue
+		if sr.OpsPerSec <= 0 {
+			break // nothing answered: no maximum to take a fraction of
 		}
+		// At least one a second: a maximum measured in a stall (a slow
+		// disk's first syncs, a short run) still gets its open-loop rows.
+		offered := max(fraction*sr.OpsPerSec, 1)
 		b.status("%s: open loop at %.0f%% of max, %.0f/s", name, fraction*100, offered)
 		open := loadgen.RunOpen(ctx, loadgen.OpenConfig{Name: fmt.Sprintf("%s %.0f%%", name, fraction*100), Rate: offered,
 			Workers: b.opts.Clients, Duration: max(b.opts.Duration/2, 500*time.Millisecond), Progress: b.progress}, wl.Op)

@@ -40,7 +40,7 @@ type OpenResult struct {
 func RunOpen(ctx context.Context, cfg OpenConfig, op Op) OpenResult {
 	workers := max(cfg.Workers, 1)
 	interval := time.Duration(float64(time.Second) / max(cfg.Rate, 1e-3))
-	total := int64(cfg.Duration / interval)
+	total := max(int64(cfg.Duration/interval), 1) // the first is due at the start
 	var next, sent, missed atomic.Int64
 	stats := make([]*clientStats, workers)
 	start := time.Now().Add(10 * time.Millisecond)
