@@ -82,7 +82,9 @@ func (a *app) startReadModels(ctx context.Context) (*readModels, error) {
 	durable := projection.DurableName("views", a.cfg.Region, a.instance())
 	rm.log = a.log.With().Str("component", "projection").Str("durable", durable).Logger()
 	rm.newRunner = func(src *source) (*projection.Runner, error) {
-		opts := []projection.Option{projection.WithLogger(rm.log.With().Str("stream", src.stream).Logger())}
+		// Not rm.log: the runner names its durable in every line itself,
+		// and a second "durable" key makes the JSON line ambiguous.
+		opts := []projection.Option{projection.WithLogger(a.log.With().Str("component", "projection").Str("stream", src.stream).Logger())}
 		if a.views != nil && src.mirror == nil {
 			// Only this region's stream checkpoints the models. A restart
 			// restores them whole (peer pools included) and each peer's
