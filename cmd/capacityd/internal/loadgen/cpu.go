@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"os"
+	"runtime/metrics"
 	"strconv"
 	"time"
 )
@@ -75,4 +76,30 @@ func coresUsed(a, b cpuSample, elapsed time.Duration) (self, others float64, ok 
 	self = (b.self - a.self).Seconds() / elapsed.Seconds()
 	machine := (b.machine - a.machine).Seconds() / elapsed.Seconds()
 	return self, max(machine-self, 0), true
+}
+
+// gcSample is this process's garbage-collection totals so far.
+type gcSample struct {
+	cycles uint64
+	cpuSec float64
+}
+
+// sampleGC reads the runtime's totals of GC cycles and of the CPU they
+// took (mark, assists, sweep; the runtime's own estimate).
+func sampleGC() gcSample {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	var g gcSample
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		g.cycles = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindFloat64 {
+		g.cpuSec = s[1].Value.Float64()
+	}
+	return g
+}
+
+// since returns the cycles and GC CPU seconds from a to g.
+func (g gcSample) since(a gcSample) (uint64, float64) {
+	return g.cycles - a.cycles, max(g.cpuSec-a.cpuSec, 0)
 }

@@ -45,7 +45,7 @@ func RunOpen(ctx context.Context, cfg OpenConfig, op Op) OpenResult {
 	stats := make([]*clientStats, workers)
 	start := time.Now().Add(10 * time.Millisecond)
 	deadline := start.Add(cfg.Duration + cfg.Duration/2)
-	cpuStart := sampleCPU()
+	cpuStart, gcStart := sampleCPU(), sampleGC()
 	var wg sync.WaitGroup
 	for w := range workers {
 		stats[w] = newClientStats()
@@ -88,6 +88,7 @@ func RunOpen(ctx context.Context, cfg OpenConfig, op Op) OpenResult {
 		Hist: hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3),
 	}
 	res.CPU, res.OtherCPU, res.CPUKnown = coresUsed(cpuStart, sampleCPU(), elapsed)
+	res.GCCycles, res.GCCPUSec = sampleGC().since(gcStart)
 	for _, st := range stats {
 		res.Hist.Merge(st.hist)
 		res.OK += st.ok
@@ -110,13 +111,14 @@ type OpenFigure struct {
 	Failed     int64   `json:"failed"`
 	Rejected   int64   `json:"rejected"`
 	LatencyMS  Latency `json:"latency_ms"` // from each operation's intended send time
+	GC         *GC     `json:"gc,omitempty"`
 }
 
 // OpenFigureOf summarizes an open-loop run at fraction of the maximum.
 func OpenFigureOf(r OpenResult, fraction float64) OpenFigure {
 	f := FigureOf(r.Result, "")
 	return OpenFigure{Fraction: fraction, OfferedPer: r.Rate, OKPerSec: f.OpsPerSec, Sent: r.Sent, Missed: r.Missed,
-		Failed: r.Failed, Rejected: r.Rejected, LatencyMS: f.LatencyMS}
+		Failed: r.Failed, Rejected: r.Rejected, LatencyMS: f.LatencyMS, GC: f.GC}
 }
 
 // String is the figure as a report line.
@@ -126,6 +128,9 @@ func (f OpenFigure) String() string {
 		msStr(f.LatencyMS.P999), msStr(f.LatencyMS.Max))
 	if f.Missed > 0 || f.Failed > 0 {
 		s += fmt.Sprintf(" (%d errors, %d never sent)", f.Failed, f.Missed)
+	}
+	if f.GC != nil {
+		s += "; " + f.GC.String()
 	}
 	return s
 }

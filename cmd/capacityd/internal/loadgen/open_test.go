@@ -21,3 +21,18 @@ func TestRunOpenSendsAtLeastOne(t *testing.T) {
 		t.Fatalf("sent %d, called %d, ok %d: want one request at the start", res.Sent, calls.Load(), res.OK)
 	}
 }
+
+// TestFigureGC: a window's GC figure is its cycles, their CPU and that CPU's
+// share of the process's CPU in the window; none without a cycle.
+func TestFigureGC(t *testing.T) {
+	f := FigureOf(Result{Elapsed: 2 * time.Second, CPU: 1, CPUKnown: true, GCCycles: 3, GCCPUSec: 0.5}, "always")
+	if f.GC == nil || f.GC.Cycles != 3 || f.GC.CPUSec != 0.5 || f.GC.Share == nil || *f.GC.Share != 0.25 {
+		t.Fatalf("GC = %+v", f.GC)
+	}
+	if got, want := f.GC.String(), "gc 3 cycles, 0.50 CPU-s (25% of the process's CPU)"; got != want {
+		t.Fatalf("GC line = %q, want %q", got, want)
+	}
+	if f := FigureOf(Result{Elapsed: time.Second}, ""); f.GC != nil {
+		t.Fatalf("GC without a cycle = %+v, want none", f.GC)
+	}
+}

@@ -47,6 +47,29 @@ type Figure struct {
 	OpsPerCPUSec *float64 `json:"ops_per_cpu_sec,omitempty"`
 	// PerOp is the figure of each operation kind, when a load mixes kinds.
 	PerOp map[string]OpFigure `json:"per_op,omitempty"`
+	// GC is the garbage collection of the bench process in the window.
+	GC *GC `json:"gc,omitempty"`
+}
+
+// GC is what garbage collection cost the bench process (load generator and
+// embedded service) in a window: where a tail comes from on a busy heap
+// (each cycle's marking takes a quarter of the cores, and allocating
+// goroutines help it).
+type GC struct {
+	Cycles uint64  `json:"cycles"`
+	CPUSec float64 `json:"cpu_sec"` // the runtime's estimate
+	// Share is CPUSec over the process's CPU in the window; absent where
+	// that CPU is not known.
+	Share *float64 `json:"share_of_process_cpu,omitempty"`
+}
+
+// String is the figure as part of a report line.
+func (g GC) String() string {
+	s := fmt.Sprintf("gc %d cycles, %.2f CPU-s", g.Cycles, g.CPUSec)
+	if g.Share != nil {
+		s += fmt.Sprintf(" (%.0f%% of the process's CPU)", *g.Share*100)
+	}
+	return s
 }
 
 // OpFigure is one operation kind's share of a mixed load.
@@ -77,6 +100,13 @@ func FigureOf(r Result, sync string) Figure {
 		if r.CPU > 0 {
 			perCPU := f.OpsPerSec / r.CPU
 			f.OpsPerCPUSec = &perCPU
+		}
+	}
+	if r.GCCycles > 0 {
+		f.GC = &GC{Cycles: r.GCCycles, CPUSec: r.GCCPUSec}
+		if r.CPUKnown && r.CPU > 0 && r.Elapsed > 0 {
+			share := min(r.GCCPUSec/(r.CPU*r.Elapsed.Seconds()), 1)
+			f.GC.Share = &share
 		}
 	}
 	if r.Hist != nil && r.Hist.TotalCount() > 0 {
@@ -260,6 +290,9 @@ func WriteTable(w io.Writer, r *Report) error {
 		if a := s.Appends; a != nil {
 			lines = append(lines, fmt.Sprintf("store: %d appends (%s/s), %.1f commands and %.1f events per append, %.2fms per append",
 				a.Appends, rate(a.PerSec), a.CommandsPerAppend, a.EventsPerAppend, a.MeanAppendMS))
+		}
+		if s.GC != nil {
+			lines = append(lines, "closed loop: "+s.GC.String())
 		}
 		for _, o := range s.OpenLoop {
 			lines = append(lines, o.String())

@@ -102,6 +102,11 @@ type Result struct {
 	// of the machine did; CPUKnown is false where /proc cannot be read.
 	CPU, OtherCPU float64
 	CPUKnown      bool
+	// GCCycles and GCCPUSec are the garbage collections this process ran
+	// in the window and the CPU they took: with an embedded service, its
+	// collections and the load generator's together.
+	GCCycles uint64
+	GCCPUSec float64
 }
 
 // OKPerSec is the headline figure: successful operations per second.
@@ -193,13 +198,13 @@ func Run(ctx context.Context, cfg RunConfig, op Op) Result {
 		cfg.AtStart()
 	}
 	phase.Store(phaseMeasure)
-	start, cpuStart := time.Now(), sampleCPU()
+	start, cpuStart, gcStart := time.Now(), sampleCPU(), sampleGC()
 	if cfg.Progress != nil {
 		progress.Go(func() { showProgress(cfg, start, &done, stopProgress) })
 	}
 	sleep(ctx, cfg.Duration)
 	phase.Store(phaseDone)
-	elapsed, cpuEnd := time.Since(start), sampleCPU()
+	elapsed, cpuEnd, gcEnd := time.Since(start), sampleCPU(), sampleGC()
 	if cfg.AtEnd != nil {
 		cfg.AtEnd()
 	}
@@ -214,6 +219,7 @@ func Run(ctx context.Context, cfg RunConfig, op Op) Result {
 		OpHist: map[string]*hdrhistogram.Histogram{}, OpOK: map[string]int64{},
 	}
 	res.CPU, res.OtherCPU, res.CPUKnown = coresUsed(cpuStart, cpuEnd, elapsed)
+	res.GCCycles, res.GCCPUSec = gcEnd.since(gcStart)
 	for _, st := range stats {
 		res.Hist.Merge(st.hist)
 		res.OK += st.ok
