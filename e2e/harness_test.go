@@ -413,6 +413,30 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// portReservation keeps listeners open on ports picked for processes not
+// started yet, so that a listener this process opens meanwhile on port 0
+// (a proxy) cannot be handed one of them; release closes them just before
+// those processes start.
+type portReservation []net.Listener
+
+// port returns a free port and keeps it reserved until release.
+func (r *portReservation) port(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	*r = append(*r, ln)
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// release frees every reserved port.
+func (r portReservation) release() {
+	for _, ln := range r {
+		ln.Close()
+	}
+}
+
 // natsNode is one nats-server process with JetStream on disk.
 type natsNode struct {
 	*proc
@@ -474,14 +498,16 @@ func (c *natsCluster) Node(name string) *natsNode {
 func startNATS(t testing.TB, n int) *natsCluster {
 	t.Helper()
 	c := &natsCluster{}
+	var ports portReservation // held together: no two nodes get one port
+	defer ports.release()
 	for i := range n {
 		dir := t.TempDir()
 		node := &natsNode{
-			Name: fmt.Sprintf("n%d", i+1), Port: freePort(t), dir: dir,
+			Name: fmt.Sprintf("n%d", i+1), Port: ports.port(t), dir: dir,
 			confPath: filepath.Join(dir, "nats.conf"),
 		}
 		if n > 1 {
-			node.ClusterPort = freePort(t)
+			node.ClusterPort = ports.port(t)
 		}
 		node.proc = newProc(t, node.Name, filepath.Join(dir, node.Name+".log"))
 		c.Nodes = append(c.Nodes, node)
@@ -503,6 +529,7 @@ func startNATS(t testing.TB, n int) *natsCluster {
 			t.Fatal(err)
 		}
 	}
+	ports.release()
 	for _, node := range c.Nodes {
 		node.Start(t)
 	}

@@ -126,10 +126,15 @@ func (r routeProxies) touching(node string) []*proxy {
 func startNATSProxiedRoutes(t *testing.T, n int) (*natsCluster, routeProxies) {
 	t.Helper()
 	c := &natsCluster{}
+	// The nodes' ports stay reserved while the proxies open theirs: a port
+	// picked and closed at once could be the next one a proxy is given,
+	// and the node then fails to bind it (seen in CI).
+	var ports portReservation
+	defer ports.release()
 	for i := range n {
 		dir := t.TempDir()
 		node := &natsNode{
-			Name: fmt.Sprintf("n%d", i+1), Port: freePort(t), ClusterPort: freePort(t), dir: dir,
+			Name: fmt.Sprintf("n%d", i+1), Port: ports.port(t), ClusterPort: ports.port(t), dir: dir,
 			confPath: filepath.Join(dir, "nats.conf"),
 		}
 		node.proc = newProc(t, node.Name, filepath.Join(dir, node.Name+".log"))
@@ -153,6 +158,7 @@ func startNATSProxiedRoutes(t *testing.T, n int) (*natsCluster, routeProxies) {
 			t.Fatal(err)
 		}
 	}
+	ports.release()
 	for _, node := range c.Nodes {
 		node.Start(t)
 	}
