@@ -127,21 +127,22 @@ func decodeMeta(md map[string]string) (checkpointMeta, error) {
 	return m, nil
 }
 
-// stored returns the metadata of the stream's checkpoint;
+// stored returns the stream's checkpoint object and its metadata;
 // jetstream.ErrObjectNotFound if there is none.
-func (c *Checkpoints) stored(ctx context.Context, stream string) (checkpointMeta, error) {
+func (c *Checkpoints) stored(ctx context.Context, stream string) (*jetstream.ObjectInfo, checkpointMeta, error) {
 	info, err := c.obs.GetInfo(ctx, stream)
 	if err != nil {
-		return checkpointMeta{}, err
+		return nil, checkpointMeta{}, err
 	}
-	return decodeMeta(info.Metadata)
+	meta, err := decodeMeta(info.Metadata)
+	return info, meta, err
 }
 
 // save stores data as the stream's checkpoint unless the stored one is of
 // the same stream and at meta.seq or later: never backwards (instances of
 // a region share the object, and any of them may be ahead).
 func (c *Checkpoints) save(ctx context.Context, stream string, meta checkpointMeta, data io.Reader) (bool, error) {
-	if old, err := c.stored(ctx, stream); err == nil && old.created.Equal(meta.created) && old.seq >= meta.seq {
+	if _, old, err := c.stored(ctx, stream); err == nil && old.created.Equal(meta.created) && old.seq >= meta.seq {
 		return false, nil
 	}
 	_, err := c.obs.Put(ctx, jetstream.ObjectMeta{
@@ -165,7 +166,7 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, string) {
 	cp, state := r.opts.checkpoints, r.opts.state
 	ctx, cancel := context.WithTimeout(ctx, r.opts.checkpointTimeout)
 	defer cancel()
-	meta, err := cp.stored(ctx, r.stream)
+	object, meta, err := cp.stored(ctx, r.stream)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return 0, "no checkpoint"
 	}
@@ -195,7 +196,7 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, string) {
 				meta.lastSeq, meta.lastSubject, meta.lastID, msg.Subject, msg.Header.Get(nats.MsgIdHdr))
 		}
 	}
-	data, err := cp.readObject(ctx, r.stream)
+	data, err := cp.readObject(ctx, object) // the body of the metadata checked above
 	if err != nil {
 		return 0, fmt.Sprintf("checkpoint body: %v", err)
 	}

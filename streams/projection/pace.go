@@ -71,8 +71,8 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// readObject returns the stream's checkpoint object whole, read chunk by
-// chunk from the bucket's stream into one buffer of its size.
+// readObject returns the checkpoint object info describes whole, read
+// chunk by chunk from the bucket's stream into one buffer of its size.
 //
 // Not ObjectStore.Get: that hashes every chunk with SHA-256 to check the
 // object's digest at the end (and passes the bytes through a pipe to
@@ -83,11 +83,7 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 // checks on load (views.Models.ReadCheckpoint) at several GB/s: a chunk
 // lost, repeated, reordered or damaged fails it as it would fail the
 // digest, and the checkpoint is refused.
-func (c *Checkpoints) readObject(ctx context.Context, name string) ([]byte, error) {
-	info, err := c.obs.GetInfo(ctx, name)
-	if err != nil {
-		return nil, err
-	}
+func (c *Checkpoints) readObject(ctx context.Context, info *jetstream.ObjectInfo) ([]byte, error) {
 	if info.NUID == "" || info.Size > math.MaxInt32*8 {
 		return nil, jetstream.ErrBadObjectMeta
 	}
