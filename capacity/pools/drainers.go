@@ -23,10 +23,9 @@ const drainerLinger = 2 * time.Second
 // fixed pool of them: a drain may wait on its append for as long as a disk
 // sync takes, and a thousand pools may be waiting at once.
 type drainers struct {
-	ctx    context.Context
-	wg     *sync.WaitGroup // the service's: Close waits for every drainer
-	idle   chan *entity    // unbuffered: a send succeeds only into a waiting drainer
-	linger time.Duration
+	ctx  context.Context
+	wg   *sync.WaitGroup // the service's: Close waits for every drainer
+	idle chan *entity    // unbuffered: a send succeeds only into a waiting drainer
 }
 
 // start drains e on a lingering goroutine if one is waiting, else on a new
@@ -42,16 +41,16 @@ func (d *drainers) start(e *entity) {
 }
 
 // run drains e, then every entity handed to it while it lingers; it exits
-// once no entity came for linger or the service stops. An entity handed
+// once no entity came for drainerLinger or the service stops. An entity handed
 // over is never dropped: the unbuffered send completes only when this
 // select takes it.
 func (d *drainers) run(e *entity) {
 	defer d.wg.Done()
-	timer := time.NewTimer(d.linger)
+	timer := time.NewTimer(drainerLinger)
 	defer timer.Stop()
 	for {
 		e.drain()
-		timer.Reset(d.linger)
+		timer.Reset(drainerLinger)
 		select {
 		case e = <-d.idle:
 		case <-timer.C:

@@ -366,11 +366,22 @@ func snapshotInterval(every, reservations int) int {
 
 func (e *entity) snapshot() {
 	// A copy of the state goes to the snapshot writer, which encodes it off
-	// this goroutine: copying costs a fraction of encoding.
-	select {
-	case e.svc.snapshots <- snapshot{pool: e.id, seq: e.pool.Version, state: e.pool.Clone()}:
+	// this goroutine: copying costs a fraction of encoding. If the writer
+	// is behind, the next append tries again.
+	if e.offerSnapshot(e.pool.Clone()) {
 		e.sinceSnapshot = 0
-	default: // the writer is behind; try again after the next append
+	}
+}
+
+// offerSnapshot hands state to the snapshot writer unless it is behind
+// (its queue full), and reports whether it did. Nothing may change state
+// after it is handed over.
+func (e *entity) offerSnapshot(state *capacity.Pool) bool {
+	select {
+	case e.svc.snapshots <- snapshot{pool: e.id, seq: state.Version, state: state}:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -66,7 +66,7 @@ func New(store capacity.EventStore, snaps capacity.SnapshotStore, opts Options) 
 		expiries:  make(chan bookingExpiry, 1024),
 		expiring:  make(map[string]bool),
 	}
-	s.drainers = drainers{ctx: ctx, wg: &s.wg, idle: make(chan *entity), linger: drainerLinger}
+	s.drainers = drainers{ctx: ctx, wg: &s.wg, idle: make(chan *entity)}
 	s.timers = newSweepTimers(func(e *entity) { s.post(e, &request{cmd: capacity.Expire{}}) })
 	s.wg.Add(3)
 	go s.writeSnapshots()
@@ -261,11 +261,9 @@ func (s *Service) evictIdle() {
 			// Not running: the pool's state is no goroutine's now.
 			if !e.running && now.Sub(e.lastUsed) >= s.opts.IdleTimeout {
 				if e.pool != nil && int(e.sinceSnapshot) >= evictSnapshotAfter {
-					// Nothing touches the state after this: no copy.
-					select {
-					case s.snapshots <- snapshot{pool: e.id, seq: e.pool.Version, state: e.pool}:
-					default: // the writer is behind; the reload replays the tail
-					}
+					// Nothing touches the state after this: no copy. If
+					// the writer is behind, the reload replays the tail.
+					e.offerSnapshot(e.pool)
 				}
 				e.evicted = true
 				e.stopSweep()
