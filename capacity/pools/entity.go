@@ -367,7 +367,11 @@ func snapshotInterval(every, reservations int) int {
 func (e *entity) snapshot() {
 	// A copy of the state goes to the snapshot writer, which encodes it off
 	// this goroutine: copying costs a fraction of encoding. If the writer
-	// is behind, the next append tries again.
+	// is behind, the next append tries again, and no copy is made for
+	// nothing (a hot pool's is milliseconds).
+	if len(e.svc.snapshots) == cap(e.svc.snapshots) {
+		return
+	}
 	if e.offerSnapshot(e.pool.Clone()) {
 		e.sinceSnapshot = 0
 	}
