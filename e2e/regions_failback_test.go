@@ -54,16 +54,7 @@ func TestRegionsFailback(t *testing.T) {
 	stopA()
 	wgA.Wait()
 
-	r := cb.Do(ctx, http.MethodPost, "/v1/admin/regions/a/promote", nil, nil)
-	want(t, "takeover of a in b", r, http.StatusOK, "")
-	var takeover struct {
-		Mode    string `json:"mode"`
-		Epoch   uint64 `json:"epoch"`
-		LastSeq uint64 `json:"last_seq"`
-	}
-	if err := json.Unmarshal(r.Body, &takeover); err != nil || takeover.Mode != "takeover" || takeover.Epoch != 1 {
-		t.Fatalf("promotion in b answered %s, want a takeover at epoch 1", r.Body)
-	}
+	takeover := takeOver(t, cb, "a", "takeover of a in b")
 
 	// Traffic in b from here to the end; a hold b's sweeper must expire.
 	loadCtx, stopLoad := context.WithCancel(ctx)

@@ -53,6 +53,27 @@ func waitHome(t *testing.T, c *Client, pool, home string) {
 	})
 }
 
+// promotion is the answer to POST /v1/admin/regions/{region}/promote.
+type promotion struct {
+	Mode       string          `json:"mode"`
+	Epoch      uint64          `json:"epoch"`
+	LastSeq    uint64          `json:"last_seq"`
+	Incomplete json.RawMessage `json:"incomplete_commit"`
+}
+
+// takeOver promotes region's copy in the instance behind c and fails the
+// test (naming what) unless the answer is the first takeover, at epoch 1.
+func takeOver(t *testing.T, c *Client, region, what string) promotion {
+	t.Helper()
+	r := c.Do(context.Background(), http.MethodPost, "/v1/admin/regions/"+region+"/promote", nil, nil)
+	want(t, what, r, http.StatusOK, "")
+	var p promotion
+	if err := json.Unmarshal(r.Body, &p); err != nil || p.Mode != "takeover" || p.Epoch != 1 {
+		t.Fatalf("%s answered %s, want a takeover at epoch 1", what, r.Body)
+	}
+	return p
+}
+
 // lastSeqOf returns region's last sequence as the instance behind c reports it.
 func lastSeqOf(t *testing.T, c *Client, region string) uint64 {
 	t.Helper()
