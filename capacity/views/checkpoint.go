@@ -68,8 +68,8 @@ var ErrCheckpoint = errors.New("views: unusable checkpoint")
 func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if m.broken != nil {
-		return 0, fmt.Errorf("views: write checkpoint: the models must be rebuilt: %w", m.broken)
+	if err := m.Broken(); err != nil {
+		return 0, fmt.Errorf("views: write checkpoint: the models must be rebuilt: %w", err)
 	}
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	e := encoder{w: w, crc: crc, b: make([]byte, 0, 512<<10)}
@@ -420,7 +420,8 @@ func (m *Models) restore(pools map[string]*row, loaded loadedIDs, position uint6
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.pools, m.held, m.names, m.position, m.broken = pools, held, names, position, nil
+	m.pools, m.held, m.names, m.position = pools, held, names, position
+	m.broken.Store(nil)
 	m.Availability.byStart = byStart
 	m.Reservations.byID = byID
 	m.Board.cells = board.cells

@@ -29,8 +29,9 @@ type Models struct {
 	// changes it publishes; guarded by mu.
 	traceparent string
 	// broken is the first pool from a checkpoint that did not decode when
-	// an event touched it (Broken); guarded by mu, cleared by a restore.
-	broken error
+	// an event touched it (Broken); set under mu, cleared by a restore,
+	// read without a lock: the projection asks after every event.
+	broken atomic.Pointer[error]
 
 	// Availability lists pools and their figures; Reservations finds
 	// reservations by id; Board aggregates pools per slot. All three read
@@ -86,9 +87,10 @@ func New() *Models {
 // of broken models is refused. Nil otherwise; Reset and ReadCheckpoint
 // clear it.
 func (m *Models) Broken() error {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.broken
+	if err := m.broken.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // Apply applies the events of one commit, stored at stream sequence seq on
@@ -122,9 +124,7 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 		return
 	}
 	if applied, err := r.apply(seq, events); err != nil {
-		if m.broken == nil {
-			m.broken = err
-		}
+		m.broken.CompareAndSwap(nil, &err)
 		return
 	} else if !applied {
 		return
