@@ -430,11 +430,13 @@ func (r *portReservation) port(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// release frees every reserved port.
-func (r portReservation) release() {
-	for _, ln := range r {
+// release frees every reserved port. A pointer receiver: a deferred
+// release must see the ports reserved after the defer statement.
+func (r *portReservation) release() {
+	for _, ln := range *r {
 		ln.Close()
 	}
+	*r = nil
 }
 
 // natsNode is one nats-server process with JetStream on disk.
