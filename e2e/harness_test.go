@@ -405,12 +405,9 @@ func (c *capacityd) Restart(t testing.TB) {
 // nats-server cluster routes, which must be known before any node starts.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	var r portReservation
+	defer r.release()
+	return r.port(t)
 }
 
 // portReservation keeps listeners open on ports picked for processes not
