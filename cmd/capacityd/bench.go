@@ -518,12 +518,17 @@ func (b *benchRun) scenario(ctx context.Context, name string) (loadgen.ScenarioR
 		// disk's first syncs, a short run) still gets its open-loop rows.
 		offered := max(fraction*sr.OpsPerSec, 1)
 		b.status("%s: open loop at %.0f%% of max, %.0f/s", name, fraction*100, offered)
+		tail := loadgen.NewTailWatch(ctx, client)
+		tail.Start()
 		open := loadgen.RunOpen(ctx, loadgen.OpenConfig{Name: fmt.Sprintf("%s %.0f%%", name, fraction*100), Rate: offered,
 			Workers: b.opts.Clients, Duration: max(b.opts.Duration/2, 500*time.Millisecond), Progress: b.progress}, wl.Op)
 		if err := ctx.Err(); err != nil {
 			return sr, err
 		}
-		sr.OpenLoop = append(sr.OpenLoop, loadgen.OpenFigureOf(open, fraction))
+		tail.End()
+		figure := loadgen.OpenFigureOf(open, fraction)
+		figure.Service = tail.Result()
+		sr.OpenLoop = append(sr.OpenLoop, figure)
 	}
 	b.status("%s: checking %d pools", name, sr.Pools)
 	check := wl.Verify(ctx)

@@ -24,6 +24,7 @@ const (
 // Config is everything `capacityd serve` is told by flags and environment.
 type Config struct {
 	HTTP          string
+	PprofListen   string // --pprof-listen: runtime profiles on their own listener; "" off
 	Data          string
 	NATSListen    string
 	NATSURL       string
@@ -131,6 +132,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		{&cfg.PoolBatch, flagEnv{"pool-batch", "CAPACITY_POOL_BATCH", "append the commits of all pools ready at once as one atomic batch: auto (on with --replicas > 1), on or off"}},
 		{&cfg.Instance, flagEnv{"instance", "CAPACITY_INSTANCE", "name of this instance among several (its consumer name); default <hostname>-<bound HTTP port>"}},
 		{&cfg.LeafnodeListen, flagEnv{"leafnode-listen", "CAPACITY_LEAFNODE_LISTEN", "embedded NATS accepts other regions' leaf-node connections on this host:port"}},
+		{&cfg.PprofListen, flagEnv{"pprof-listen", "CAPACITY_PPROF_LISTEN", "serve Go's runtime profiles (/debug/pprof/: CPU, heap, goroutines, execution trace) on this host:port, apart from the API and without its tokens: bind it to loopback; empty: off"}},
 		{&cfg.Tokens, flagEnv{"tokens", "CAPACITY_TOKENS", "file of bearer tokens, lines \"<role> <token>\" with role customer, planner or admin; reloaded on SIGHUP; empty: every route open"}},
 	}
 	for _, s := range strs {

@@ -76,8 +76,9 @@ type app struct {
 	srv      *http.Server
 	serveErr chan error
 
-	// HTTPURL and NATSURL are where the running service listens.
-	HTTPURL, NATSURL string
+	// HTTPURL and NATSURL are where the running service listens; PprofURL
+	// where its runtime profiles are, "" without --pprof-listen.
+	HTTPURL, NATSURL, PprofURL string
 }
 
 // serve runs the service until ctx ends, then shuts down gracefully: stop
@@ -114,6 +115,9 @@ func (a *app) printURLs(w io.Writer) {
 	fmt.Fprintf(w, "  UI       %s/\n", a.HTTPURL)
 	fmt.Fprintf(w, "  OpenAPI  %s/openapi.json\n", a.HTTPURL)
 	fmt.Fprintf(w, "  metrics  %s/metrics\n", a.HTTPURL)
+	if a.PprofURL != "" {
+		fmt.Fprintf(w, "  pprof    %s   (e.g. go tool pprof %sprofile?seconds=10)\n", a.PprofURL, a.PprofURL)
+	}
 	where := "external"
 	if a.ns != nil {
 		where = "embedded, data in " + a.cfg.Data
@@ -169,6 +173,15 @@ func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error
 	}
 	if err := a.openStores(ctx); err != nil {
 		return nil, err
+	}
+	if cfg.PprofListen != "" {
+		url, stop, err := servePprof(cfg.PprofListen)
+		if err != nil {
+			return nil, err
+		}
+		a.stops = append(a.stops, stop)
+		a.PprofURL = url
+		log.Info().Str("pprof", url).Msg("runtime profiles served (--pprof-listen)")
 	}
 	// Listen first: a bind error surfaces before anything else starts, and
 	// the bound port names this instance's consumers.

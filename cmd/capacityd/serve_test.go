@@ -298,6 +298,44 @@ func TestServePrintsURLs(t *testing.T) {
 	}
 }
 
+// With --pprof-listen, runtime profiles are served on their own listener,
+// which the token check of the API does not cover (it is apart so that an
+// operator binds it to loopback), and printed with the other URLs; the
+// API's router has no /debug/pprof route.
+func TestPprofListen(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/tokens"
+	if err := os.WriteFile(file, []byte("admin admin-token-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startTest(t, "--pprof-listen", "127.0.0.1:0", "--tokens", file)
+	if !strings.HasPrefix(a.PprofURL, "http://127.0.0.1:") {
+		t.Fatalf("PprofURL = %q", a.PprofURL)
+	}
+	res, err := http.Get(a.PprofURL + "goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile:") {
+		t.Fatalf("goroutine profile: %d %.200s", res.StatusCode, body)
+	}
+	var out bytes.Buffer
+	a.printURLs(&out)
+	if !strings.Contains(out.String(), a.PprofURL) {
+		t.Errorf("printed URLs lack %q:\n%s", a.PprofURL, out.String())
+	}
+	res, err = http.Get(a.HTTPURL + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode == http.StatusOK {
+		t.Errorf("the API listener serves /debug/pprof/")
+	}
+}
+
 // With --tokens, routes need a bearer token; Reload (what SIGHUP calls)
 // puts a rewritten file in force, and a broken one leaves the old tokens.
 func TestTokensReloadOnSIGHUP(t *testing.T) {

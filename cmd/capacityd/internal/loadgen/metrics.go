@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,47 +19,72 @@ type appendMetrics struct {
 	seconds  float64 // capacity_append_duration_seconds_sum
 }
 
-// scrapeAppends reads the append totals from the service's /metrics; ok is
-// false when the service has none (or no /metrics).
-func (c *Client) scrapeAppends(ctx context.Context) (m appendMetrics, ok bool) {
+// scrape reads the service's /metrics and returns every sample whose
+// metric name (before its labels) passes keep, keyed by the whole line
+// before the value (name and labels); ok is false when there is no
+// /metrics to read.
+func (c *Client) scrape(ctx context.Context, keep func(name string) bool) (samples map[string]float64, ok bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
 	if err != nil {
-		return m, false
+		return nil, false
 	}
 	res, err := c.http.Do(req)
 	if err != nil {
-		return m, false
+		return nil, false
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return m, false
+		return nil, false
 	}
-	fields := map[string]*float64{
-		"capacity_append_batch_commands_count": &m.appends,
-		"capacity_append_batch_commands_sum":   &m.commands,
-		"capacity_append_batch_events_sum":     &m.events,
-		"capacity_append_duration_seconds_sum": &m.seconds,
-	}
+	samples = make(map[string]float64)
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	found := 0
 	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		name, _, _ = strings.Cut(name, "{")
-		p := fields[name]
-		if !ok || p == nil {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
 			continue
 		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		at := strings.LastIndexByte(line, ' ')
+		if at < 0 {
+			continue
+		}
+		key := line[:at]
+		name, _, _ := strings.Cut(key, "{")
+		if !keep(name) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[at+1:], 64)
 		if err != nil {
 			continue
 		}
-		*p += v
-		found++
+		samples[key] = v
 	}
-	return m, sc.Err() == nil && found == len(fields)
+	return samples, sc.Err() == nil
+}
+
+// appendFields are the append totals appendMetrics reads.
+var appendFields = []string{"capacity_append_batch_commands_count", "capacity_append_batch_commands_sum",
+	"capacity_append_batch_events_sum", "capacity_append_duration_seconds_sum"}
+
+// scrapeAppends reads the append totals from the service's /metrics; ok is
+// false when the service has none (or no /metrics).
+func (c *Client) scrapeAppends(ctx context.Context) (m appendMetrics, ok bool) {
+	samples, ok := c.scrape(ctx, func(name string) bool { return slices.Contains(appendFields, name) })
+	if !ok {
+		return m, false
+	}
+	found := 0
+	for i, p := range []*float64{&m.appends, &m.commands, &m.events, &m.seconds} {
+		for key, v := range samples {
+			if name, _, _ := strings.Cut(key, "{"); name == appendFields[i] {
+				*p += v
+				found++
+			}
+		}
+	}
+	return m, found >= len(appendFields)
 }
 
 // Appends says what the event store saw during a measured window.

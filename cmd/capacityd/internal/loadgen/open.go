@@ -32,6 +32,12 @@ type OpenResult struct {
 	Rate   float64 // offered per second
 	Sent   int64   // operations sent
 	Missed int64   // scheduled but never sent: the backlog when the grace period ran out
+	// WakeLate is how late a worker that slept until a send was due woke
+	// up (microseconds): the load generator's own delay (its goroutines
+	// waiting for a CPU, timer slack), which every latency from an
+	// intended time includes. Sends made late because every worker was
+	// busy (the service was slow) are not in it.
+	WakeLate *hdrhistogram.Histogram
 }
 
 // RunOpen offers op at cfg.Rate for cfg.Duration from at most cfg.Workers
@@ -43,14 +49,16 @@ func RunOpen(ctx context.Context, cfg OpenConfig, op Op) OpenResult {
 	total := max(int64(cfg.Duration/interval), 1) // the first is due at the start
 	var next, sent, missed atomic.Int64
 	stats := make([]*clientStats, workers)
+	late := make([]*hdrhistogram.Histogram, workers)
 	start := time.Now().Add(10 * time.Millisecond)
 	deadline := start.Add(cfg.Duration + cfg.Duration/2)
 	cpuStart, gcStart := sampleCPU(), sampleGC()
 	var wg sync.WaitGroup
 	for w := range workers {
 		stats[w] = newClientStats()
+		late[w] = hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3)
 		wg.Go(func() {
-			st := stats[w]
+			st, wakeLate := stats[w], late[w]
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
 				if i >= total {
@@ -63,6 +71,7 @@ func RunOpen(ctx context.Context, cfg OpenConfig, op Op) OpenResult {
 				}
 				if d := time.Until(intended); d > 0 {
 					sleep(ctx, d)
+					_ = wakeLate.RecordValue(max(time.Since(intended).Microseconds(), minLatencyMicros))
 				}
 				out := op(ctx, w)
 				sent.Add(1)
@@ -81,7 +90,11 @@ func RunOpen(ctx context.Context, cfg OpenConfig, op Op) OpenResult {
 	close(stopProgress)
 	progress.Wait()
 	elapsed := time.Since(start)
-	res := OpenResult{Rate: cfg.Rate, Sent: sent.Load(), Missed: missed.Load()}
+	res := OpenResult{Rate: cfg.Rate, Sent: sent.Load(), Missed: missed.Load(),
+		WakeLate: hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3)}
+	for _, h := range late {
+		res.WakeLate.Merge(h)
+	}
 	res.Result = Result{
 		Name: cfg.Name, Clients: workers, Elapsed: elapsed,
 		ByOp: map[string]int64{}, Errors: map[string]int64{}, Rejections: map[string]int64{},
@@ -112,13 +125,24 @@ type OpenFigure struct {
 	Rejected   int64   `json:"rejected"`
 	LatencyMS  Latency `json:"latency_ms"` // from each operation's intended send time
 	GC         *GC     `json:"gc,omitempty"`
+	// WakeLateMS is how late the load generator's workers woke for a send
+	// they slept until (OpenResult.WakeLate): a p99 near the latency's p99
+	// says the generator, not the service, made the tail.
+	WakeLateMS *Latency `json:"generator_wake_late_ms,omitempty"`
+	// Service is what the service's own histograms say of the window.
+	Service *ServiceTail `json:"service,omitempty"`
 }
 
 // OpenFigureOf summarizes an open-loop run at fraction of the maximum.
 func OpenFigureOf(r OpenResult, fraction float64) OpenFigure {
 	f := FigureOf(r.Result, "")
-	return OpenFigure{Fraction: fraction, OfferedPer: r.Rate, OKPerSec: f.OpsPerSec, Sent: r.Sent, Missed: r.Missed,
+	of := OpenFigure{Fraction: fraction, OfferedPer: r.Rate, OKPerSec: f.OpsPerSec, Sent: r.Sent, Missed: r.Missed,
 		Failed: r.Failed, Rejected: r.Rejected, LatencyMS: f.LatencyMS, GC: f.GC}
+	if r.WakeLate != nil && r.WakeLate.TotalCount() > 0 {
+		l := latencyOf(r.WakeLate)
+		of.WakeLateMS = &l
+	}
+	return of
 }
 
 // String is the figure as a report line.
@@ -131,6 +155,12 @@ func (f OpenFigure) String() string {
 	}
 	if f.GC != nil {
 		s += "; " + f.GC.String()
+	}
+	if f.WakeLateMS != nil {
+		s += fmt.Sprintf("; generator woke late p99 %s", msStr(f.WakeLateMS.P99))
+	}
+	if f.Service != nil {
+		s += "; " + f.Service.String()
 	}
 	return s
 }
