@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,5 +35,19 @@ func TestFigureGC(t *testing.T) {
 	}
 	if f := FigureOf(Result{Elapsed: time.Second}, ""); f.GC != nil {
 		t.Fatalf("GC without a cycle = %+v, want none", f.GC)
+	}
+}
+
+// TestRunOpenWakeLate: workers that sleep until a send is due record how
+// late they woke, and the figure reports it.
+func TestRunOpenWakeLate(t *testing.T) {
+	res := RunOpen(context.Background(), OpenConfig{Name: "paced", Rate: 200, Workers: 2, Duration: 100 * time.Millisecond},
+		func(context.Context, int) Outcome { return Outcome{Op: "hold", Status: 201} })
+	if res.WakeLate == nil || res.WakeLate.TotalCount() == 0 || res.WakeLate.TotalCount() > res.Sent {
+		t.Fatalf("sent %d, woke late recorded %v", res.Sent, res.WakeLate)
+	}
+	f := OpenFigureOf(res, 0.5)
+	if f.WakeLateMS == nil || !strings.Contains(f.String(), "generator woke late p99") {
+		t.Fatalf("figure %q, wake late %+v", f.String(), f.WakeLateMS)
 	}
 }
