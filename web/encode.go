@@ -32,6 +32,13 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 func encodeAs(w http.ResponseWriter, r *http.Request, status int, contentType string, v any) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer func() { buf.Reset(); bufPool.Put(buf) }()
+	if fast, ok := v.(jsonAppender); ok {
+		if body, ok := fast.appendJSON(buf.AvailableBuffer()); ok {
+			buf.Write(append(body, '\n')) // as json.Encoder ends a value
+			writeEncoded(w, r, status, contentType, buf)
+			return
+		}
+	}
 	if err := json.NewEncoder(buf).Encode(v); err != nil {
 		if _, isProblem := v.(problem); !isProblem {
 			Error(w, r, fmt.Errorf("encoding response: %w", err))
@@ -40,6 +47,11 @@ func encodeAs(w http.ResponseWriter, r *http.Request, status int, contentType st
 		http.Error(w, `{"type":"`+ProblemTypeBase+`internal","title":"Internal error","status":500,"detail":"Internal error."}`, http.StatusInternalServerError)
 		return
 	}
+	writeEncoded(w, r, status, contentType, buf)
+}
+
+// writeEncoded writes an encoded body with its head.
+func writeEncoded(w http.ResponseWriter, r *http.Request, status int, contentType string, buf *bytes.Buffer) {
 	h := w.Header()
 	h.Set("Content-Type", contentType)
 	h.Set("Content-Length", strconv.Itoa(buf.Len()))
