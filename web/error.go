@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/capacityd/capacityd/capacity"
-	"github.com/rs/zerolog"
 )
 
 // ProblemTypeBase prefixes every problem type: a problem's type is
@@ -96,7 +95,7 @@ const retryAfter = "1"
 func Error(w http.ResponseWriter, r *http.Request, err error) {
 	p := problemOf(err)
 	if p.Status == http.StatusInternalServerError {
-		log := zerolog.Ctx(r.Context())
+		log := RequestLogger(r.Context())
 		log.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("internal error")
 	}
 	if p.Status == http.StatusServiceUnavailable {

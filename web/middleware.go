@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,12 +20,38 @@ import (
 // RequestIDHeader carries a request's id in and out.
 const RequestIDHeader = "X-Request-Id"
 
-type requestIDKey struct{}
+// requestScope is what withRequestID puts in a request's context: its id
+// and the service's logger. The logger carrying the id is made only when
+// something logs through RequestLogger (an error, a panic): made for every
+// request, it cost an allocation of the logger's whole context per hold,
+// and the one line per request (observe) adds the id to its event instead.
+type requestScope struct {
+	id   string
+	base *zerolog.Logger
+	once sync.Once
+	log  zerolog.Logger // base with request_id, once made
+}
+
+type requestScopeKey struct{}
 
 // requestIDFrom returns the request id middleware stored in ctx.
 func requestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if s, _ := ctx.Value(requestScopeKey{}).(*requestScope); s != nil {
+		return s.id
+	}
+	return ""
+}
+
+// RequestLogger returns the logger of the request whose context ctx is,
+// with its request_id; outside the web middleware, the logger zerolog.Ctx
+// finds (a disabled one if none).
+func RequestLogger(ctx context.Context) *zerolog.Logger {
+	s, _ := ctx.Value(requestScopeKey{}).(*requestScope)
+	if s == nil {
+		return zerolog.Ctx(ctx)
+	}
+	s.once.Do(func() { s.log = s.base.With().Str("request_id", s.id).Logger() })
+	return &s.log
 }
 
 // requestIDs makes request ids: a random per-process prefix and a counter,
@@ -69,9 +96,7 @@ func withRequestID(log zerolog.Logger) func(http.Handler) http.Handler {
 				id = ids.new()
 			}
 			w.Header().Set(RequestIDHeader, id)
-			reqLog := log.With().Str("request_id", id).Logger()
-			ctx := context.WithValue(r.Context(), requestIDKey{}, id)
-			ctx = reqLog.WithContext(ctx)
+			ctx := context.WithValue(r.Context(), requestScopeKey{}, &requestScope{id: id, base: &log})
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
@@ -126,7 +151,7 @@ func routeOf(r *http.Request) string {
 
 // observe writes one log line per request and feeds the HTTP metrics. It
 // runs inside the router, so the route pattern is known once next returns.
-func observe(m *metrics) func(http.Handler) http.Handler {
+func observe(m *metrics, log zerolog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -138,12 +163,11 @@ func observe(m *metrics) func(http.Handler) http.Handler {
 				}
 				route := routeOf(r)
 				m.observeRequest(route, r.Method, rec.status, took)
-				log := zerolog.Ctx(r.Context())
 				ev := log.Info()
 				if rec.status >= 500 {
 					ev = log.Warn()
 				}
-				ev.Str("method", r.Method).Str("route", route).Int("status", rec.status).
+				ev.Str("request_id", requestIDFrom(r.Context())).Str("method", r.Method).Str("route", route).Int("status", rec.status).
 					Int64("bytes", rec.bytes).Dur("latency", took).Msg("request")
 			}()
 			next.ServeHTTP(rec, r)
@@ -165,7 +189,7 @@ func recoverPanics(next http.Handler) http.Handler {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			zerolog.Ctx(r.Context()).Error().Str("panic", fmt.Sprint(v)).Bytes("stack", debug.Stack()).
+			RequestLogger(r.Context()).Error().Str("panic", fmt.Sprint(v)).Bytes("stack", debug.Stack()).
 				Str("method", r.Method).Str("path", r.URL.Path).Msg("handler panicked")
 			if rec.status != 0 {
 				panic(http.ErrAbortHandler) // half a response went out: drop the connection

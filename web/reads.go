@@ -11,7 +11,6 @@ import (
 
 	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/capacity/views"
-	"github.com/rs/zerolog"
 )
 
 // Limits of the events route's limit parameter.
@@ -125,7 +124,7 @@ func historyError(r *http.Request, err error) error {
 	if code := capacity.ErrorCode(err); code == capacity.EINVALID || code == capacity.EINTERNAL {
 		return fmt.Errorf("reading history: %s", err.Error()) // internal: logged by Error, not shown
 	}
-	zerolog.Ctx(r.Context()).Warn().Err(err).Str("path", r.URL.Path).Msg("reading history failed")
+	RequestLogger(r.Context()).Warn().Err(err).Str("path", r.URL.Path).Msg("reading history failed")
 	return capacity.Errorf(capacity.EUNAVAILABLE, "the event store is unavailable, try again")
 }
 

@@ -115,6 +115,11 @@ func TestPanicBecomesProblem(t *testing.T) {
 	if l := logs.String(); !strings.Contains(l, `"status":500`) {
 		t.Errorf("request line lacks the 500: %s", l)
 	}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if !strings.Contains(line, `"request_id":"`) {
+			t.Errorf("log line without the request id: %s", line)
+		}
+	}
 }
 
 func TestErrorMapping(t *testing.T) {
@@ -144,6 +149,16 @@ func TestErrorMapping(t *testing.T) {
 	}
 	if l := logs.String(); !strings.Contains(l, "secret internals") {
 		t.Errorf("internal error not logged: %s", l)
+	}
+	// The line carries the request's id, as the problem and header do.
+	logs = &poolstest.LogBuffer{}
+	h := withRequestID(zerolog.New(logs))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { Error(w, r, errors.New("odd")) }))
+	res := do(t, h, req{method: "GET", path: "/error", header: map[string]string{RequestIDHeader: "trace-me-42"}})
+	if p := wantProblem(t, res, 500, "internal"); p["request_id"] != "trace-me-42" {
+		t.Errorf("problem request_id = %v", p["request_id"])
+	}
+	if l := logs.String(); !strings.Contains(l, `"request_id":"trace-me-42"`) || !strings.Contains(l, "internal error") {
+		t.Errorf("internal error's line lacks the request id: %s", l)
 	}
 }
 

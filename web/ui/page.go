@@ -76,7 +76,7 @@ func (e *engine) renderError(w http.ResponseWriter, r *http.Request, status int,
 // logger returns the request's logger (set by the web middleware) or the
 // UI's own.
 func (e *engine) logger(r *http.Request) *zerolog.Logger {
-	if l := zerolog.Ctx(r.Context()); l.GetLevel() != zerolog.Disabled {
+	if l := web.RequestLogger(r.Context()); l.GetLevel() != zerolog.Disabled {
 		return l
 	}
 	return &e.log
