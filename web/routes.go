@@ -13,7 +13,7 @@ import (
 func routes(cfg Config) *chi.Mux {
 	r := chi.NewRouter()
 	r.Use(middleware.GetHead) // HEAD on every GET route: the same headers, no body
-	r.Use(withRequestID(cfg.Logger), observe(newMetrics(cfg.Registry), cfg.Logger), traced, recoverPanics, limitBody(cfg.MaxBodyBytes))
+	r.Use(withRequestID(cfg.Logger), observe(newMetrics(cfg.Registry), cfg.Logger), traced(cfg.Tracing), recoverPanics, limitBody(cfg.MaxBodyBytes))
 	r.NotFound(handleNotFound())
 	r.MethodNotAllowed(handleMethodNotAllowed(r))
 

@@ -93,6 +93,10 @@ type Config struct {
 	ReadyDetail func(ctx context.Context) any
 	// Logger receives one line per request and internal errors.
 	Logger zerolog.Logger
+	// Tracing says spans are exported (an OpenTelemetry SDK is installed):
+	// every request gets a server span. Without it only a request that
+	// carries a traceparent does, to pass its trace on to the commit.
+	Tracing bool
 	// Regions reports the regions (GET /v1/regions); nil answers 503.
 	Regions Regions
 	// Registry receives the HTTP metrics and is served, with whatever

@@ -15,9 +15,21 @@ import (
 // the write side carries it into the commit's message headers (see
 // capacity/pools/trace.go). With no OpenTelemetry SDK installed the span
 // is the caller's own span context, passed through unchanged.
-func traced(next http.Handler) http.Handler {
+//
+// With exporting off, a request without a traceparent has no trace to
+// continue and no span to record: it skips the middleware (a span, its
+// attributes and a copy of the request were about 2% of a hold's CPU).
+func traced(exporting bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler { return tracedHandler(next, exporting) }
+}
+
+func tracedHandler(next http.Handler, exporting bool) http.Handler {
 	tracer := otel.Tracer("github.com/capacityd/capacityd/web")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !exporting && r.Header.Get("traceparent") == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
 		ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		ctx, span := tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))

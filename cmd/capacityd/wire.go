@@ -83,6 +83,7 @@ func (a *app) buildHTTP(ctx context.Context) (http.Handler, error) {
 		Reservations: rm,
 		Now:          a.now,
 		Logger:       a.log,
+		Tracing:      a.stopTracing != nil,
 		Registry:     a.reg,
 		Regions:      a,
 		Ready:        a.ready,
