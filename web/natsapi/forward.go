@@ -311,8 +311,11 @@ func (e *Error) domain() error {
 // Execute implements web.Pools.
 func (r *Router) Execute(ctx context.Context, pool string, cmd capacity.Command) (pools.Result, error) {
 	w := r.writerOf(pool)
+	if w == "" {
+		return r.local.Execute(ctx, pool, cmd)
+	}
 	req, ok := commandRequest(pool, cmd)
-	if w == "" || !ok {
+	if !ok {
 		return r.local.Execute(ctx, pool, cmd)
 	}
 	out, err := r.send(ctx, w, req)
