@@ -3,7 +3,12 @@ package views
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
 	"runtime"
+	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -175,4 +180,86 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkCheckpointApplyWait measures how long Apply waits while a
+// checkpoint is written: a writer goroutine applies a hold to a random
+// pool every 100 µs (a busy stream) while WriteCheckpoint encodes into
+// io.Discard, and the longest of those Apply calls, from the call to its
+// return, is max-apply-wait-ms. Two shapes: a million idle pools
+// (CAPACITY_BENCH_POOLS sets how many), and 1,000 pools holding 500,000
+// reservations (BenchmarkCheckpoint's).
+//
+//	go test -run x -bench CheckpointApplyWait -benchtime 3x -timeout 30m ./capacity/views/
+func BenchmarkCheckpointApplyWait(b *testing.B) {
+	idle := 1_000_000
+	if v := os.Getenv("CAPACITY_BENCH_POOLS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("$CAPACITY_BENCH_POOLS = %q: want a positive integer", v)
+		}
+		idle = n
+	}
+	for _, tc := range []struct {
+		name         string
+		npools, nres int
+	}{
+		{"idle-pools", idle, 0},
+		{"reservations", 1000, 500_000},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			m := New()
+			var seq uint64
+			for i := range tc.npools {
+				id := fmt.Sprintf("pool-%07d", i)
+				start := epoch.Add(time.Duration(i/100) * time.Hour)
+				seq++
+				m.Apply(id, seq, capacity.PoolDefined{Pool: id, Region: "eu", Kind: "delivery", StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 1 << 30, DefinedAt: epoch})
+			}
+			for i := range tc.nres {
+				at := epoch.Add(time.Duration(i) * time.Millisecond)
+				seq++
+				m.Apply(fmt.Sprintf("pool-%07d", i%tc.npools), seq, capacity.Held{ReservationID: fmt.Sprintf("r%d", i), Quantity: 1, TTL: time.Hour, ExpiresAt: at.Add(time.Hour), At: at})
+			}
+			var longest, written time.Duration
+			applies := 0
+			for i := 0; b.Loop(); i++ {
+				done := make(chan struct{})
+				var wg sync.WaitGroup
+				var worst time.Duration
+				n := 0
+				wg.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(i), 7))
+					for {
+						select {
+						case <-done:
+							return
+						default:
+						}
+						at := epoch.Add(time.Duration(seq) * time.Millisecond)
+						seq++
+						pool := fmt.Sprintf("pool-%07d", rng.IntN(tc.npools))
+						held := capacity.Held{ReservationID: fmt.Sprintf("w%d", seq), Quantity: 1, TTL: time.Hour, ExpiresAt: at.Add(time.Hour), At: at}
+						start := time.Now()
+						m.Apply(pool, seq, held)
+						worst = max(worst, time.Since(start))
+						n++
+						time.Sleep(100 * time.Microsecond)
+					}
+				})
+				start := time.Now()
+				if _, err := m.WriteCheckpoint(io.Discard); err != nil {
+					b.Fatal(err)
+				}
+				written += time.Since(start)
+				close(done)
+				wg.Wait()
+				longest = max(longest, worst)
+				applies += n
+			}
+			b.ReportMetric(float64(longest.Microseconds())/1000, "max-apply-wait-ms")
+			b.ReportMetric(float64(written.Milliseconds())/float64(b.N), "write-ms")
+			b.ReportMetric(float64(applies)/float64(b.N), "applies/write")
+		})
+	}
 }
