@@ -1,0 +1,344 @@
+package views
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"slices"
+	"time"
+)
+
+// Writing a checkpoint while events apply (a fuzzy checkpoint). A
+// checkpoint of a million pools takes seconds to encode; under the read
+// lock all along, Apply would wait that long and every read-your-write
+// with it. So BeginCheckpoint notes the position P0 and the rows to write
+// under the read lock, briefly, and the write encodes one group of rows at
+// a time under it, releasing it after checkpointHold so that a waiting
+// Apply goes first. The result is not the models at one instant: a row
+// encoded after later commits of its pool has them (its lastSeq says which),
+// and a pool made after P0 is left out. Loaded, then fed the stream from
+// P0+1, the models are those of a full replay, because
+//   - a row's state is the fold of its pool's commits up to its lastSeq,
+//     written under the lock that Apply takes for a whole commit, and Apply
+//     ignores a commit at or below a pool's lastSeq: the replay applies to
+//     each row exactly the commits it lacks;
+//   - every pool that existed at P0 is written (a row is never removed but
+//     by Refold or a restore, which abandon the checkpoint: Models.epoch),
+//     and a pool made after P0 has no commit at or below P0, so the replay
+//     makes it whole;
+//   - the reservation index is read after every row is written, so it holds
+//     every id of a row's commits up to its lastSeq; ids of commits after
+//     it are re-added by the replay, which adds nothing twice
+//     (poolsByID.add consults the loaded hashes); ids of pools left out are
+//     dropped;
+//   - everything else (start-time order, the held set, board cells, names)
+//     is rebuilt from the rows on load, as before;
+//   - a pool still encoded since a load is written as it is: an Apply that
+//     decodes it replaces row.pool and row.body under the write lock, so a
+//     group sees one or the other;
+//   - models Broken at the start or the end are refused.
+//
+// Fenced sequences (Refold) are not stored: those commits are removed from
+// the stream, which the replay reads.
+
+// checkpointHold bounds how long a checkpoint's encoder holds the models'
+// read lock at a time. Go's RWMutex makes a new reader wait behind a
+// waiting writer, so a waiting Apply goes first at each release. A single
+// pool's row is never split: a pool with a million reservations is encoded
+// in one hold.
+const checkpointHold = 200 * time.Microsecond
+
+// errAbandoned means the models' rows were replaced (Refold, a restore)
+// while a checkpoint was written; a later one will be whole.
+var errAbandoned = errors.New("views: checkpoint abandoned: the models were refolded or restored while it was written")
+
+// WriteCheckpoint writes the models' folded state to w and returns the
+// stream sequence it reflects: BeginCheckpoint, then the write it returns,
+// on the caller's goroutine. Apply may be called meanwhile from another.
+func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
+	seq, write, err := m.BeginCheckpoint()
+	if err != nil {
+		return 0, err
+	}
+	return seq, write(w)
+}
+
+// BeginCheckpoint begins a checkpoint of the models at their position now,
+// which it returns, and returns write, which encodes it into w. It holds the
+// read lock to note the pools and their start-time order (milliseconds at
+// a million pools). write is to be called once, from any goroutine, and may
+// run while events are applied: it holds the read lock a group of rows at
+// a time (checkpointHold), so queries go on and Apply waits at most that
+// long (see above for why the result is still exact). One checkpoint at a
+// time: BeginCheckpoint fails while another's write has not returned.
+// Models that are Broken are refused, at the start and at the end. A pool
+// still encoded since a load is copied as it is; w should be a file or a
+// pipe rather than memory, as a checkpoint is hundreds of MB at a million
+// pools.
+func (m *Models) BeginCheckpoint() (uint64, func(w io.Writer) error, error) {
+	c, err := m.beginCheckpoint(checkpointHold, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	return c.position, c.write, nil
+}
+
+// checkpointWriter is a checkpoint begun and not yet written.
+type checkpointWriter struct {
+	m        *Models
+	position uint64 // P0
+	gen      uint32 // Models.cpGen for this checkpoint: rows stamped so are written or new
+	epoch    uint64 // Models.epoch at the start
+	pools    int    // rows at the start: the rows to write
+	byStart  []*row // Availability.byStart at the start, the order rows are written in
+	hold     time.Duration
+	pause    func() // tests: called between two groups, with the lock released
+}
+
+// beginCheckpoint is BeginCheckpoint with the longest hold of the read lock
+// and a function to call each time it is released (tests).
+func (m *Models) beginCheckpoint(hold time.Duration, pause func()) (*checkpointWriter, error) {
+	if !m.checkpointing.CompareAndSwap(false, true) {
+		return nil, errors.New("views: write checkpoint: another checkpoint is being written")
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.Broken(); err != nil {
+		m.checkpointing.Store(false)
+		return nil, fmt.Errorf("views: write checkpoint: the models must be rebuilt: %w", err)
+	}
+	// No Apply runs under the read lock: every row made from now on is
+	// stamped with the new generation.
+	gen := m.cpGen.Add(1)
+	return &checkpointWriter{m: m, position: m.position, gen: gen, epoch: m.epoch, pools: len(m.pools),
+		byStart: slices.Clone(m.Availability.byStart), hold: hold, pause: pause}, nil
+}
+
+// write encodes the checkpoint into w (see the format in checkpoint.go).
+func (c *checkpointWriter) write(w io.Writer) error {
+	m := c.m
+	if m == nil {
+		return errors.New("views: write checkpoint: written already")
+	}
+	c.m = nil
+	defer m.checkpointing.Store(false)
+	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	e := encoder{w: w, crc: crc, b: make([]byte, 0, 512<<10)}
+	e.raw([]byte(checkpointMagic))
+	e.raw([]byte{checkpointVersion})
+	e.uvarint(c.position)
+	e.uvarint(uint64(c.pools))
+
+	m.mu.RLock()
+	locked, since := true, time.Now()
+	defer func() {
+		if locked {
+			m.mu.RUnlock()
+		}
+	}()
+	// yield releases the lock once it has been held for c.hold, writes
+	// out what is encoded meanwhile, and takes the lock again; false if
+	// the models' rows were replaced in between.
+	yield := func() bool {
+		if time.Since(since) < c.hold {
+			return true
+		}
+		m.mu.RUnlock()
+		locked = false
+		e.flush(false)
+		if c.pause != nil {
+			c.pause()
+		}
+		m.mu.RLock()
+		locked, since = true, time.Now()
+		return m.epoch == c.epoch
+	}
+	if m.epoch != c.epoch {
+		return errAbandoned
+	}
+	ords := make(map[string]uint32) // the place of each pool with indexed ids
+	place := 0
+	var scratch []byte
+	var err error
+	writeRow := func(key string, r *row) {
+		r.cp = c.gen
+		if r.indexedIDs > 0 {
+			ords[key] = uint32(place)
+		}
+		place++
+		e.str(key)
+		e.uvarint(r.lastSeq)
+		p := &r.pool
+		switch {
+		case !p.Defined():
+			e.uvarint(0)
+		case p.ID == key:
+			e.uvarint(1)
+		default: // a PoolDefined naming another pool than its subject's
+			e.uvarint(2)
+			e.str(p.ID)
+		}
+		e.str(p.Region)
+		e.str(p.Kind)
+		e.str(string(p.Status))
+		e.time(p.StartsAt)
+		e.time(p.EndsAt)
+		e.varint(int64(p.Capacity))
+		e.varint(int64(p.Overbook))
+		e.uvarint(p.Version)
+		held, confirmed := r.units()
+		e.varint(int64(held))
+		e.varint(int64(confirmed))
+		e.holds(r)
+		if scratch, err = r.snapshot(scratch[:0]); err != nil && e.err == nil {
+			e.err = err
+		}
+		e.uvarint(uint64(len(scratch)))
+		e.raw(scratch)
+	}
+	// In start-time order first (as at P0), so that a load finds its index
+	// sorted, then the rest: pools not defined at P0, or defined under
+	// another id than their key. A row in the copy is still the models'
+	// (rows are replaced only across an epoch), and its key is its id when
+	// the models file it under its id.
+	for _, r := range c.byStart {
+		if !yield() {
+			return errAbandoned
+		}
+		if r.cp != c.gen && r.pool.Defined() && m.pools[r.pool.ID] == r {
+			writeRow(r.pool.ID, r)
+		}
+	}
+	c.byStart = nil
+	// A map iterated across releases of the lock meets every entry that
+	// stays in it once (the language's rule for a map changed during a
+	// range); the pools made meanwhile are stamped c.gen and skipped.
+	for key, r := range m.pools {
+		if !yield() {
+			return errAbandoned
+		}
+		if r.cp != c.gen {
+			writeRow(key, r)
+		}
+	}
+	if place != c.pools && e.err == nil {
+		e.err = fmt.Errorf("%d pools written of %d", place, c.pools)
+	}
+	ids, err := c.ids(m, ords, yield)
+	if err != nil {
+		return err
+	}
+	end := m.position // every row is at or below it
+	if err := m.Broken(); err != nil {
+		return fmt.Errorf("views: write checkpoint: the models must be rebuilt: %w", err)
+	}
+	m.mu.RUnlock()
+	locked = false
+	e.uvarint(end)
+	ids.write(&e, ords)
+	e.flush(true)
+	if e.err != nil {
+		return fmt.Errorf("views: write checkpoint: %w", e.err)
+	}
+	if _, err := w.Write(crc.Sum(nil)); err != nil { // big endian
+		return fmt.Errorf("views: write checkpoint: %w", err)
+	}
+	return nil
+}
+
+// idEntry is one entry of a checkpoint's reservation index: an id's hash
+// and its pool's place.
+type idEntry struct {
+	hash uint64
+	pool uint32
+}
+
+func compareIDEntry(a, b idEntry) int {
+	if a.hash != b.hash {
+		return cmp.Compare(a.hash, b.hash)
+	}
+	return cmp.Compare(a.pool, b.pool)
+}
+
+// checkpointIDs is the reservation index as a checkpoint writes it: the
+// loaded entries (never changed in place) and the entries of the maps,
+// hashed.
+type checkpointIDs struct {
+	loaded loadedIDs
+	added  []idEntry
+}
+
+// ids reads the reservation index under the lock, releasing it with yield
+// every few entries, and keeps the entries of the pools written (ords).
+// An id of a pool left out (made after P0, or that had no id when its row
+// was written) is of a commit after the row's, which the replay applies.
+func (c *checkpointWriter) ids(m *Models, ords map[string]uint32, yield func() bool) (checkpointIDs, error) {
+	x := &m.Reservations.byID
+	out := checkpointIDs{loaded: x.loaded, added: make([]idEntry, 0, len(x.one)+len(x.many))}
+	n := 0
+	for id, pool := range x.one {
+		if n++; n%64 == 0 && !yield() {
+			return out, errAbandoned
+		}
+		if o, ok := ords[pool]; ok {
+			out.added = append(out.added, idEntry{idHash(id), o})
+		}
+	}
+	for id, others := range x.many {
+		if n++; n%64 == 0 && !yield() {
+			return out, errAbandoned
+		}
+		h := idHash(id)
+		for _, pool := range others {
+			if o, ok := ords[pool]; ok {
+				out.added = append(out.added, idEntry{h, o})
+			}
+		}
+	}
+	return out, nil
+}
+
+// write writes the index's entries, sorted by hash then pool: those loaded
+// (their pools renumbered) merged with those of the maps. ords is the place
+// of every pool with indexed ids among the pools written. Two ids of one
+// pool with one hash are one entry, as a lookup finds them.
+func (x checkpointIDs) write(e *encoder, ords map[string]uint32) {
+	added := x.added
+	slices.SortFunc(added, compareIDEntry)
+	added = slices.Compact(added)
+	l := &x.loaded
+	renumber := make([]uint32, len(l.keys))
+	for i, key := range l.keys {
+		renumber[i] = ords[key] // every loaded pool with an entry counts it (restore)
+	}
+	e.uvarint(uint64(len(l.hashes) + len(added)))
+	var run []idEntry // the entries of one hash, from both sides
+	i, j := 0, 0
+	for i < len(l.hashes) || j < len(added) {
+		h := uint64(0)
+		switch {
+		case j == len(added) || i < len(l.hashes) && l.hashes[i] <= added[j].hash:
+			h = l.hashes[i]
+		default:
+			h = added[j].hash
+		}
+		run = run[:0]
+		for ; i < len(l.hashes) && l.hashes[i] == h; i++ {
+			run = append(run, idEntry{h, renumber[l.pools[i]]})
+		}
+		for ; j < len(added) && added[j].hash == h; j++ {
+			run = append(run, added[j])
+		}
+		if len(run) > 1 {
+			slices.SortFunc(run, compareIDEntry)
+		}
+		for _, en := range run {
+			e.b = binary.BigEndian.AppendUint64(e.b, en.hash)
+			e.uvarint(uint64(en.pool))
+			e.flush(false)
+		}
+	}
+}
