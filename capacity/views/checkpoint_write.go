@@ -68,8 +68,8 @@ func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
 
 // BeginCheckpoint begins a checkpoint of the models at their position now,
 // which it returns, and returns write, which encodes it into w. It holds the
-// read lock to note the pools and their start-time order (milliseconds at
-// a million pools). write is to be called once, from any goroutine, and may
+// read lock only to note the position and the number of pools. write is to
+// be called once, from any goroutine, and may
 // run while events are applied: it holds the read lock a group of rows at
 // a time (checkpointHold), so queries go on and Apply waits at most that
 // long (see above for why the result is still exact). One checkpoint at a
@@ -93,7 +93,6 @@ type checkpointWriter struct {
 	gen      uint32 // Models.cpGen for this checkpoint: rows stamped so are written or new
 	epoch    uint64 // Models.epoch at the start
 	pools    int    // rows at the start: the rows to write
-	byStart  []*row // Availability.byStart at the start, the order rows are written in
 	hold     time.Duration
 	pause    func() // tests: called between two groups, with the lock released
 }
@@ -114,7 +113,7 @@ func (m *Models) beginCheckpoint(hold time.Duration, pause func()) (*checkpointW
 	// stamped with the new generation.
 	gen := m.cpGen.Add(1)
 	return &checkpointWriter{m: m, position: m.position, gen: gen, epoch: m.epoch, pools: len(m.pools),
-		byStart: slices.Clone(m.Availability.byStart), hold: hold, pause: pause}, nil
+		hold: hold, pause: pause}, nil
 }
 
 // write encodes the checkpoint into w (see the format in checkpoint.go).
@@ -133,7 +132,7 @@ func (c *checkpointWriter) write(w io.Writer) error {
 	e.uvarint(uint64(c.pools))
 
 	m.mu.RLock()
-	locked, since := true, time.Now()
+	locked, released, since := true, false, time.Now()
 	defer func() {
 		if locked {
 			m.mu.RUnlock()
@@ -153,7 +152,7 @@ func (c *checkpointWriter) write(w io.Writer) error {
 			c.pause()
 		}
 		m.mu.RLock()
-		locked, since = true, time.Now()
+		locked, released, since = true, true, time.Now()
 		return m.epoch == c.epoch
 	}
 	if m.epoch != c.epoch {
@@ -199,20 +198,36 @@ func (c *checkpointWriter) write(w io.Writer) error {
 		e.uvarint(uint64(len(scratch)))
 		e.raw(scratch)
 	}
-	// In start-time order first (as at P0), so that a load finds its index
-	// sorted, then the rest: pools not defined at P0, or defined under
-	// another id than their key. A row in the copy is still the models'
-	// (rows are replaced only across an epoch), and its key is its id when
-	// the models file it under its id.
-	for _, r := range c.byStart {
+	// In start-time order first, so that a load finds its index sorted,
+	// then the rest: pools not defined, or defined under another id than
+	// their key. The order is a convenience, the stamps are what counts:
+	// after each release the walk of the index resumes after the last row
+	// it met, and a row the walk misses (defined meanwhile with an earlier
+	// start) is written by the pass over the map. A row filed under its id
+	// has its id for key (a row has one key).
+	byStart := &m.Availability.byStart
+	var afterStart int64
+	var afterID string
+	for i := 0; ; i++ {
 		if !yield() {
 			return errAbandoned
 		}
+		if released {
+			released = false
+			j, found := m.Availability.findRow(afterStart, afterID)
+			if i = j; found {
+				i++
+			}
+		}
+		if i >= len(*byStart) {
+			break
+		}
+		r := (*byStart)[i]
+		afterStart, afterID = r.start, r.pool.ID
 		if r.cp != c.gen && r.pool.Defined() && m.pools[r.pool.ID] == r {
 			writeRow(r.pool.ID, r)
 		}
 	}
-	c.byStart = nil
 	// A map iterated across releases of the lock meets every entry that
 	// stays in it once (the language's rule for a map changed during a
 	// range); the pools made meanwhile are stamped c.gen and skipped.
@@ -265,10 +280,21 @@ func compareIDEntry(a, b idEntry) int {
 
 // checkpointIDs is the reservation index as a checkpoint writes it: the
 // loaded entries (never changed in place) and the entries of the maps,
-// hashed.
+// hashed, in chunks of idChunk (no slice grows by copying under the lock).
 type checkpointIDs struct {
 	loaded loadedIDs
-	added  []idEntry
+	added  [][]idEntry
+}
+
+const idChunk = 1 << 16
+
+// add adds an entry.
+func (x *checkpointIDs) add(en idEntry) {
+	if n := len(x.added); n == 0 || len(x.added[n-1]) == idChunk {
+		x.added = append(x.added, make([]idEntry, 0, idChunk))
+	}
+	last := &x.added[len(x.added)-1]
+	*last = append(*last, en)
 }
 
 // ids reads the reservation index under the lock, releasing it with yield
@@ -277,14 +303,14 @@ type checkpointIDs struct {
 // was written) is of a commit after the row's, which the replay applies.
 func (c *checkpointWriter) ids(m *Models, ords map[string]uint32, yield func() bool) (checkpointIDs, error) {
 	x := &m.Reservations.byID
-	out := checkpointIDs{loaded: x.loaded, added: make([]idEntry, 0, len(x.one)+len(x.many))}
+	out := checkpointIDs{loaded: x.loaded}
 	n := 0
 	for id, pool := range x.one {
 		if n++; n%64 == 0 && !yield() {
 			return out, errAbandoned
 		}
 		if o, ok := ords[pool]; ok {
-			out.added = append(out.added, idEntry{idHash(id), o})
+			out.add(idEntry{idHash(id), o})
 		}
 	}
 	for id, others := range x.many {
@@ -294,7 +320,7 @@ func (c *checkpointWriter) ids(m *Models, ords map[string]uint32, yield func() b
 		h := idHash(id)
 		for _, pool := range others {
 			if o, ok := ords[pool]; ok {
-				out.added = append(out.added, idEntry{h, o})
+				out.add(idEntry{h, o})
 			}
 		}
 	}
@@ -306,7 +332,7 @@ func (c *checkpointWriter) ids(m *Models, ords map[string]uint32, yield func() b
 // of every pool with indexed ids among the pools written. Two ids of one
 // pool with one hash are one entry, as a lookup finds them.
 func (x checkpointIDs) write(e *encoder, ords map[string]uint32) {
-	added := x.added
+	added := slices.Concat(x.added...)
 	slices.SortFunc(added, compareIDEntry)
 	added = slices.Compact(added)
 	l := &x.loaded
