@@ -22,10 +22,17 @@ const DefaultCheckpointBucket = "capacity_views"
 // State is the folded state of the models a Runner feeds, which it can save
 // as a checkpoint and restore from one (*views.Models is a State).
 type State interface {
-	// WriteCheckpoint writes the state to w and returns the stream sequence
-	// it reflects. The Runner calls it from its own goroutine, between
-	// events.
-	WriteCheckpoint(w io.Writer) (uint64, error)
+	// BeginCheckpoint begins a checkpoint of the state and returns the
+	// stream sequence it reflects and write, which encodes it into w. The
+	// Runner calls BeginCheckpoint from its own goroutine, between events
+	// (so the last message it applied is the checkpoint's), and write once,
+	// on a goroutine of its own while the handler goes on applying events:
+	// write must be safe to run concurrently with the handler, and must not
+	// hold the handler up for long. A checkpoint that reflects some events
+	// after the sequence is fine as long as loading it and applying the
+	// stream after the sequence gives the state a full replay would (the
+	// handler ignores what the state holds already).
+	BeginCheckpoint() (uint64, func(w io.Writer) error, error)
 	// ReadCheckpoint replaces the state with the one read from r, to its
 	// end, and returns the stream sequence it reflects; on error the state
 	// is unchanged.
@@ -221,11 +228,14 @@ type lastMsg struct {
 	id      string
 }
 
-// checkpoint encodes the state now, on the runner's goroutine, and stores
-// it: in the background, or before returning if wait. At most one save is
-// in flight; while one is, a background checkpoint is skipped.
+// checkpoint begins a checkpoint of the state now, on the runner's
+// goroutine, then encodes and stores it: on a goroutine of the runner's
+// own (r.wg) while the runner goes on applying events, or before returning
+// if wait (at shutdown, when nothing is applied any more). At most one
+// checkpoint is in flight, from its beginning to its save; while one is, a
+// background checkpoint is skipped and a waiting one waits for it.
 func (r *Runner) checkpoint(ctx context.Context, wait bool) {
-	if r.opts.checkpoints == nil || r.position.Load() == r.savedSeq {
+	if r.checkpointed() {
 		return
 	}
 	select {
@@ -247,24 +257,43 @@ func (r *Runner) checkpoint(ctx context.Context, wait bool) {
 	// garbage collector's headroom over both). The file is read back at
 	// the pace the server stores it (Checkpoints.paced).
 	start := time.Now()
-	spool, pos, size, err := r.encode()
+	spool, err := os.CreateTemp(r.opts.checkpoints.spool, spoolPattern)
+	var pos uint64
+	var write func(io.Writer) error
+	if err == nil {
+		// Before BeginCheckpoint: a checkpoint begun must be written.
+		if pos, write, err = r.opts.state.BeginCheckpoint(); err != nil {
+			discard(spool)
+		}
+	}
 	if err != nil {
 		r.saving <- struct{}{}
 		r.retryAt = time.Now().Add(r.opts.checkpointInterval)
 		r.cpFailures.Add(1)
-		r.opts.logger.Error().Err(err).Str("durable", r.durable).Msg("projection: encode checkpoint")
+		r.opts.logger.Error().Err(err).Str("durable", r.durable).Msg("projection: begin checkpoint")
 		return
 	}
-	encoded := time.Since(start)
+	// Nothing was applied since BeginCheckpoint: the last message applied
+	// is the checkpoint's.
 	meta := checkpointMeta{seq: pos, created: r.created, lastSeq: r.lastMsg.seq, lastSubject: r.lastMsg.subject, lastID: r.lastMsg.id}
 	r.savedSeq, r.sinceSave, r.savedAt = pos, 0, time.Now()
+	r.cpRedo.Store(false)
 	save := func() {
 		defer func() { r.saving <- struct{}{} }()
 		defer discard(spool)
+		size, err := encode(spool, write)
+		if err != nil {
+			r.cpRedo.Store(true)
+			r.cpFailures.Add(1)
+			r.opts.logger.Error().Err(err).Str("durable", r.durable).Uint64("seq", pos).Msg("projection: encode checkpoint")
+			return
+		}
+		encoded := time.Since(start)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.checkpointTimeout)
 		defer cancel()
 		stored, err := r.opts.checkpoints.save(sctx, r.stream, meta, spool)
 		if err != nil {
+			r.cpRedo.Store(true)
 			r.cpFailures.Add(1)
 			r.opts.logger.Warn().Err(err).Str("durable", r.durable).Msg("projection: checkpoint not saved")
 			return
@@ -282,10 +311,17 @@ func (r *Runner) checkpoint(ctx context.Context, wait bool) {
 	r.wg.Go(save)
 }
 
+// checkpointed reports whether the last checkpoint begun holds everything
+// applied: nothing new since, and it was not lost (its encoding or save
+// failed, cpRedo).
+func (r *Runner) checkpointed() bool {
+	return r.opts.checkpoints == nil || r.position.Load() == r.savedSeq && !r.cpRedo.Load()
+}
+
 // checkpointDue reports whether enough has been applied since the last
 // checkpoint, in events or in time, to write another.
 func (r *Runner) checkpointDue() bool {
-	if r.opts.checkpoints == nil || r.position.Load() == r.savedSeq {
+	if r.checkpointed() {
 		return false
 	}
 	if time.Now().Before(r.retryAt) {
@@ -313,15 +349,10 @@ func (c *Checkpoints) Delete(ctx context.Context, stream string) error {
 	return nil
 }
 
-// encode writes the state's checkpoint into a new file in the spool
-// directory and returns it, rewound, with the sequence it reflects and its
-// size.
-func (r *Runner) encode() (*os.File, uint64, int64, error) {
-	f, err := os.CreateTemp(r.opts.checkpoints.spool, spoolPattern)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("projection: checkpoint file: %w", err)
-	}
-	pos, err := r.opts.state.WriteCheckpoint(f)
+// encode writes a checkpoint begun into the spool file f with write and
+// rewinds f; it returns the checkpoint's size.
+func encode(f *os.File, write func(io.Writer) error) (int64, error) {
+	err := write(f)
 	var size int64
 	if err == nil {
 		size, err = f.Seek(0, io.SeekCurrent)
@@ -329,11 +360,7 @@ func (r *Runner) encode() (*os.File, uint64, int64, error) {
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}
-	if err != nil {
-		discard(f)
-		return nil, 0, 0, err
-	}
-	return f, pos, size, nil
+	return size, err
 }
 
 // discard closes and removes a spool file.

@@ -102,10 +102,11 @@ type Runner struct {
 	lastMsg             lastMsg
 	savedSeq, sinceSave uint64
 	savedAt, retryAt    time.Time
-	saving              chan struct{} // holds a token while no save is in flight
-	wg                  sync.WaitGroup
+	saving              chan struct{}  // holds a token while no checkpoint is in flight
+	wg                  sync.WaitGroup // the checkpoints being encoded and saved in the background
 	cpSaved, cpFailures atomic.Uint64
-	runStart            time.Time // when Run first began
+	cpRedo              atomic.Bool // the last checkpoint begun was not saved: write another even if nothing is new
+	runStart            time.Time   // when Run first began
 	caughtUpLogged      bool
 }
 
@@ -313,7 +314,7 @@ var errCheckpointDue = errors.New("projection: checkpoint due")
 // next returns the next message; when the models hold events not yet in a
 // checkpoint, it waits at most until the checkpoint interval has passed.
 func (r *Runner) next(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
-	if r.opts.checkpoints == nil || r.position.Load() == r.savedSeq {
+	if r.checkpointed() {
 		return it.Next(jetstream.NextContext(ctx))
 	}
 	wait, cancel := context.WithDeadline(ctx, r.checkpointDeadline())
