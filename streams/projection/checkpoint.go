@@ -62,6 +62,12 @@ const (
 	metaLastSeq     = "last_msg_seq"   // the last message folded in: its sequence,
 	metaLastSubject = "last_msg_subject"
 	metaLastID      = "last_msg_id" // and Nats-Msg-Id
+	// The last message handed to the models when the checkpoint's encoding
+	// ended (absent from checkpoints of earlier builds): the checkpoint is
+	// fuzzy, and its pools may hold events up to this one.
+	metaEndSeq     = "end_msg_seq"
+	metaEndSubject = "end_msg_subject"
+	metaEndID      = "end_msg_id"
 )
 
 // NewCheckpoints creates the bucket if needed (file storage, the given
@@ -104,31 +110,38 @@ func (c *Checkpoints) Info(ctx context.Context, stream string) (*jetstream.Objec
 
 // checkpointMeta is what a checkpoint's object says about it.
 type checkpointMeta struct {
-	seq         uint64
-	created     time.Time
-	lastSeq     uint64
-	lastSubject string
-	lastID      string
+	seq     uint64
+	created time.Time
+	last    lastMsg // the message at or before seq the state was at when the checkpoint began
+	end     lastMsg // the last message handed to the state when its encoding ended; zero if not known
 }
 
 func (m checkpointMeta) encode() map[string]string {
-	return map[string]string{
+	md := map[string]string{
 		metaSeq:         strconv.FormatUint(m.seq, 10),
 		metaCreated:     m.created.UTC().Format(time.RFC3339Nano),
-		metaLastSeq:     strconv.FormatUint(m.lastSeq, 10),
-		metaLastSubject: m.lastSubject,
-		metaLastID:      m.lastID,
+		metaLastSeq:     strconv.FormatUint(m.last.seq, 10),
+		metaLastSubject: m.last.subject,
+		metaLastID:      m.last.id,
 	}
+	if m.end.seq > 0 {
+		md[metaEndSeq], md[metaEndSubject], md[metaEndID] = strconv.FormatUint(m.end.seq, 10), m.end.subject, m.end.id
+	}
+	return md
 }
 
 func decodeMeta(md map[string]string) (checkpointMeta, error) {
 	var m checkpointMeta
-	var err1, err2, err3 error
+	var err1, err2, err3, err4 error
 	m.seq, err1 = strconv.ParseUint(md[metaSeq], 10, 64)
 	m.created, err2 = time.Parse(time.RFC3339Nano, md[metaCreated])
-	m.lastSeq, err3 = strconv.ParseUint(md[metaLastSeq], 10, 64)
-	m.lastSubject, m.lastID = md[metaLastSubject], md[metaLastID]
-	if err := errors.Join(err1, err2, err3); err != nil {
+	m.last.seq, err3 = strconv.ParseUint(md[metaLastSeq], 10, 64)
+	m.last.subject, m.last.id = md[metaLastSubject], md[metaLastID]
+	if v, ok := md[metaEndSeq]; ok {
+		m.end.seq, err4 = strconv.ParseUint(v, 10, 64)
+		m.end.subject, m.end.id = md[metaEndSubject], md[metaEndID]
+	}
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return m, fmt.Errorf("metadata %v: %w", md, err)
 	}
 	return m, nil
@@ -190,17 +203,31 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, string) {
 		return 0, fmt.Sprintf("checkpoint of another stream %s (created %v, this one %v)", r.stream, meta.created, info.Created)
 	case meta.seq > info.State.LastSeq:
 		return 0, fmt.Sprintf("checkpoint at %d ahead of the stream's last sequence %d", meta.seq, info.State.LastSeq)
-	case meta.lastSeq > meta.seq:
-		return 0, fmt.Sprintf("checkpoint's last message %d after its position %d", meta.lastSeq, meta.seq)
+	case meta.last.seq > meta.seq:
+		return 0, fmt.Sprintf("checkpoint's last message %d after its position %d", meta.last.seq, meta.seq)
+	case meta.end.seq > info.State.LastSeq:
+		return 0, fmt.Sprintf("checkpoint's pools reach %d, ahead of the stream's last sequence %d", meta.end.seq, info.State.LastSeq)
+	case meta.end.seq > 0 && meta.end.seq < meta.last.seq:
+		return 0, fmt.Sprintf("checkpoint's end message %d before its last message %d", meta.end.seq, meta.last.seq)
 	}
-	if meta.lastSeq > 0 {
-		msg, err := stream.GetMsg(ctx, meta.lastSeq)
-		if err != nil {
-			return 0, fmt.Sprintf("checkpoint's last message %d: %v", meta.lastSeq, err)
+	// The stream vouches for the messages the state holds: the last at the
+	// checkpoint's position and, the checkpoint being fuzzy, the last its
+	// pools may hold. A stream that lost its tail and was written again
+	// has other messages there.
+	for _, msg := range []struct {
+		what string
+		lastMsg
+	}{{"last", meta.last}, {"end", meta.end}} {
+		if msg.seq == 0 || msg.what == "end" && msg.lastMsg == meta.last {
+			continue
 		}
-		if msg.Subject != meta.lastSubject || msg.Header.Get(nats.MsgIdHdr) != meta.lastID {
-			return 0, fmt.Sprintf("checkpoint's last message %d is %s %q in the checkpoint, %s %q in the stream",
-				meta.lastSeq, meta.lastSubject, meta.lastID, msg.Subject, msg.Header.Get(nats.MsgIdHdr))
+		got, err := stream.GetMsg(ctx, msg.seq)
+		if err != nil {
+			return 0, fmt.Sprintf("checkpoint's %s message %d: %v", msg.what, msg.seq, err)
+		}
+		if got.Subject != msg.subject || got.Header.Get(nats.MsgIdHdr) != msg.id {
+			return 0, fmt.Sprintf("checkpoint's %s message %d is %s %q in the checkpoint, %s %q in the stream",
+				msg.what, msg.seq, msg.subject, msg.id, got.Subject, got.Header.Get(nats.MsgIdHdr))
 		}
 	}
 	data, err := cp.readObject(ctx, object) // the body of the metadata checked above
@@ -216,7 +243,9 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, string) {
 		state.Reset()
 		return 0, fmt.Sprintf("checkpoint body at %d, its metadata at %d", pos, meta.seq)
 	}
-	r.lastMsg = lastMsg{seq: meta.lastSeq, subject: meta.lastSubject, id: meta.lastID}
+	r.lastMsg = meta.last
+	r.noteSeen(meta.last)
+	r.noteSeen(meta.end) // the pools may hold events up to it
 	r.created = info.Created
 	return pos, ""
 }
@@ -226,6 +255,22 @@ type lastMsg struct {
 	seq     uint64
 	subject string
 	id      string
+}
+
+// noteSeen records msg as handed to the state, unless a later one was.
+func (r *Runner) noteSeen(msg lastMsg) {
+	r.seenMu.Lock()
+	if msg.seq > r.seen.seq {
+		r.seen = msg
+	}
+	r.seenMu.Unlock()
+}
+
+// seenMsg returns the last message handed to the state.
+func (r *Runner) seenMsg() lastMsg {
+	r.seenMu.Lock()
+	defer r.seenMu.Unlock()
+	return r.seen
 }
 
 // checkpoint begins a checkpoint of the state now, on the runner's
@@ -275,7 +320,7 @@ func (r *Runner) checkpoint(ctx context.Context, wait bool) {
 	}
 	// Nothing was applied since BeginCheckpoint: the last message applied
 	// is the checkpoint's.
-	meta := checkpointMeta{seq: pos, created: r.created, lastSeq: r.lastMsg.seq, lastSubject: r.lastMsg.subject, lastID: r.lastMsg.id}
+	meta := checkpointMeta{seq: pos, created: r.created, last: r.lastMsg}
 	r.savedSeq, r.sinceSave, r.savedAt = pos, 0, time.Now()
 	r.cpRedo.Store(false)
 	save := func() {
@@ -288,6 +333,7 @@ func (r *Runner) checkpoint(ctx context.Context, wait bool) {
 			r.opts.logger.Error().Err(err).Str("durable", r.durable).Uint64("seq", pos).Msg("projection: encode checkpoint")
 			return
 		}
+		meta.end = r.seenMsg() // every event the pools hold is at or below it
 		encoded := time.Since(start)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.checkpointTimeout)
 		defer cancel()

@@ -151,6 +151,8 @@ func TestCheckpointFallback(t *testing.T) {
 		{"ahead of the stream", with("seq", strconv.FormatUint(last+50, 10)), good},
 		{"another stream", with("stream_created", "2001-01-01T00:00:00Z"), good},
 		{"last message not the stream's", with("last_msg_id", "someone-else"), good},
+		{"end message not the stream's", with("end_msg_id", "someone-else"), good},
+		{"end message ahead of the stream", with("end_msg_seq", strconv.FormatUint(last+50, 10)), good},
 		{"garbled metadata", with("seq", "x"), good},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -299,6 +301,11 @@ func TestCheckpointInBackground(t *testing.T) {
 	}
 	if past == 0 {
 		t.Fatalf("no pool of the checkpoint at %d is past it: the encoding did not overlap the events", p0)
+	}
+	// Its metadata names the last message its pools may hold, for the
+	// stream to vouch for at a load.
+	if end, err := strconv.ParseUint(info.Metadata["end_msg_seq"], 10, 64); err != nil || end <= p0 {
+		t.Fatalf("metadata %v: want an end message past %d", info.Metadata, p0)
 	}
 
 	traffic(53, 300)

@@ -98,8 +98,13 @@ type Runner struct {
 	fallback         atomic.Pointer[string] // why no checkpoint was loaded
 
 	// Checkpoints. The fields without atomics belong to the goroutine of Run.
-	created             time.Time // the stream's creation time
-	lastMsg             lastMsg
+	created time.Time // the stream's creation time
+	lastMsg lastMsg   // the last message applied
+	// seen is the last message handed to the handler, noted before the
+	// handler is called (or the end of the checkpoint loaded): no event
+	// the state holds is after it. Read by the checkpoint in flight.
+	seenMu              sync.Mutex
+	seen                lastMsg
 	savedSeq, sinceSave uint64
 	savedAt, retryAt    time.Time
 	saving              chan struct{}  // holds a token while no checkpoint is in flight
@@ -274,10 +279,14 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 		}
 		if seq > r.position.Load() {
 			ev := r.decode(m, meta)
+			msg := lastMsg{seq: seq, subject: m.Subject(), id: m.Headers().Get(nats.MsgIdHdr)}
+			if r.opts.checkpoints != nil {
+				r.noteSeen(msg)
+			}
 			if err := r.handle(ctx, m, ev); err != nil {
 				return err
 			}
-			r.lastMsg = lastMsg{seq: seq, subject: m.Subject(), id: m.Headers().Get(nats.MsgIdHdr)}
+			r.lastMsg = msg
 			r.sinceSave += uint64(max(1, len(ev.Events)))
 			r.advance(seq)
 			r.noteCaughtUp()
