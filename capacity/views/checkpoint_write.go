@@ -14,13 +14,19 @@ import (
 // Writing a checkpoint while events apply (a fuzzy checkpoint). A
 // checkpoint of a million pools takes seconds to encode; under the read
 // lock all along, Apply would wait that long and every read-your-write
-// with it. So BeginCheckpoint notes the position P0 and the rows to write
-// under the read lock, briefly, and the write encodes one group of rows at
-// a time under it, releasing it after checkpointHold so that a waiting
-// Apply goes first. The result is not the models at one instant: a row
-// encoded after later commits of its pool has them (its lastSeq says which),
-// and a pool made after P0 is left out. Loaded, then fed the stream from
-// P0+1, the models are those of a full replay, because
+// with it. So BeginCheckpoint notes the position P0 and the number of rows
+// under the read lock, and starts a generation (Models.cpGen) that stamps
+// every row made from then on; the write encodes one group of rows at a
+// time under the read lock, releasing it after checkpointHold so that a
+// waiting Apply goes first, and stamps each row it writes. It walks
+// availability's index first (resuming after the last row it met), then
+// the map of pools for the rows without the stamp: a range over a map
+// meets once every entry that stays in it, even if the map changes between
+// two steps (the language's rule; the steps are ordered by the lock).
+// The result is not the models at one instant: a row encoded after later
+// commits of its pool has them (its lastSeq says which), and a pool made
+// after P0 is left out. Loaded, then fed the stream from P0+1, the models
+// are those of a full replay, because
 //   - a row's state is the fold of its pool's commits up to its lastSeq,
 //     written under the lock that Apply takes for a whole commit, and Apply
 //     ignores a commit at or below a pool's lastSeq: the replay applies to
@@ -41,8 +47,9 @@ import (
 //     group sees one or the other;
 //   - models Broken at the start or the end are refused.
 //
-// Fenced sequences (Refold) are not stored: those commits are removed from
-// the stream, which the replay reads.
+// Fenced sequences (Refold) are not stored, in a fuzzy checkpoint as
+// before: those commits are deleted from the stream, which the replay
+// reads.
 
 // checkpointHold bounds how long a checkpoint's encoder holds the models'
 // read lock at a time. Go's RWMutex makes a new reader wait behind a
@@ -68,12 +75,13 @@ func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
 
 // BeginCheckpoint begins a checkpoint of the models at their position now,
 // which it returns, and returns write, which encodes it into w. It holds the
-// read lock only to note the position and the number of pools. write is to
-// be called once, from any goroutine, and may
-// run while events are applied: it holds the read lock a group of rows at
-// a time (checkpointHold), so queries go on and Apply waits at most that
-// long (see above for why the result is still exact). One checkpoint at a
-// time: BeginCheckpoint fails while another's write has not returned.
+// read lock only to note the position and the number of pools. write must
+// be called once, from any goroutine, and may run while events are
+// applied: it holds the read lock a group of rows at a time
+// (checkpointHold), so queries go on and Apply waits at most that long
+// (see above for why the result is still exact). One checkpoint at a time:
+// BeginCheckpoint fails from the moment another begins until its write
+// returns.
 // Models that are Broken are refused, at the start and at the end. A pool
 // still encoded since a load is copied as it is; w should be a file or a
 // pipe rather than memory, as a checkpoint is hundreds of MB at a million
