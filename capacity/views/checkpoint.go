@@ -341,13 +341,14 @@ func (e *encoder) time(t time.Time) {
 	e.b[n] = byte(len(e.b) - n - 1)
 }
 
-// holds writes the row's live holds, sorted by deadline.
-func (e *encoder) holds(r *row) {
+// holds writes the live holds of a pool and its body (nil once decoded),
+// sorted by deadline.
+func (e *encoder) holds(b *body, p *capacity.Pool) {
 	var holds []liveHold
-	if b := r.body; b != nil {
+	if b != nil {
 		holds = b.holds
 	} else {
-		r.pool.LiveHolds(func(at int64, quantity int) { holds = append(holds, liveHold{at, quantity}) })
+		p.LiveHolds(func(at int64, quantity int) { holds = append(holds, liveHold{at, quantity}) })
 		slices.SortFunc(holds, func(x, y liveHold) int { return cmp.Compare(x.at, y.at) })
 	}
 	e.uvarint(uint64(len(holds)))

@@ -55,14 +55,21 @@ func TestFuzzyCheckpointReplay(t *testing.T) {
 			m.Apply(r.pool, r.seq, r.events...)
 		}
 		next, pauses := begin, 0
-		c, err := m.beginCheckpoint(0, func() {
-			pauses++
-			for n := rapid.IntRange(0, 3).Draw(rt, "applies"); n > 0 && next < len(events); n-- {
-				r := events[next]
-				m.Apply(r.pool, r.seq, r.events...)
-				next++
-			}
-		})
+		// Large pools (any, or none) copied and encoded without the lock;
+		// commits are applied to them meanwhile too.
+		opts := checkpointOptions{
+			cloneAbove: rapid.SampledFrom([]int{0, 3, math.MaxInt}).Draw(rt, "clone-above"),
+			copyAbove:  rapid.SampledFrom([]int{0, 500, math.MaxInt}).Draw(rt, "copy-above"),
+			pause: func() {
+				pauses++
+				for n := rapid.IntRange(0, 3).Draw(rt, "applies"); n > 0 && next < len(events); n-- {
+					r := events[next]
+					m.Apply(r.pool, r.seq, r.events...)
+					next++
+				}
+			},
+		}
+		c, err := m.beginCheckpoint(opts)
 		if err != nil {
 			rt.Fatal(err)
 		}
@@ -81,6 +88,24 @@ func TestFuzzyCheckpointReplay(t *testing.T) {
 		restored := New()
 		if pos, err := restored.ReadCheckpoint(&buf); err != nil || pos != p0 {
 			rt.Fatalf("ReadCheckpoint = %d, %v; want %d", pos, err, p0)
+		}
+		// Each pool as loaded is the fold of its commits up to its own
+		// last sequence (the replay applies the others).
+		figures, _ := restored.Figures("", MaxLimit, end, nil)
+		for _, f := range figures {
+			var p capacity.Pool
+			for _, r := range events {
+				if r.pool == f.Pool && r.seq <= f.Seq {
+					for _, e := range r.events {
+						p.Evolve(e, r.seq)
+					}
+				}
+			}
+			want := p.ViewAt(end)
+			want.HomeRegion = f.View.HomeRegion
+			if f.View != want {
+				rt.Fatalf("pool %s loaded at its sequence %d:\n got %+v\nwant %+v", f.Pool, f.Seq, f.View, want)
+			}
 		}
 		replay := NewReplay()
 		for _, r := range events {
@@ -240,46 +265,57 @@ func TestCheckpointAbandoned(t *testing.T) {
 		}},
 		{"reset", func(m *Models) { m.Reset() }},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := New()
-			for _, r := range events {
-				m.Apply(r.pool, r.seq, r.events...)
-			}
-			pauses := 0
-			c, err := m.beginCheckpoint(0, func() {
-				if pauses++; pauses == 3 {
-					tc.during(m)
-				}
+		for _, detach := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/detached=%v", tc.name, detach), func(t *testing.T) {
+				abandon(t, tc.during, detach, events, end)
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, _, err := m.BeginCheckpoint(); err == nil {
-				t.Fatal("a second checkpoint began while one is being written")
-			}
-			if err := c.write(io.Discard); err != errAbandoned {
-				t.Fatalf("write = %v, want errAbandoned", err)
-			}
-			if tc.name == "reset" {
-				for _, r := range events {
-					m.Apply(r.pool, r.seq, r.events...)
-				}
-			}
-			var buf bytes.Buffer
-			if _, err := m.WriteCheckpoint(&buf); err != nil {
-				t.Fatalf("the next checkpoint: %v", err)
-			}
-			restored := New()
-			if _, err := restored.ReadCheckpoint(&buf); err != nil {
-				t.Fatal(err)
-			}
-			replay := NewReplay()
-			for _, r := range events {
-				replay.Apply(r.pool, r.seq, r.events...)
-			}
-			if diffs := replay.Diff(restored.Availability, restored.Reservations, restored.Board, end, 10); len(diffs) > 0 {
-				t.Fatalf("the checkpoint after an abandoned one differs from the replay:\n%s", strings.Join(diffs, "\n"))
-			}
-		})
+		}
+	}
+}
+
+// abandon runs during while a checkpoint is written, with every row
+// encoded without the lock if detach, and checks that it is abandoned and
+// that the next checkpoint is whole.
+func abandon(t *testing.T, during func(*Models), detach bool, events []recorded, end time.Time) {
+	m := New()
+	for _, r := range events {
+		m.Apply(r.pool, r.seq, r.events...)
+	}
+	pauses := 0
+	above := math.MaxInt
+	if detach {
+		above = 0
+	}
+	c, err := m.beginCheckpoint(checkpointOptions{cloneAbove: above, copyAbove: above, pause: func() {
+		if pauses++; pauses == 3 {
+			during(m)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.BeginCheckpoint(); err == nil {
+		t.Fatal("a second checkpoint began while one is being written")
+	}
+	if err := c.write(io.Discard); err != errAbandoned {
+		t.Fatalf("write = %v, want errAbandoned", err)
+	}
+	for _, r := range events { // again after a Reset; ignored otherwise
+		m.Apply(r.pool, r.seq, r.events...)
+	}
+	var buf bytes.Buffer
+	if _, err := m.WriteCheckpoint(&buf); err != nil {
+		t.Fatalf("the next checkpoint: %v", err)
+	}
+	restored := New()
+	if _, err := restored.ReadCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	replay := NewReplay()
+	for _, r := range events {
+		replay.Apply(r.pool, r.seq, r.events...)
+	}
+	if diffs := replay.Diff(restored.Availability, restored.Reservations, restored.Board, end, 10); len(diffs) > 0 {
+		t.Fatalf("the checkpoint after an abandoned one differs from the replay:\n%s", strings.Join(diffs, "\n"))
 	}
 }

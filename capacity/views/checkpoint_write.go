@@ -53,10 +53,17 @@ import (
 
 // checkpointHold bounds how long a checkpoint's encoder holds the models'
 // read lock at a time. Go's RWMutex makes a new reader wait behind a
-// waiting writer, so a waiting Apply goes first at each release. A single
-// pool's row is never split: a pool with a million reservations is encoded
-// in one hold.
-const checkpointHold = 200 * time.Microsecond
+// waiting writer, so a waiting Apply goes first at each release. A pool is
+// encoded in one hold if it has fewer than cloneAbove reservations (about
+// 1.2 us each), or if still encoded since a load, fewer than copyAbove
+// bytes; a larger one is copied under the lock and encoded without it (a
+// Clone of 70,000 reservations takes about a fifth of their encoding:
+// capacity's BenchmarkCloneHotPool).
+const (
+	checkpointHold = 200 * time.Microsecond
+	cloneAbove     = 1024
+	copyAbove      = 64 << 10
+)
 
 // errAbandoned means the models' rows were replaced (Refold, a restore)
 // while a checkpoint was written; a later one will be whole.
@@ -87,7 +94,7 @@ func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
 // pipe rather than memory, as a checkpoint is hundreds of MB at a million
 // pools.
 func (m *Models) BeginCheckpoint() (uint64, func(w io.Writer) error, error) {
-	c, err := m.beginCheckpoint(checkpointHold, nil)
+	c, err := m.beginCheckpoint(checkpointOptions{hold: checkpointHold, cloneAbove: cloneAbove, copyAbove: copyAbove})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -101,13 +108,20 @@ type checkpointWriter struct {
 	gen      uint32 // Models.cpGen for this checkpoint: rows stamped so are written or new
 	epoch    uint64 // Models.epoch at the start
 	pools    int    // rows at the start: the rows to write
-	hold     time.Duration
-	pause    func() // tests: called between two groups, with the lock released
+	checkpointOptions
 }
 
-// beginCheckpoint is BeginCheckpoint with the longest hold of the read lock
-// and a function to call each time it is released (tests).
-func (m *Models) beginCheckpoint(hold time.Duration, pause func()) (*checkpointWriter, error) {
+// checkpointOptions are the encoder's bounds (checkpointHold, cloneAbove,
+// copyAbove), which tests move, and a function to call each time it
+// releases the lock (tests).
+type checkpointOptions struct {
+	hold                  time.Duration
+	cloneAbove, copyAbove int
+	pause                 func()
+}
+
+// beginCheckpoint is BeginCheckpoint with the encoder's options.
+func (m *Models) beginCheckpoint(opts checkpointOptions) (*checkpointWriter, error) {
 	if !m.checkpointing.CompareAndSwap(false, true) {
 		return nil, errors.New("views: write checkpoint: another checkpoint is being written")
 	}
@@ -121,7 +135,7 @@ func (m *Models) beginCheckpoint(hold time.Duration, pause func()) (*checkpointW
 	// stamped with the new generation.
 	gen := m.cpGen.Add(1)
 	return &checkpointWriter{m: m, position: m.position, gen: gen, epoch: m.epoch, pools: len(m.pools),
-		hold: hold, pause: pause}, nil
+		checkpointOptions: opts}, nil
 }
 
 // write encodes the checkpoint into w (see the format in checkpoint.go).
@@ -146,22 +160,30 @@ func (c *checkpointWriter) write(w io.Writer) error {
 			m.mu.RUnlock()
 		}
 	}()
-	// yield releases the lock once it has been held for c.hold, writes
-	// out what is encoded meanwhile, and takes the lock again; false if
-	// the models' rows were replaced in between.
-	yield := func() bool {
-		if time.Since(since) < c.hold {
-			return true
-		}
+	// unlock releases the lock and writes out what is encoded meanwhile;
+	// lock takes it again and is false if the models' rows were replaced
+	// in between.
+	unlock := func() {
 		m.mu.RUnlock()
 		locked = false
 		e.flush(false)
 		if c.pause != nil {
 			c.pause()
 		}
+	}
+	lock := func() bool {
 		m.mu.RLock()
 		locked, released, since = true, true, time.Now()
 		return m.epoch == c.epoch
+	}
+	// yield releases the lock for a moment once it has been held for
+	// c.hold; false if the models' rows were replaced meanwhile.
+	yield := func() bool {
+		if time.Since(since) < c.hold {
+			return true
+		}
+		unlock()
+		return lock()
 	}
 	if m.epoch != c.epoch {
 		return errAbandoned
@@ -170,15 +192,29 @@ func (c *checkpointWriter) write(w io.Writer) error {
 	place := 0
 	var scratch []byte
 	var err error
-	writeRow := func(key string, r *row) {
+	// writeRow writes a row; false if the models' rows were replaced while
+	// it had released the lock. A large pool is copied under the lock (a
+	// Clone, which shares its reservations: Evolve never changes one in
+	// place; a body is never changed) and encoded without it.
+	writeRow := func(key string, r *row) bool {
 		r.cp = c.gen
 		if r.indexedIDs > 0 {
 			ords[key] = uint32(place)
 		}
 		place++
+		lastSeq, p, b := r.lastSeq, &r.pool, r.body
+		detach := b != nil && len(b.raw) >= c.copyAbove || b == nil && len(p.Reservations) >= c.cloneAbove
+		if detach {
+			if b == nil {
+				p = p.Clone()
+			} else {
+				head := *p // the head only (lazy.go)
+				p = &head
+			}
+			unlock()
+		}
 		e.str(key)
-		e.uvarint(r.lastSeq)
-		p := &r.pool
+		e.uvarint(lastSeq)
 		switch {
 		case !p.Defined():
 			e.uvarint(0)
@@ -196,15 +232,16 @@ func (c *checkpointWriter) write(w io.Writer) error {
 		e.varint(int64(p.Capacity))
 		e.varint(int64(p.Overbook))
 		e.uvarint(p.Version)
-		held, confirmed := r.units()
+		held, confirmed := unitsOf(b, p)
 		e.varint(int64(held))
 		e.varint(int64(confirmed))
-		e.holds(r)
-		if scratch, err = r.snapshot(scratch[:0]); err != nil && e.err == nil {
+		e.holds(b, p)
+		if scratch, err = snapshotOf(b, p, scratch[:0]); err != nil && e.err == nil {
 			e.err = err
 		}
 		e.uvarint(uint64(len(scratch)))
 		e.raw(scratch)
+		return !detach || lock()
 	}
 	// In start-time order first, so that a load finds its index sorted,
 	// then the rest: pools not defined, or defined under another id than
@@ -232,8 +269,8 @@ func (c *checkpointWriter) write(w io.Writer) error {
 		}
 		r := (*byStart)[i]
 		afterStart, afterID = r.start, r.pool.ID
-		if r.cp != c.gen && r.pool.Defined() && m.pools[r.pool.ID] == r {
-			writeRow(r.pool.ID, r)
+		if r.cp != c.gen && r.pool.Defined() && m.pools[r.pool.ID] == r && !writeRow(r.pool.ID, r) {
+			return errAbandoned
 		}
 	}
 	// A map iterated across releases of the lock meets every entry that
@@ -243,8 +280,8 @@ func (c *checkpointWriter) write(w io.Writer) error {
 		if !yield() {
 			return errAbandoned
 		}
-		if r.cp != c.gen {
-			writeRow(key, r)
+		if r.cp != c.gen && !writeRow(key, r) {
+			return errAbandoned
 		}
 	}
 	if place != c.pools && e.err == nil {
