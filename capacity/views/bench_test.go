@@ -187,9 +187,9 @@ func cpuTime() time.Duration {
 // checkpoint is written: a writer goroutine applies a hold to a random
 // pool every 100 µs (a busy stream) while WriteCheckpoint encodes into
 // io.Discard, and the longest of those Apply calls, from the call to its
-// return, is max-apply-wait-ms. Two shapes: a million idle pools
-// (CAPACITY_BENCH_POOLS sets how many), and 1,000 pools holding 500,000
-// reservations (BenchmarkCheckpoint's).
+// return, is max-apply-wait-ms. Three shapes: a million idle pools
+// (CAPACITY_BENCH_POOLS sets how many), 1,000 pools holding 500,000
+// reservations (BenchmarkCheckpoint's), and one hot pool holding 200,000.
 //
 //	go test -run x -bench CheckpointApplyWait -benchtime 3x -timeout 30m ./capacity/views/
 func BenchmarkCheckpointApplyWait(b *testing.B) {
@@ -207,6 +207,7 @@ func BenchmarkCheckpointApplyWait(b *testing.B) {
 	}{
 		{"idle-pools", idle, 0},
 		{"reservations", 1000, 500_000},
+		{"hot-pool", 1, 200_000},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			m := New()
