@@ -38,8 +38,10 @@
 // are a million rows.
 //
 // Checkpoints are fuzzy (checkpoint_write.go): written while events are
-// applied, a group of rows at a time under the read lock (200 us at most),
-// so Apply waits for a group, not for the seconds a million pools take. A
+// applied, a group of rows at a time under the read lock (200 us at most;
+// a pool of 1,024 reservations or more is cloned under it and encoded
+// without it), so Apply waits for a group or a clone, not for the seconds
+// a million pools take. A
 // checkpoint is at the position it began at, P0; each pool in it is as of
 // its own last sequence, at or after P0; pools made after P0 are left out.
 // Loaded and fed the stream from P0+1, the models equal a full replay:
