@@ -3,8 +3,10 @@ package projection_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -322,5 +324,56 @@ func TestCheckpointInBackground(t *testing.T) {
 	e.check(t, b)
 	if st := b.runner.Counters(); st.Checkpoint.LoadedSeq != p0 || st.StartSeq != p0+1 {
 		t.Fatalf("restart: status %+v, checkpoint %+v: want a resume after %d", st, st.Checkpoint, p0)
+	}
+}
+
+// failingState is models whose first checkpoint fails to encode.
+type failingState struct {
+	*views.Models
+	failed atomic.Bool
+}
+
+func (f *failingState) BeginCheckpoint() (uint64, func(io.Writer) error, error) {
+	seq, write, err := f.Models.BeginCheckpoint()
+	if err != nil || f.failed.Swap(true) {
+		return seq, write, err
+	}
+	return seq, func(w io.Writer) error {
+		_ = write(io.Discard) // a checkpoint begun is written, to let the next begin
+		return errors.New("disk full")
+	}, nil
+}
+
+// TestCheckpointRetriedAfterFailure: a checkpoint whose encoding fails in
+// the background is written again once the interval has passed, even if no
+// event arrived since it began.
+func TestCheckpointRetriedAfterFailure(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := e.service(t)
+	e.traffic(t, svc, 61, 10, 200)
+	svc.Close()
+	m := newModels()
+	state := &failingState{Models: m.models}
+	m.runner, err = projection.New(e.js, e.store.StreamName(), "a", projection.Apply(m.models),
+		projection.WithCheckpoints(cp, state, 1_000_000, 300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.start(t)
+	e.check(t, m) // caught up: no event arrives from now on
+	deadline := time.Now().Add(20 * time.Second)
+	for st := m.runner.Counters(); st.Checkpoint.SavedSeq != st.Position; st = m.runner.Counters() {
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint %+v, position %d: want a checkpoint saved at the position after the failed one", st.Checkpoint, st.Position)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := m.runner.Counters(); st.Checkpoint.Failures != 1 {
+		t.Fatalf("checkpoint %+v: want one failure", st.Checkpoint)
 	}
 }

@@ -321,9 +321,10 @@ func (r *Runner) noteCaughtUp() {
 var errCheckpointDue = errors.New("projection: checkpoint due")
 
 // next returns the next message; when the models hold events not yet in a
-// checkpoint, it waits at most until the checkpoint interval has passed.
+// checkpoint, or a checkpoint is in flight (it may fail, and then another
+// is due), it waits at most until the checkpoint interval has passed.
 func (r *Runner) next(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
-	if r.checkpointed() {
+	if r.checkpointed() && len(r.saving) > 0 {
 		return it.Next(jetstream.NextContext(ctx))
 	}
 	wait, cancel := context.WithDeadline(ctx, r.checkpointDeadline())
