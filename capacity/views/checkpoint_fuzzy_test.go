@@ -2,7 +2,9 @@ package views
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"slices"
@@ -317,5 +319,43 @@ func abandon(t *testing.T, during func(*Models), detach bool, events []recorded,
 	}
 	if diffs := replay.Diff(restored.Availability, restored.Reservations, restored.Board, end, 10); len(diffs) > 0 {
 		t.Fatalf("the checkpoint after an abandoned one differs from the replay:\n%s", strings.Join(diffs, "\n"))
+	}
+}
+
+// A checkpoint of version 3 (written by earlier builds under the read lock
+// throughout: no end position) still loads.
+func TestCheckpointVersion3(t *testing.T) {
+	events, end := history(t, 9, 20, 1500)
+	m, replay := New(), NewReplay()
+	for _, r := range events {
+		m.Apply(r.pool, r.seq, r.events...)
+		replay.Apply(r.pool, r.seq, r.events...)
+	}
+	var buf bytes.Buffer
+	if _, err := m.WriteCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	v4 := buf.Bytes()
+	// Version 3 is version 4 without the end position after the pools.
+	d := decoder{b: v4[len(checkpointMagic)+1 : len(v4)-4]}
+	d.uvarint() // position
+	for n := d.uvarint(); n > 0; n-- {
+		d.row(d.str(), func(b []byte) string { return string(b) })
+	}
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	atEnd := len(v4) - 4 - len(d.b)
+	d.uvarint() // end
+	afterEnd := len(v4) - 4 - len(d.b)
+	v3 := slices.Concat(v4[:atEnd], v4[afterEnd:len(v4)-4])
+	v3[len(checkpointMagic)] = 3
+	v3 = binary.BigEndian.AppendUint32(v3, crc32.Checksum(v3, crc32.MakeTable(crc32.Castagnoli)))
+	restored := New()
+	if pos, err := restored.ReadCheckpoint(bytes.NewReader(v3)); err != nil || pos != events[len(events)-1].seq {
+		t.Fatalf("ReadCheckpoint(version 3) = %d, %v", pos, err)
+	}
+	if diffs := replay.Diff(restored.Availability, restored.Reservations, restored.Board, end, 10); len(diffs) > 0 {
+		t.Fatalf("models from a version 3 checkpoint differ from the replay:\n%s", strings.Join(diffs, "\n"))
 	}
 }
