@@ -280,8 +280,8 @@ func (r *Runner) seenMsg() lastMsg {
 // checkpoint is in flight, from its beginning to its save; while one is, a
 // background checkpoint is skipped and a waiting one waits for it.
 func (r *Runner) checkpoint(ctx context.Context, wait bool) {
-	if r.checkpointed() {
-		return
+	if r.checkpointed() && (!wait || len(r.saving) > 0) {
+		return // (at shutdown, the one in flight may yet fail)
 	}
 	select {
 	case <-r.saving: // free
@@ -295,6 +295,10 @@ func (r *Runner) checkpoint(ctx context.Context, wait bool) {
 		case <-ctx.Done():
 			return
 		}
+	}
+	if r.checkpointed() { // the one that was in flight holds everything
+		r.saving <- struct{}{}
+		return
 	}
 	// Encoded into a file, not memory: at a million pools a checkpoint is
 	// hundreds of MB, which in memory raised the process's peak by several

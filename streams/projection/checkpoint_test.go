@@ -327,10 +327,12 @@ func TestCheckpointInBackground(t *testing.T) {
 	}
 }
 
-// failingState is models whose first checkpoint fails to encode.
+// failingState is models whose first checkpoint fails to encode, once
+// gate is closed (if not nil); began is closed when it begins.
 type failingState struct {
 	*views.Models
-	failed atomic.Bool
+	failed      atomic.Bool
+	gate, began chan struct{}
 }
 
 func (f *failingState) BeginCheckpoint() (uint64, func(io.Writer) error, error) {
@@ -338,7 +340,13 @@ func (f *failingState) BeginCheckpoint() (uint64, func(io.Writer) error, error) 
 	if err != nil || f.failed.Swap(true) {
 		return seq, write, err
 	}
+	if f.began != nil {
+		close(f.began)
+	}
 	return seq, func(w io.Writer) error {
+		if f.gate != nil {
+			<-f.gate
+		}
 		_ = write(io.Discard) // a checkpoint begun is written, to let the next begin
 		return errors.New("disk full")
 	}, nil
@@ -375,5 +383,35 @@ func TestCheckpointRetriedAfterFailure(t *testing.T) {
 	}
 	if st := m.runner.Counters(); st.Checkpoint.Failures != 1 {
 		t.Fatalf("checkpoint %+v: want one failure", st.Checkpoint)
+	}
+}
+
+// TestCheckpointFailingAtShutdown: a checkpoint in flight when Run returns,
+// which then fails, is followed by the last checkpoint at shutdown, though
+// no event arrived since it began.
+func TestCheckpointFailingAtShutdown(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := e.service(t)
+	e.traffic(t, svc, 62, 10, 200)
+	svc.Close()
+	m := newModels()
+	state := &failingState{Models: m.models, gate: make(chan struct{}), began: make(chan struct{})}
+	m.runner, err = projection.New(e.js, e.store.StreamName(), "a", projection.Apply(m.models),
+		projection.WithCheckpoints(cp, state, 1_000_000, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.start(t)
+	e.check(t, m)
+	<-state.began // after the models caught up: nothing new since
+	time.AfterFunc(100*time.Millisecond, func() { close(state.gate) })
+	m.stop(t)
+	if st := m.runner.Counters(); st.Checkpoint.SavedSeq != st.Position || st.Checkpoint.Failures != 1 {
+		t.Fatalf("after stop: checkpoint %+v, position %d: want one failure, then a checkpoint at the position", st.Checkpoint, st.Position)
 	}
 }
