@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -357,5 +358,82 @@ func TestCheckpointVersion3(t *testing.T) {
 	}
 	if diffs := replay.Diff(restored.Availability, restored.Reservations, restored.Board, end, 10); len(diffs) > 0 {
 		t.Fatalf("models from a version 3 checkpoint differ from the replay:\n%s", strings.Join(diffs, "\n"))
+	}
+}
+
+// TestFuzzyCheckpointConcurrent is TestFuzzyCheckpointReplay with the
+// commits applied by another goroutine as fast as it can while the
+// checkpoint is written (run it with -race), large pools encoded without
+// the lock, and queries going on.
+func TestFuzzyCheckpointConcurrent(t *testing.T) {
+	defer func(old int) { lazyBytes = old }(lazyBytes)
+	lazyBytes = 300
+	for seed := range uint64(6) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			events, end := history(t, 100+seed, 60, 5000)
+			half := len(events) / 2
+			m := New()
+			if seed%2 == 1 { // from a checkpoint of the first quarter
+				first := New()
+				for _, r := range events[:half/2] {
+					first.Apply(r.pool, r.seq, r.events...)
+				}
+				var buf bytes.Buffer
+				if _, err := first.WriteCheckpoint(&buf); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := m.ReadCheckpoint(&buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, r := range events[:half] {
+				m.Apply(r.pool, r.seq, r.events...)
+			}
+			c, err := m.beginCheckpoint(checkpointOptions{hold: time.Duration(seed%3) * 10 * time.Microsecond, cloneAbove: 3, copyAbove: 500})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for _, r := range events[half:] {
+					m.Apply(r.pool, r.seq, r.events...)
+				}
+			})
+			wg.Go(func() {
+				for i := range 200 {
+					m.Availability.Query(AvailabilityQuery{Limit: 5}, end)
+					m.Reservations.Lookup(fmt.Sprint("r", i), end)
+				}
+			})
+			var buf bytes.Buffer
+			err = c.write(&buf)
+			wg.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			restored := New()
+			if _, err := restored.ReadCheckpoint(&buf); err != nil {
+				t.Fatal(err)
+			}
+			past := 0
+			figures, _ := restored.Figures("", MaxLimit, end, nil)
+			for _, f := range figures {
+				past += b2i(f.Seq > c.position)
+			}
+			t.Logf("%d of %d pools written past the checkpoint's position", past, len(figures))
+			replay := NewReplay()
+			for _, r := range events {
+				replay.Apply(r.pool, r.seq, r.events...)
+				if r.seq > c.position {
+					restored.Apply(r.pool, r.seq, r.events...)
+				}
+			}
+			if diffs := replay.Diff(restored.Availability, restored.Reservations, restored.Board, end, 10); len(diffs) > 0 {
+				t.Fatalf("checkpoint at %d then the stream after it differs from the replay:\n%s", c.position, strings.Join(diffs, "\n"))
+			}
+			if got := refoldCheck(t, restored, events, end, nil); len(got) > 0 {
+				t.Fatalf("checkpoint then the stream after it: figures differ from a fresh fold: %v", got)
+			}
+		})
 	}
 }
