@@ -3,7 +3,13 @@ package views
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
 	"runtime"
+	"slices"
+	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -175,4 +181,97 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkCheckpointApplyWait measures how long Apply waits while a
+// checkpoint is written: a writer goroutine applies a hold to a random
+// pool every 100 µs (a busy stream) while WriteCheckpoint encodes into
+// io.Discard, and the longest of those Apply calls, from the call to its
+// return, is max-apply-wait-ms. Three shapes: a million idle pools
+// (CAPACITY_BENCH_POOLS sets how many), 1,000 pools holding 500,000
+// reservations (BenchmarkCheckpoint's), and one hot pool holding 200,000.
+//
+//	go test -run x -bench CheckpointApplyWait -benchtime 3x -timeout 30m ./capacity/views/
+func BenchmarkCheckpointApplyWait(b *testing.B) {
+	idle := 1_000_000
+	if v := os.Getenv("CAPACITY_BENCH_POOLS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("$CAPACITY_BENCH_POOLS = %q: want a positive integer", v)
+		}
+		idle = n
+	}
+	for _, tc := range []struct {
+		name         string
+		npools, nres int
+	}{
+		{"idle-pools", idle, 0},
+		{"reservations", 1000, 500_000},
+		{"hot-pool", 1, 200_000},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			m := New()
+			var seq uint64
+			for i := range tc.npools {
+				id := fmt.Sprintf("pool-%07d", i)
+				start := epoch.Add(time.Duration(i/100) * time.Hour)
+				seq++
+				m.Apply(id, seq, capacity.PoolDefined{Pool: id, Region: "eu", Kind: "delivery", StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 1 << 30, DefinedAt: epoch})
+			}
+			for i := range tc.nres {
+				at := epoch.Add(time.Duration(i) * time.Millisecond)
+				seq++
+				m.Apply(fmt.Sprintf("pool-%07d", i%tc.npools), seq, capacity.Held{ReservationID: fmt.Sprintf("r%d", i), Quantity: 1, TTL: time.Hour, ExpiresAt: at.Add(time.Hour), At: at})
+			}
+			// applyUntil applies a hold every 100 µs until done is closed
+			// and returns how long each Apply took.
+			applyUntil := func(done <-chan struct{}, seed uint64) []time.Duration {
+				rng := rand.New(rand.NewPCG(seed, 7))
+				var waits []time.Duration
+				for {
+					select {
+					case <-done:
+						return waits
+					default:
+					}
+					at := epoch.Add(time.Duration(seq) * time.Millisecond)
+					seq++
+					pool := fmt.Sprintf("pool-%07d", rng.IntN(tc.npools))
+					held := capacity.Held{ReservationID: fmt.Sprintf("w%d", seq), Quantity: 1, TTL: time.Hour, ExpiresAt: at.Add(time.Hour), At: at}
+					start := time.Now()
+					m.Apply(pool, seq, held)
+					waits = append(waits, time.Since(start))
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
+			// The same without a checkpoint, for a second: what the
+			// machine (scheduler, garbage collector) adds on its own.
+			done := make(chan struct{})
+			time.AfterFunc(time.Second, func() { close(done) })
+			baseline := slices.Max(append(applyUntil(done, 0), 0))
+			var all []time.Duration
+			var written time.Duration
+			for i := 0; b.Loop(); i++ {
+				done := make(chan struct{})
+				var waits []time.Duration
+				var wg sync.WaitGroup
+				wg.Go(func() { waits = applyUntil(done, uint64(i)+1) })
+				start := time.Now()
+				if _, err := m.WriteCheckpoint(io.Discard); err != nil {
+					b.Fatal(err)
+				}
+				written += time.Since(start)
+				close(done)
+				wg.Wait()
+				all = append(all, waits...)
+			}
+			slices.Sort(all)
+			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+			b.ReportMetric(ms(all[len(all)-1]), "max-apply-wait-ms")
+			b.ReportMetric(ms(all[len(all)*99/100]), "p99-apply-wait-ms")
+			b.ReportMetric(ms(baseline), "no-checkpoint-max-apply-wait-ms")
+			b.ReportMetric(float64(written.Milliseconds())/float64(b.N), "write-ms")
+			b.ReportMetric(float64(len(all))/float64(b.N), "applies/write")
+		})
+	}
 }

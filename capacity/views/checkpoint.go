@@ -19,7 +19,7 @@ import (
 // the stream after that sequence:
 //
 //	magic "capviews" | version byte | body | CRC-32C of magic, version and body (4 bytes, big endian)
-//	body    = position uvarint | pools uvarint | pool* | ids uvarint | id*
+//	body    = position uvarint | pools uvarint | pool* | end uvarint | ids uvarint | id*
 //	pool    = key string | lastSeq uvarint | id | region string | kind string | status string
 //	          | startsAt time | endsAt time | capacity varint | overbook varint | version uvarint
 //	          | held varint | confirmed varint | holds uvarint | (deadline varint | quantity varint)*
@@ -42,11 +42,19 @@ import (
 // retired reservations, whose pool keeps only a hash of the id. Every other
 // index (start-time order, deadlines, board cells) is rebuilt from the
 // heads on load, so an index can change without a new format version.
-// Versions 1 and 2 (every pool decoded at load, ids as strings) are
-// refused: the models rebuild from the stream.
+//
+// A checkpoint is fuzzy (checkpoint_write.go): written while events are
+// applied, it holds every pool of the models at position P0 (the position
+// above), each as of its own lastSeq, at or after P0's commits and at or
+// below end, the models' position when the writing ended; the replay from
+// P0+1 brings each pool up to date and adds the pools made after P0.
+// Version 3 (no end: each pool at or below the position, written under
+// the read lock throughout) is read as well, as a checkpoint whose end is
+// its position. Versions 1 and 2 (every pool decoded at load, ids as
+// strings) are refused: the models rebuild from the stream.
 const (
 	checkpointMagic   = "capviews"
-	checkpointVersion = 3
+	checkpointVersion = 4
 )
 
 // lazyBytes is the snapshot size above which a loaded pool stays encoded
@@ -58,158 +66,6 @@ var lazyBytes = 1024
 // ErrCheckpoint means a checkpoint could not be read: corrupt, truncated or
 // of a version this build does not know. The models are unchanged.
 var ErrCheckpoint = errors.New("views: unusable checkpoint")
-
-// WriteCheckpoint writes the models' folded state to w and returns the
-// stream sequence it reflects. It holds the read lock while it encodes:
-// queries go on, Apply waits. Call it from the goroutine that applies
-// events (the runner) so that no Apply is waiting meanwhile. A pool still
-// encoded since a load is copied as it is; w should be a file or a pipe
-// rather than memory, as a checkpoint is hundreds of MB at a million pools.
-func (m *Models) WriteCheckpoint(w io.Writer) (uint64, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if err := m.Broken(); err != nil {
-		return 0, fmt.Errorf("views: write checkpoint: the models must be rebuilt: %w", err)
-	}
-	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	e := encoder{w: w, crc: crc, b: make([]byte, 0, 512<<10)}
-	e.raw([]byte(checkpointMagic))
-	e.raw([]byte{checkpointVersion})
-	e.uvarint(m.position)
-	e.uvarint(uint64(len(m.pools)))
-	ords := make(map[string]uint32) // the place of each pool with indexed ids
-	var scratch []byte
-	var err error
-	place := 0
-	// In start-time order first, so that a load finds its index sorted,
-	// then the rest (pools not defined, or defined under another id).
-	inOrder := func(r *row) bool { return r.pool.Defined() && m.pools[r.pool.ID] == r }
-	write := func(key string, r *row) {
-		if r.indexedIDs > 0 {
-			ords[key] = uint32(place)
-		}
-		place++
-		e.str(key)
-		e.uvarint(r.lastSeq)
-		p := &r.pool
-		switch {
-		case !p.Defined():
-			e.uvarint(0)
-		case p.ID == key:
-			e.uvarint(1)
-		default: // a PoolDefined naming another pool than its subject's
-			e.uvarint(2)
-			e.str(p.ID)
-		}
-		e.str(p.Region)
-		e.str(p.Kind)
-		e.str(string(p.Status))
-		e.time(p.StartsAt)
-		e.time(p.EndsAt)
-		e.varint(int64(p.Capacity))
-		e.varint(int64(p.Overbook))
-		e.uvarint(p.Version)
-		held, confirmed := r.units()
-		e.varint(int64(held))
-		e.varint(int64(confirmed))
-		e.holds(r)
-		if scratch, err = r.snapshot(scratch[:0]); err != nil && e.err == nil {
-			e.err = err
-		}
-		e.uvarint(uint64(len(scratch)))
-		e.raw(scratch)
-		e.flush(false)
-	}
-	for _, r := range m.Availability.byStart {
-		if inOrder(r) {
-			write(r.pool.ID, r)
-		}
-	}
-	for key, r := range m.pools {
-		if !inOrder(r) {
-			write(key, r)
-		}
-	}
-	if place != len(m.pools) && e.err == nil {
-		e.err = fmt.Errorf("%d pools written of %d", place, len(m.pools))
-	}
-	m.Reservations.byID.write(&e, ords)
-	e.flush(true)
-	if e.err != nil {
-		return 0, fmt.Errorf("views: write checkpoint: %w", e.err)
-	}
-	if _, err := w.Write(crc.Sum(nil)); err != nil { // big endian
-		return 0, fmt.Errorf("views: write checkpoint: %w", err)
-	}
-	return m.position, nil
-}
-
-// write writes the index's entries, sorted by hash then pool: those loaded
-// (their pools renumbered) merged with those of the maps, hashed here. ords
-// is the place of every pool with indexed ids among the pools written.
-func (x *poolsByID) write(e *encoder, ords map[string]uint32) {
-	ord := func(pool string) uint32 {
-		o, ok := ords[pool]
-		if !ok && e.err == nil {
-			e.err = fmt.Errorf("pool %s has reservation ids in the index but counts none", pool)
-		}
-		return o
-	}
-	type entry struct {
-		hash uint64
-		pool uint32
-	}
-	cmpEntry := func(a, b entry) int {
-		if a.hash != b.hash {
-			return cmp.Compare(a.hash, b.hash)
-		}
-		return cmp.Compare(a.pool, b.pool)
-	}
-	added := make([]entry, 0, len(x.one)+len(x.many))
-	for id, pool := range x.one {
-		added = append(added, entry{idHash(id), ord(pool)})
-	}
-	for id, pools := range x.many {
-		for _, pool := range pools {
-			added = append(added, entry{idHash(id), ord(pool)})
-		}
-	}
-	slices.SortFunc(added, cmpEntry)
-	l := &x.loaded
-	renumber := make([]uint32, len(l.keys))
-	for i, key := range l.keys {
-		if _, ok := ords[key]; ok {
-			renumber[i] = ords[key]
-		}
-	}
-	e.uvarint(uint64(len(l.hashes) + len(added)))
-	var run []entry // the entries of one hash, from both sides
-	i, j := 0, 0
-	for i < len(l.hashes) || j < len(added) {
-		h := uint64(0)
-		switch {
-		case j == len(added) || i < len(l.hashes) && l.hashes[i] <= added[j].hash:
-			h = l.hashes[i]
-		default:
-			h = added[j].hash
-		}
-		run = run[:0]
-		for ; i < len(l.hashes) && l.hashes[i] == h; i++ {
-			run = append(run, entry{h, renumber[l.pools[i]]})
-		}
-		for ; j < len(added) && added[j].hash == h; j++ {
-			run = append(run, added[j])
-		}
-		if len(run) > 1 {
-			slices.SortFunc(run, cmpEntry)
-		}
-		for _, en := range run {
-			e.b = binary.BigEndian.AppendUint64(e.b, en.hash)
-			e.uvarint(uint64(en.pool))
-			e.flush(false)
-		}
-	}
-}
 
 // ReadCheckpoint replaces the models' state with the checkpoint read from r
 // (to its end) and returns the stream sequence it reflects. On any error,
@@ -246,8 +102,9 @@ func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 	if len(data) < len(checkpointMagic)+1+4 || string(data[:len(checkpointMagic)]) != checkpointMagic {
 		return 0, fmt.Errorf("%w: not a checkpoint", ErrCheckpoint)
 	}
-	if v := data[len(checkpointMagic)]; v != checkpointVersion {
-		return 0, fmt.Errorf("%w: version %d, this build reads %d", ErrCheckpoint, v, checkpointVersion)
+	version := data[len(checkpointMagic)]
+	if version != checkpointVersion && version != 3 {
+		return 0, fmt.Errorf("%w: version %d, this build reads 3 and %d", ErrCheckpoint, version, checkpointVersion)
 	}
 	body, trailer := data[:len(data)-4], data[len(data)-4:]
 	if got, sum := binary.BigEndian.Uint32(trailer), crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)); got != sum {
@@ -270,17 +127,28 @@ func (m *Models) ReadCheckpoint(r io.Reader) (uint64, error) {
 		names[s] = s
 		return s
 	}
+	var latest string // the pool at the highest lastSeq, latestSeq
+	var latestSeq uint64
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		key := d.str()
 		r := d.row(key, name)
-		if d.err == nil && r.lastSeq > position {
-			d.fail("pool %s at %d, after the position %d", key, r.lastSeq, position)
-		}
 		if _, dup := pools[key]; dup && d.err == nil {
 			d.fail("pool %s twice", key)
 		}
+		if r.lastSeq > latestSeq {
+			latest, latestSeq = key, r.lastSeq
+		}
 		pools[key] = r
 		keys = append(keys, key)
+	}
+	end := position
+	if version >= 4 {
+		if end = d.uvarint(); d.err == nil && end < position {
+			d.fail("end %d before the position %d", end, position)
+		}
+	}
+	if latestSeq > end && d.err == nil {
+		d.fail("pool %s at %d, after the checkpoint's end %d", latest, latestSeq, end)
 	}
 	loaded := d.ids(keys)
 	if d.err == nil && len(d.b) != 0 {
@@ -420,6 +288,7 @@ func (m *Models) restore(pools map[string]*row, loaded loadedIDs, position uint6
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.epoch++ // a checkpoint being written is of the models replaced
 	m.pools, m.held, m.names, m.position = pools, held, names, position
 	m.broken.Store(nil)
 	m.Availability.byStart = byStart
@@ -472,13 +341,14 @@ func (e *encoder) time(t time.Time) {
 	e.b[n] = byte(len(e.b) - n - 1)
 }
 
-// holds writes the row's live holds, sorted by deadline.
-func (e *encoder) holds(r *row) {
+// holds writes the live holds of a pool and its body (nil once decoded),
+// sorted by deadline.
+func (e *encoder) holds(b *body, p *capacity.Pool) {
 	var holds []liveHold
-	if b := r.body; b != nil {
+	if b != nil {
 		holds = b.holds
 	} else {
-		r.pool.LiveHolds(func(at int64, quantity int) { holds = append(holds, liveHold{at, quantity}) })
+		p.LiveHolds(func(at int64, quantity int) { holds = append(holds, liveHold{at, quantity}) })
 		slices.SortFunc(holds, func(x, y liveHold) int { return cmp.Compare(x.at, y.at) })
 	}
 	e.uvarint(uint64(len(holds)))

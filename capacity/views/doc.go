@@ -37,6 +37,19 @@
 // no copy of what the pool has (counts, deadlines): a million idle pools
 // are a million rows.
 //
+// Checkpoints are fuzzy (checkpoint_write.go): written while events are
+// applied, a group of rows at a time under the read lock (200 us at most;
+// a pool of 1,024 reservations or more is cloned under it and encoded
+// without it), so Apply waits for a group or a clone, not for the seconds
+// a million pools take. A
+// checkpoint is at the position it began at, P0; each pool in it is as of
+// its own last sequence, at or after P0; pools made after P0 are left out.
+// Loaded and fed the stream from P0+1, the models equal a full replay:
+// Apply skips what a pool holds already. The reservation index is read
+// after the rows, a part at a time, and its maps never move an entry from
+// one to the other, so the read meets every entry there when it began. A
+// Refold or a restore meanwhile abandons the checkpoint (Models.epoch).
+//
 // Checkpoints (checkpoint.go) load lazily: a large pool keeps its snapshot
 // encoded, beside a head of what queries read (the view's fields, units,
 // live holds' deadlines), until an event decodes it under the write lock

@@ -67,11 +67,14 @@ func (r *row) materialize() error {
 }
 
 // units returns the units held (lapsed or not) and confirmed.
-func (r *row) units() (held, confirmed int) {
-	if b := r.body; b != nil {
+func (r *row) units() (held, confirmed int) { return unitsOf(r.body, &r.pool) }
+
+// unitsOf is row.units for a pool and its body (nil once decoded).
+func unitsOf(b *body, p *capacity.Pool) (held, confirmed int) {
+	if b != nil {
 		return b.held, b.confirmed
 	}
-	return r.pool.Units()
+	return p.Units()
 }
 
 // nextDeadline returns the earliest deadline of a live hold in unix
@@ -123,11 +126,11 @@ func (r *row) reservation(id string) *capacity.Reservation {
 	return r.pool.Reservation(id)
 }
 
-// snapshot appends the pool's snapshot bytes to dst: the body's own if it
-// was never decoded.
-func (r *row) snapshot(dst []byte) ([]byte, error) {
-	if b := r.body; b != nil {
+// snapshotOf appends the snapshot bytes of a pool and its body (nil once
+// decoded) to dst: the body's own if it was never decoded.
+func snapshotOf(b *body, p *capacity.Pool, dst []byte) ([]byte, error) {
+	if b != nil {
 		return append(dst, b.raw...), nil
 	}
-	return r.pool.AppendSnapshot(dst)
+	return p.AppendSnapshot(dst)
 }

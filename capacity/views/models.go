@@ -33,6 +33,15 @@ type Models struct {
 	// read without a lock: the projection asks after every event.
 	broken atomic.Pointer[error]
 
+	// Checkpoints (checkpoint_write.go). cpGen numbers them: a row made
+	// while checkpoint n is written is stamped n (row.cp) and left out of
+	// it. epoch counts the changes that replace rows rather than fold into
+	// them (Refold, a restore), under mu: a checkpoint being written across
+	// one is abandoned. checkpointing is set while one is written.
+	cpGen         atomic.Uint32
+	epoch         uint64
+	checkpointing atomic.Bool
+
 	// Availability lists pools and their figures; Reservations finds
 	// reservations by id; Board aggregates pools per slot. All three read
 	// the pools above.
@@ -46,8 +55,9 @@ type Models struct {
 // pools means a million rows, so a row keeps nothing it can read off the
 // pool: its counts and deadlines are the pool's own (capacity.Pool.Units,
 // LapsedAt), whether it is in Availability.byStart is whether the pool is
-// defined, and its board cell says its cell key. It is 440 bytes (the
-// 448-byte size class), most of them the capacity.Pool.
+// defined, and its board cell says its cell key. It is 448 bytes (the
+// 448-byte size class, filled by the checkpoint stamp cp), most of them the
+// capacity.Pool.
 type row struct {
 	fold
 	// body, while not nil, holds the pool's reservations still encoded,
@@ -69,6 +79,11 @@ type row struct {
 	// indexedIDs counts the reservation ids the lookup index holds for
 	// the pool (Figures).
 	indexedIDs int
+	// cp is the checkpoint that wrote the row, or was being written when
+	// the row was made (Models.cpGen): a checkpoint writes the rows with an
+	// older one. Read and written by the checkpoint's encoder under the
+	// read lock (it alone touches it), set by Apply on a new row.
+	cp uint32
 }
 
 // New returns empty read models sharing one copy of each pool.
@@ -114,7 +129,7 @@ func (m *Models) ApplyTraced(pool string, seq uint64, traceparent string, events
 		// The id outlives the message, whose subject it may be a slice
 		// of: a copy of its own, which the folded pool shares (below).
 		pool = strings.Clone(pool)
-		r = &row{}
+		r = &row{cp: m.cpGen.Load()}
 		m.pools[pool] = r
 	} else if r.pool.ID == pool {
 		pool = r.pool.ID // the index by reservation id keeps this one
@@ -202,6 +217,7 @@ type Commit struct {
 func (m *Models) Refold(pool string, history []Commit, fenced []uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.epoch++ // a checkpoint being written may have written the old row
 	if old := m.pools[pool]; old != nil {
 		if old.cell != nil {
 			m.Board.add(m.position, old.cell.key(), old.contrib, -1, true)
@@ -219,7 +235,7 @@ func (m *Models) Refold(pool string, history []Commit, fenced []uint64) {
 	} else {
 		pool = strings.Clone(pool)
 	}
-	r := &row{}
+	r := &row{cp: m.cpGen.Load()}
 	if len(fenced) > 0 {
 		fenced = slices.Clone(fenced)
 		r.fenced = &fenced

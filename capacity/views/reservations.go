@@ -17,17 +17,21 @@ type Reservations struct {
 
 // poolsByID maps a reservation id to the pools that have it. Nearly every
 // id is in one pool (a booking's is in each of its pools), so that pool is
-// the value of one map, and only an id in several pools has a list, in a
-// second: a map of slices would cost every reservation a slice header in
-// the map and a one-string array besides.
+// the value of one map, and only an id in several pools has a list of the
+// others, in a second: a map of slices would cost every reservation a slice
+// header in the map and a one-string array besides. An entry never moves
+// from one map to the other (only Refold removes any): a checkpoint reads
+// the maps a part at a time, releasing the lock in between
+// (checkpoint_write.go), and must meet every entry that was there when it
+// began.
 //
 // The ids a checkpoint brought are not in the maps but in loaded, a sorted
 // array of id hashes and their pools read as it is from the checkpoint: no
 // id string and no map insert per reservation at a start. A hash may match
 // another id (a 64-bit collision); Lookup asks the pool, which knows.
 type poolsByID struct {
-	one    map[string]string   // id -> its pool, when it is in exactly one
-	many   map[string][]string // id -> its pools, sorted, when in several
+	one    map[string]string   // id -> the first pool recorded with it
+	many   map[string][]string // id -> its other pools, sorted, when in several
 	loaded loadedIDs
 }
 
@@ -80,57 +84,58 @@ func (x *poolsByID) add(id, pool string) bool {
 	if len(x.loaded.hashes) > 0 && x.loaded.has(idHash(id), pool) {
 		return false
 	}
-	if pools, ok := x.many[id]; ok {
-		i, found := slices.BinarySearch(pools, pool)
-		if !found {
-			x.many[id] = slices.Insert(pools, i, pool)
-		}
-		return !found
-	}
 	first, ok := x.one[id]
 	switch {
 	case !ok:
 		x.one[id] = pool
-	case first != pool:
-		delete(x.one, id)
-		x.many[id] = []string{min(first, pool), max(first, pool)}
-	default:
+		return true
+	case first == pool:
 		return false
 	}
-	return true
+	others := x.many[id]
+	i, found := slices.BinarySearch(others, pool)
+	if !found {
+		x.many[id] = slices.Insert(others, i, pool)
+	}
+	return !found
 }
 
 // removePool forgets every id of pool (Models.Refold; a scan of the whole
-// index, for a rare operation).
+// index, for a rare operation). The loaded arrays are copied, not
+// compacted in place: a checkpoint being written may be reading them
+// outside the lock (it is then abandoned, see Models.epoch).
 func (x *poolsByID) removePool(pool string) {
 	if l := &x.loaded; len(l.hashes) > 0 {
-		n := 0
+		hashes, pools := make([]uint64, 0, len(l.hashes)), make([]uint32, 0, len(l.pools))
 		for i := range l.hashes {
 			if l.keys[l.pools[i]] != pool {
-				l.hashes[n], l.pools[n] = l.hashes[i], l.pools[i]
-				n++
+				hashes, pools = append(hashes, l.hashes[i]), append(pools, l.pools[i])
 			}
 		}
-		l.hashes, l.pools = l.hashes[:n], l.pools[:n]
+		l.hashes, l.pools = hashes, pools
+	}
+	for id, others := range x.many {
+		if i, found := slices.BinarySearch(others, pool); found {
+			if others = slices.Delete(slices.Clone(others), i, i+1); len(others) == 0 {
+				delete(x.many, id)
+			} else {
+				x.many[id] = others
+			}
+		}
 	}
 	for id, p := range x.one {
-		if p == pool {
-			delete(x.one, id)
-		}
-	}
-	for id, pools := range x.many {
-		i, found := slices.BinarySearch(pools, pool)
-		if !found {
+		if p != pool {
 			continue
 		}
-		switch pools = slices.Delete(pools, i, i+1); len(pools) {
+		switch others := x.many[id]; len(others) {
 		case 0:
-			delete(x.many, id)
+			delete(x.one, id)
 		case 1:
+			x.one[id] = others[0]
 			delete(x.many, id)
-			x.one[id] = pools[0]
 		default:
-			x.many[id] = pools
+			x.one[id] = others[0]
+			x.many[id] = others[1:]
 		}
 	}
 }
@@ -139,14 +144,14 @@ func (x *poolsByID) removePool(pool string) {
 // it, and those of a checkpoint with its hash.
 func (x *poolsByID) pools(id string) []string {
 	var out []string
-	if pool, ok := x.one[id]; ok {
-		out = []string{pool}
-	} else {
-		out = x.many[id]
+	if first, ok := x.one[id]; ok {
+		others := x.many[id]
+		out = make([]string, 0, 1+len(others))
+		i, _ := slices.BinarySearch(others, first)
+		out = append(append(append(out, others[:i]...), first), others[i:]...)
 	}
 	if l := &x.loaded; len(l.hashes) > 0 {
 		if i, j := l.find(idHash(id)); i < j {
-			out = slices.Clone(out)
 			for ; i < j; i++ {
 				out = append(out, l.keys[l.pools[i]])
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -317,4 +318,82 @@ func envInt(b *testing.B, name string, def int) int {
 		b.Fatalf("$%s = %q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// BenchmarkCheckpointReadYourWrite measures how stale the read models get
+// while the runner checkpoints a large state: models holding a million
+// idle pools (CAPACITY_BENCH_POOLS sets how many; applied to the models
+// directly, not from the stream) follow a stream written one event at a
+// time, every millisecond, checkpointing every 1,000 events into the
+// object store. For each event it times the publish's acknowledgement to
+// the runner's position reaching it (WaitFor, a read-your-write wait):
+// max-read-your-write-ms is the longest, p99 its 99th percentile.
+//
+//	go test -run x -bench CheckpointReadYourWrite -benchtime 5000x -timeout 30m ./streams/projection/
+func BenchmarkCheckpointReadYourWrite(b *testing.B) {
+	npools := envInt(b, "CAPACITY_BENCH_POOLS", 1_000_000)
+	e := newEnvBench(b)
+	ctx := context.Background()
+	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cp.SpoolIn(b.TempDir())
+	m := views.New()
+	for i := range npools {
+		id := fmt.Sprintf("idle-%07d", i)
+		start := epoch.Add(time.Duration(i/100) * time.Hour)
+		// Sequence 1 for each (a pool ignores only its own sequences): the
+		// stream's events, which start at 1 on other pools, apply after.
+		m.Apply(id, 1, capacity.PoolDefined{Pool: id, Region: region, Kind: "delivery", StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 10, DefinedAt: epoch})
+	}
+	r, err := projection.New(e.js, e.store.StreamName(), "ryw", projection.Apply(m), projection.WithCheckpoints(cp, m, 1000, time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	var waits []time.Duration
+	for i := 0; b.Loop(); i++ {
+		pool := fmt.Sprintf("pool-%03d", i%100)
+		var ev capacity.Event = capacity.PoolDefined{Pool: pool, Region: region, Kind: "delivery", StartsAt: epoch, EndsAt: epoch.Add(time.Hour), Capacity: 1_000_000, DefinedAt: epoch}
+		if i >= 100 {
+			at := epoch.Add(time.Duration(i) * time.Millisecond)
+			ev = capacity.Held{ReservationID: "r" + strconv.Itoa(i), Quantity: 1, TTL: time.Hour, ExpiresAt: at.Add(time.Hour), At: at}
+		}
+		data, err := capacity.Encode(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msg := nats.NewMsg(e.store.Subject(pool))
+		msg.Header.Set(streams.HeaderEventType, ev.EventType())
+		msg.Header.Set(streams.HeaderEventVersion, strconv.Itoa(capacity.SchemaVersion))
+		msg.Data = data
+		ack, err := e.js.PublishMsg(ctx, msg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		err = r.WaitFor(wctx, ack.Sequence)
+		wcancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		waits = append(waits, time.Since(start))
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	st := r.Counters()
+	slices.Sort(waits)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(waits[len(waits)-1]), "max-read-your-write-ms")
+	b.ReportMetric(ms(waits[len(waits)*99/100]), "p99-read-your-write-ms")
+	b.ReportMetric(float64(st.Checkpoint.SavedSeq), "last-saved-seq")
+	b.ReportMetric(float64(st.Checkpoint.Failures), "checkpoint-failures")
 }

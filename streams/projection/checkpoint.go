@@ -22,10 +22,17 @@ const DefaultCheckpointBucket = "capacity_views"
 // State is the folded state of the models a Runner feeds, which it can save
 // as a checkpoint and restore from one (*views.Models is a State).
 type State interface {
-	// WriteCheckpoint writes the state to w and returns the stream sequence
-	// it reflects. The Runner calls it from its own goroutine, between
-	// events.
-	WriteCheckpoint(w io.Writer) (uint64, error)
+	// BeginCheckpoint begins a checkpoint of the state and returns the
+	// stream sequence it reflects and write, which encodes it into w. The
+	// Runner calls BeginCheckpoint from its own goroutine, between events
+	// (so the last message it applied is the checkpoint's), and write once,
+	// on a goroutine of its own while the handler goes on applying events:
+	// write must be safe to run concurrently with the handler, and must not
+	// hold the handler up for long. A checkpoint that reflects some events
+	// after the sequence is fine as long as loading it and applying the
+	// stream after the sequence gives the state a full replay would (the
+	// handler ignores what the state holds already).
+	BeginCheckpoint() (uint64, func(w io.Writer) error, error)
 	// ReadCheckpoint replaces the state with the one read from r, to its
 	// end, and returns the stream sequence it reflects; on error the state
 	// is unchanged.
@@ -55,6 +62,12 @@ const (
 	metaLastSeq     = "last_msg_seq"   // the last message folded in: its sequence,
 	metaLastSubject = "last_msg_subject"
 	metaLastID      = "last_msg_id" // and Nats-Msg-Id
+	// The last message handed to the models when the checkpoint's encoding
+	// ended (absent from checkpoints of earlier builds): the checkpoint is
+	// fuzzy, and its pools may hold events up to this one.
+	metaEndSeq     = "end_msg_seq"
+	metaEndSubject = "end_msg_subject"
+	metaEndID      = "end_msg_id"
 )
 
 // NewCheckpoints creates the bucket if needed (file storage, the given
@@ -97,31 +110,38 @@ func (c *Checkpoints) Info(ctx context.Context, stream string) (*jetstream.Objec
 
 // checkpointMeta is what a checkpoint's object says about it.
 type checkpointMeta struct {
-	seq         uint64
-	created     time.Time
-	lastSeq     uint64
-	lastSubject string
-	lastID      string
+	seq     uint64
+	created time.Time
+	last    lastMsg // the message at or before seq the state was at when the checkpoint began
+	end     lastMsg // the last message handed to the state when its encoding ended; zero if not known
 }
 
 func (m checkpointMeta) encode() map[string]string {
-	return map[string]string{
+	md := map[string]string{
 		metaSeq:         strconv.FormatUint(m.seq, 10),
 		metaCreated:     m.created.UTC().Format(time.RFC3339Nano),
-		metaLastSeq:     strconv.FormatUint(m.lastSeq, 10),
-		metaLastSubject: m.lastSubject,
-		metaLastID:      m.lastID,
+		metaLastSeq:     strconv.FormatUint(m.last.seq, 10),
+		metaLastSubject: m.last.subject,
+		metaLastID:      m.last.id,
 	}
+	if m.end.seq > 0 {
+		md[metaEndSeq], md[metaEndSubject], md[metaEndID] = strconv.FormatUint(m.end.seq, 10), m.end.subject, m.end.id
+	}
+	return md
 }
 
 func decodeMeta(md map[string]string) (checkpointMeta, error) {
 	var m checkpointMeta
-	var err1, err2, err3 error
+	var err1, err2, err3, err4 error
 	m.seq, err1 = strconv.ParseUint(md[metaSeq], 10, 64)
 	m.created, err2 = time.Parse(time.RFC3339Nano, md[metaCreated])
-	m.lastSeq, err3 = strconv.ParseUint(md[metaLastSeq], 10, 64)
-	m.lastSubject, m.lastID = md[metaLastSubject], md[metaLastID]
-	if err := errors.Join(err1, err2, err3); err != nil {
+	m.last.seq, err3 = strconv.ParseUint(md[metaLastSeq], 10, 64)
+	m.last.subject, m.last.id = md[metaLastSubject], md[metaLastID]
+	if v, ok := md[metaEndSeq]; ok {
+		m.end.seq, err4 = strconv.ParseUint(v, 10, 64)
+		m.end.subject, m.end.id = md[metaEndSubject], md[metaEndID]
+	}
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return m, fmt.Errorf("metadata %v: %w", md, err)
 	}
 	return m, nil
@@ -183,17 +203,31 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, string) {
 		return 0, fmt.Sprintf("checkpoint of another stream %s (created %v, this one %v)", r.stream, meta.created, info.Created)
 	case meta.seq > info.State.LastSeq:
 		return 0, fmt.Sprintf("checkpoint at %d ahead of the stream's last sequence %d", meta.seq, info.State.LastSeq)
-	case meta.lastSeq > meta.seq:
-		return 0, fmt.Sprintf("checkpoint's last message %d after its position %d", meta.lastSeq, meta.seq)
+	case meta.last.seq > meta.seq:
+		return 0, fmt.Sprintf("checkpoint's last message %d after its position %d", meta.last.seq, meta.seq)
+	case meta.end.seq > info.State.LastSeq:
+		return 0, fmt.Sprintf("checkpoint's pools reach %d, ahead of the stream's last sequence %d", meta.end.seq, info.State.LastSeq)
+	case meta.end.seq > 0 && meta.end.seq < meta.last.seq:
+		return 0, fmt.Sprintf("checkpoint's end message %d before its last message %d", meta.end.seq, meta.last.seq)
 	}
-	if meta.lastSeq > 0 {
-		msg, err := stream.GetMsg(ctx, meta.lastSeq)
-		if err != nil {
-			return 0, fmt.Sprintf("checkpoint's last message %d: %v", meta.lastSeq, err)
+	// The stream vouches for the messages the state holds: the last at the
+	// checkpoint's position and, the checkpoint being fuzzy, the last its
+	// pools may hold. A stream that lost its tail and was written again
+	// has other messages there.
+	for _, msg := range []struct {
+		what string
+		lastMsg
+	}{{"last", meta.last}, {"end", meta.end}} {
+		if msg.seq == 0 || msg.what == "end" && msg.lastMsg == meta.last {
+			continue
 		}
-		if msg.Subject != meta.lastSubject || msg.Header.Get(nats.MsgIdHdr) != meta.lastID {
-			return 0, fmt.Sprintf("checkpoint's last message %d is %s %q in the checkpoint, %s %q in the stream",
-				meta.lastSeq, meta.lastSubject, meta.lastID, msg.Subject, msg.Header.Get(nats.MsgIdHdr))
+		got, err := stream.GetMsg(ctx, msg.seq)
+		if err != nil {
+			return 0, fmt.Sprintf("checkpoint's %s message %d: %v", msg.what, msg.seq, err)
+		}
+		if got.Subject != msg.subject || got.Header.Get(nats.MsgIdHdr) != msg.id {
+			return 0, fmt.Sprintf("checkpoint's %s message %d is %s %q in the checkpoint, %s %q in the stream",
+				msg.what, msg.seq, msg.subject, msg.id, got.Subject, got.Header.Get(nats.MsgIdHdr))
 		}
 	}
 	data, err := cp.readObject(ctx, object) // the body of the metadata checked above
@@ -209,7 +243,9 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, string) {
 		state.Reset()
 		return 0, fmt.Sprintf("checkpoint body at %d, its metadata at %d", pos, meta.seq)
 	}
-	r.lastMsg = lastMsg{seq: meta.lastSeq, subject: meta.lastSubject, id: meta.lastID}
+	r.lastMsg = meta.last
+	r.noteSeen(meta.last)
+	r.noteSeen(meta.end) // the pools may hold events up to it
 	r.created = info.Created
 	return pos, ""
 }
@@ -221,12 +257,31 @@ type lastMsg struct {
 	id      string
 }
 
-// checkpoint encodes the state now, on the runner's goroutine, and stores
-// it: in the background, or before returning if wait. At most one save is
-// in flight; while one is, a background checkpoint is skipped.
+// noteSeen records msg as handed to the state, unless a later one was.
+func (r *Runner) noteSeen(msg lastMsg) {
+	r.seenMu.Lock()
+	if msg.seq > r.seen.seq {
+		r.seen = msg
+	}
+	r.seenMu.Unlock()
+}
+
+// seenMsg returns the last message handed to the state.
+func (r *Runner) seenMsg() lastMsg {
+	r.seenMu.Lock()
+	defer r.seenMu.Unlock()
+	return r.seen
+}
+
+// checkpoint begins a checkpoint of the state now, on the runner's
+// goroutine, then encodes and stores it: on a goroutine of the runner's
+// own (r.wg) while the runner goes on applying events, or before returning
+// if wait (at shutdown, when nothing is applied any more). At most one
+// checkpoint is in flight, from its beginning to its save; while one is, a
+// background checkpoint is skipped and a waiting one waits for it.
 func (r *Runner) checkpoint(ctx context.Context, wait bool) {
-	if r.opts.checkpoints == nil || r.position.Load() == r.savedSeq {
-		return
+	if r.checkpointed() && (!wait || len(r.saving) > 0) {
+		return // (at shutdown, the one in flight may yet fail)
 	}
 	select {
 	case <-r.saving: // free
@@ -241,30 +296,54 @@ func (r *Runner) checkpoint(ctx context.Context, wait bool) {
 			return
 		}
 	}
+	if r.checkpointed() { // the one that was in flight holds everything
+		r.saving <- struct{}{}
+		return
+	}
 	// Encoded into a file, not memory: at a million pools a checkpoint is
 	// hundreds of MB, which in memory raised the process's peak by several
 	// times that (the buffer, its copies in flight to the server, and the
 	// garbage collector's headroom over both). The file is read back at
 	// the pace the server stores it (Checkpoints.paced).
 	start := time.Now()
-	spool, pos, size, err := r.encode()
+	spool, err := os.CreateTemp(r.opts.checkpoints.spool, spoolPattern)
+	var pos uint64
+	var write func(io.Writer) error
+	if err == nil {
+		// Before BeginCheckpoint: a checkpoint begun must be written.
+		if pos, write, err = r.opts.state.BeginCheckpoint(); err != nil {
+			discard(spool)
+		}
+	}
 	if err != nil {
 		r.saving <- struct{}{}
 		r.retryAt = time.Now().Add(r.opts.checkpointInterval)
 		r.cpFailures.Add(1)
-		r.opts.logger.Error().Err(err).Str("durable", r.durable).Msg("projection: encode checkpoint")
+		r.opts.logger.Error().Err(err).Str("durable", r.durable).Msg("projection: begin checkpoint")
 		return
 	}
-	encoded := time.Since(start)
-	meta := checkpointMeta{seq: pos, created: r.created, lastSeq: r.lastMsg.seq, lastSubject: r.lastMsg.subject, lastID: r.lastMsg.id}
+	// Nothing was applied since BeginCheckpoint: the last message applied
+	// is the checkpoint's.
+	meta := checkpointMeta{seq: pos, created: r.created, last: r.lastMsg}
 	r.savedSeq, r.sinceSave, r.savedAt = pos, 0, time.Now()
+	r.cpRedo.Store(false)
 	save := func() {
 		defer func() { r.saving <- struct{}{} }()
 		defer discard(spool)
+		size, err := encode(spool, write)
+		if err != nil {
+			r.cpRedo.Store(true)
+			r.cpFailures.Add(1)
+			r.opts.logger.Error().Err(err).Str("durable", r.durable).Uint64("seq", pos).Msg("projection: encode checkpoint")
+			return
+		}
+		meta.end = r.seenMsg() // every event the pools hold is at or below it
+		encoded := time.Since(start)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.checkpointTimeout)
 		defer cancel()
 		stored, err := r.opts.checkpoints.save(sctx, r.stream, meta, spool)
 		if err != nil {
+			r.cpRedo.Store(true)
 			r.cpFailures.Add(1)
 			r.opts.logger.Warn().Err(err).Str("durable", r.durable).Msg("projection: checkpoint not saved")
 			return
@@ -282,10 +361,17 @@ func (r *Runner) checkpoint(ctx context.Context, wait bool) {
 	r.wg.Go(save)
 }
 
+// checkpointed reports whether the last checkpoint begun holds everything
+// applied: nothing new since, and it was not lost (its encoding or save
+// failed, cpRedo).
+func (r *Runner) checkpointed() bool {
+	return r.opts.checkpoints == nil || r.position.Load() == r.savedSeq && !r.cpRedo.Load()
+}
+
 // checkpointDue reports whether enough has been applied since the last
 // checkpoint, in events or in time, to write another.
 func (r *Runner) checkpointDue() bool {
-	if r.opts.checkpoints == nil || r.position.Load() == r.savedSeq {
+	if r.checkpointed() {
 		return false
 	}
 	if time.Now().Before(r.retryAt) {
@@ -313,15 +399,10 @@ func (c *Checkpoints) Delete(ctx context.Context, stream string) error {
 	return nil
 }
 
-// encode writes the state's checkpoint into a new file in the spool
-// directory and returns it, rewound, with the sequence it reflects and its
-// size.
-func (r *Runner) encode() (*os.File, uint64, int64, error) {
-	f, err := os.CreateTemp(r.opts.checkpoints.spool, spoolPattern)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("projection: checkpoint file: %w", err)
-	}
-	pos, err := r.opts.state.WriteCheckpoint(f)
+// encode writes a checkpoint begun into the spool file f with write and
+// rewinds f; it returns the checkpoint's size.
+func encode(f *os.File, write func(io.Writer) error) (int64, error) {
+	err := write(f)
 	var size int64
 	if err == nil {
 		size, err = f.Seek(0, io.SeekCurrent)
@@ -329,11 +410,7 @@ func (r *Runner) encode() (*os.File, uint64, int64, error) {
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}
-	if err != nil {
-		discard(f)
-		return nil, 0, 0, err
-	}
-	return f, pos, size, nil
+	return size, err
 }
 
 // discard closes and removes a spool file.

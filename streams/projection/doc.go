@@ -32,11 +32,20 @@
 // sequence; the models are caught up (CaughtUp, Status.CaughtUp) once the
 // position reaches it. capacityd's /readyz waits for that.
 //
-// Checkpoints are written from the runner's goroutine between two events
-// (State.WriteCheckpoint encodes under the models' read lock, so queries
-// go on) every N events or T once something is new, stored by one
-// background save at a time, and once more, synchronously, when Run
-// returns. A checkpoint is encoded into a spool file, never into memory
+// Checkpoints are begun from the runner's goroutine between two events
+// (State.BeginCheckpoint notes the position and so agrees with the last
+// message applied) every N events or T once something is new, then
+// encoded and stored on a goroutine of the runner's while it goes on
+// applying events: the models encode a few rows at a time under their read
+// lock (views: a fuzzy checkpoint, whose pools may hold events after its
+// position, which the stream after the position brings to every pool
+// anyway). One checkpoint is in flight at a time; one more is written,
+// synchronously, when Run returns, after the one in flight. The metadata
+// names the last message applied when the checkpoint began (last_msg_*)
+// and the last one handed to the models when its encoding ended
+// (end_msg_*); a load asks the stream to vouch for both. An encoding or a
+// save that fails makes the next checkpoint due even if nothing is new. A
+// checkpoint is encoded into a spool file, never into memory
 // (hundreds of MB at a million pools, which the garbage collector's
 // headroom doubled), and stored from it at the pace the bucket's stream
 // stores its chunks (pace.go).

@@ -98,14 +98,20 @@ type Runner struct {
 	fallback         atomic.Pointer[string] // why no checkpoint was loaded
 
 	// Checkpoints. The fields without atomics belong to the goroutine of Run.
-	created             time.Time // the stream's creation time
-	lastMsg             lastMsg
+	created time.Time // the stream's creation time
+	lastMsg lastMsg   // the last message applied
+	// seen is the last message handed to the handler, noted before the
+	// handler is called (or the end of the checkpoint loaded): no event
+	// the state holds is after it. Read by the checkpoint in flight.
+	seenMu              sync.Mutex
+	seen                lastMsg
 	savedSeq, sinceSave uint64
 	savedAt, retryAt    time.Time
-	saving              chan struct{} // holds a token while no save is in flight
-	wg                  sync.WaitGroup
+	saving              chan struct{}  // holds a token while no checkpoint is in flight
+	wg                  sync.WaitGroup // the checkpoints being encoded and saved in the background
 	cpSaved, cpFailures atomic.Uint64
-	runStart            time.Time // when Run first began
+	cpRedo              atomic.Bool // the last checkpoint begun was not saved: write another even if nothing is new
+	runStart            time.Time   // when Run first began
 	caughtUpLogged      bool
 }
 
@@ -273,10 +279,14 @@ func (r *Runner) session(ctx context.Context, first bool) error {
 		}
 		if seq > r.position.Load() {
 			ev := r.decode(m, meta)
+			msg := lastMsg{seq: seq, subject: m.Subject(), id: m.Headers().Get(nats.MsgIdHdr)}
+			if r.opts.checkpoints != nil {
+				r.noteSeen(msg)
+			}
 			if err := r.handle(ctx, m, ev); err != nil {
 				return err
 			}
-			r.lastMsg = lastMsg{seq: seq, subject: m.Subject(), id: m.Headers().Get(nats.MsgIdHdr)}
+			r.lastMsg = msg
 			r.sinceSave += uint64(max(1, len(ev.Events)))
 			r.advance(seq)
 			r.noteCaughtUp()
@@ -311,9 +321,10 @@ func (r *Runner) noteCaughtUp() {
 var errCheckpointDue = errors.New("projection: checkpoint due")
 
 // next returns the next message; when the models hold events not yet in a
-// checkpoint, it waits at most until the checkpoint interval has passed.
+// checkpoint, or a checkpoint is in flight (it may fail, and then another
+// is due), it waits at most until the checkpoint interval has passed.
 func (r *Runner) next(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
-	if r.opts.checkpoints == nil || r.position.Load() == r.savedSeq {
+	if r.checkpointed() && len(r.saving) > 0 {
 		return it.Next(jetstream.NextContext(ctx))
 	}
 	wait, cancel := context.WithDeadline(ctx, r.checkpointDeadline())
