@@ -171,6 +171,13 @@ func start(ctx context.Context, cfg Config, stdout io.Writer) (_ *app, err error
 	if err := a.connect(ctx); err != nil {
 		return nil, err
 	}
+	if a.ns != nil && a.ns.syncs != nil {
+		rounds := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "capacity_fsync_round_seconds",
+			Help:    "Time one group fsync round took under --sync always (every append waiting for it waits this long after the server's ack).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}})
+		a.reg.MustRegister(rounds)
+		a.ns.syncs.OnRound(func(d time.Duration) { rounds.Observe(d.Seconds()) })
+	}
 	if err := a.openStores(ctx); err != nil {
 		return nil, err
 	}

@@ -38,6 +38,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // ErrStopped is returned to waiters when the Syncer stops before their round.
@@ -64,6 +66,9 @@ type Syncer struct {
 	stop chan struct{}
 	done chan struct{}
 
+	// observe, if set, is told how long each round took (OnRound).
+	observe *atomic.Pointer[func(time.Duration)]
+
 	// Owned by the run goroutine.
 	cur    *os.File // the newest block file
 	curIdx uint64
@@ -78,12 +83,17 @@ type round struct {
 // New starts a Syncer for the stream whose files are in dir (see StreamDir).
 // The directory need not exist yet: the first round looks for it.
 func New(dir string) *Syncer {
+	return newSyncer(dir, new(atomic.Pointer[func(time.Duration)]))
+}
+
+func newSyncer(dir string, observe *atomic.Pointer[func(time.Duration)]) *Syncer {
 	s := &Syncer{
-		dir:  dir,
-		msgs: filepath.Join(dir, "msgs"),
-		kick: make(chan struct{}, 1),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		observe: observe,
+		dir:     dir,
+		msgs:    filepath.Join(dir, "msgs"),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	go s.run()
 	return s
@@ -116,6 +126,12 @@ func (s *Syncer) Wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// OnRound has f told how long each later successful round took (its
+// fsyncs and the checks of which files to sync), e.g. to feed a histogram:
+// a round's duration is what every append waiting for it waits on top of
+// the server's ack. f runs on the Syncer's goroutine and must be quick.
+func (s *Syncer) OnRound(f func(time.Duration)) { s.observe.Store(&f) }
 
 // Rounds returns how many fsync rounds have run.
 func (s *Syncer) Rounds() uint64 {
@@ -167,7 +183,11 @@ func (s *Syncer) run() {
 		if r == nil {
 			continue
 		}
+		begin := time.Now()
 		r.err = s.syncOnce()
+		if f := s.observe.Load(); f != nil && r.err == nil {
+			(*f)(time.Since(begin))
+		}
 		s.mu.Lock()
 		s.rounds++
 		s.mu.Unlock()
@@ -319,6 +339,7 @@ type Set struct {
 	mu      sync.Mutex
 	syncers map[string]*Syncer
 	stopped bool
+	observe atomic.Pointer[func(time.Duration)] // shared by every Syncer of the set
 }
 
 // NewSet returns an empty Set for the server keeping its JetStream files in
@@ -336,12 +357,16 @@ func (s *Set) Wait(ctx context.Context, stream string) error {
 	}
 	sy := s.syncers[stream]
 	if sy == nil {
-		sy = New(StreamDir(s.jsDir, s.account, stream))
+		sy = newSyncer(StreamDir(s.jsDir, s.account, stream), &s.observe)
 		s.syncers[stream] = sy
 	}
 	s.mu.Unlock()
 	return sy.Wait(ctx)
 }
+
+// OnRound is Syncer.OnRound for every Syncer of the set, present and
+// future.
+func (s *Set) OnRound(f func(time.Duration)) { s.observe.Store(&f) }
 
 // Rounds returns the fsync rounds run so far, over all streams.
 func (s *Set) Rounds() uint64 {

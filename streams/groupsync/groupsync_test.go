@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,6 +51,12 @@ func event(id string) []streams.Event {
 // files, across a block rollover.
 func TestAppendsShareRounds(t *testing.T) {
 	store, set, _ := storeOf(t, false)
+	var observed atomic.Int64
+	set.OnRound(func(d time.Duration) {
+		if d > 0 {
+			observed.Add(1)
+		}
+	})
 	ctx := context.Background()
 	const writers, each = 32, 40
 	var wg sync.WaitGroup
@@ -71,6 +78,9 @@ func TestAppendsShareRounds(t *testing.T) {
 	rounds := set.Rounds()
 	if rounds == 0 || rounds >= writers*each {
 		t.Fatalf("%d rounds for %d appends: want at least one and fewer than the appends", rounds, writers*each)
+	}
+	if got := uint64(observed.Load()); got != rounds {
+		t.Fatalf("OnRound told of %d rounds, %d ran", got, rounds)
 	}
 	t.Logf("%d appends, %d fsync rounds", writers*each, rounds)
 }

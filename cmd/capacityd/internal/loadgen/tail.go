@@ -26,6 +26,9 @@ type ServiceTail struct {
 	// AppendP99MS bounds the event store's appends (publish to ack, and
 	// the fsync under --sync always).
 	AppendP99MS float64 `json:"append_p99_ms_at_most,omitempty"`
+	// FsyncP99MS bounds the group fsync rounds under --sync always
+	// (capacity_fsync_round_seconds), a part of each append.
+	FsyncP99MS float64 `json:"fsync_round_p99_ms_at_most,omitempty"`
 	// SchedP99MS bounds how long a runnable goroutine of the service waited
 	// for a processor: CPU starvation (go_sched_latencies_seconds).
 	SchedP99MS float64 `json:"sched_wait_p99_ms_at_most,omitempty"`
@@ -36,6 +39,9 @@ func (t ServiceTail) String() string {
 	s := fmt.Sprintf("service side: p50 ≤ %s, p99 ≤ %s", bound(t.HandlerP50MS), bound(t.HandlerP99MS))
 	if t.AppendP99MS > 0 {
 		s += ", appends p99 ≤ " + bound(t.AppendP99MS)
+	}
+	if t.FsyncP99MS > 0 {
+		s += " (fsync rounds p99 ≤ " + bound(t.FsyncP99MS) + ")"
 	}
 	if t.SchedP99MS > 0 {
 		s += ", CPU wait p99 ≤ " + bound(t.SchedP99MS)
@@ -53,7 +59,7 @@ func bound(ms float64) string {
 
 // tailHistograms are the service's histograms a TailWatch reads.
 var tailHistograms = []string{"http_request_duration_seconds_bucket", "capacity_append_duration_seconds_bucket",
-	"go_sched_latencies_seconds_bucket"}
+	"go_sched_latencies_seconds_bucket", "capacity_fsync_round_seconds_bucket"}
 
 // TailWatch takes the service's latency histograms at the start and the end
 // of a window; use its Start and End around the load.
@@ -101,6 +107,9 @@ func (w *TailWatch) Result() *ServiceTail {
 	}
 	if s := bucketsOf(w.start, w.end, tailHistograms[2]); s.count() > 0 {
 		t.SchedP99MS = s.quantile(0.99) * 1000
+	}
+	if f := bucketsOf(w.start, w.end, tailHistograms[3]); f.count() > 0 {
+		t.FsyncP99MS = f.quantile(0.99) * 1000
 	}
 	return t
 }

@@ -42,6 +42,7 @@ func TestTailWatch(t *testing.T) {
 			fmt.Fprintf(&b, "http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/availability\",le=%q} %d\n", row.le, row.read)
 		}
 		fmt.Fprintf(&b, "capacity_append_duration_seconds_bucket{le=\"0.0025\"} %d\ncapacity_append_duration_seconds_bucket{le=\"+Inf\"} %d\n", n(5, 50), n(5, 50))
+		fmt.Fprintf(&b, "capacity_fsync_round_seconds_bucket{le=\"0.001\"} %d\ncapacity_fsync_round_seconds_bucket{le=\"0.01\"} %d\ncapacity_fsync_round_seconds_bucket{le=\"+Inf\"} %d\n", n(0, 98), n(0, 100), n(0, 100))
 		w.Write([]byte(b.String()))
 	}))
 	defer srv.Close()
@@ -56,10 +57,10 @@ func TestTailWatch(t *testing.T) {
 	}
 	// 300 in the window, 100 of them under 1 ms: the median (the 150th)
 	// falls in the 5 ms bucket, the 297th in the 25 ms one.
-	if got.Requests != 300 || got.HandlerP50MS != 5 || got.HandlerP99MS != 25 || got.AppendP99MS != 2.5 || got.SchedP99MS != 0 {
+	if got.Requests != 300 || got.HandlerP50MS != 5 || got.HandlerP99MS != 25 || got.AppendP99MS != 2.5 || got.FsyncP99MS != 10 || got.SchedP99MS != 0 {
 		t.Fatalf("tail = %+v", *got)
 	}
-	if s, want := got.String(), "service side: p50 ≤ 5ms, p99 ≤ 25ms, appends p99 ≤ 2.5ms"; s != want {
+	if s, want := got.String(), "service side: p50 ≤ 5ms, p99 ≤ 25ms, appends p99 ≤ 2.5ms (fsync rounds p99 ≤ 10ms)"; s != want {
 		t.Fatalf("String() = %q, want %q", s, want)
 	}
 	// No /metrics: no tail.
