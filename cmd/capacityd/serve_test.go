@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/capacityd/capacityd/capacity"
 	"github.com/capacityd/capacityd/streams/natstest"
 )
 
@@ -333,6 +335,32 @@ func TestPprofListen(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode == http.StatusOK {
 		t.Errorf("the API listener serves /debug/pprof/")
+	}
+}
+
+// Under --sync always each append waits for a group fsync round, and
+// /metrics counts the rounds with their durations.
+func TestFsyncRoundsOnMetrics(t *testing.T) {
+	a := startTest(t, "--sync", "always")
+	start := time.Now().Add(24 * time.Hour)
+	if _, err := a.pools.Execute(context.Background(), "fs-1", capacity.DefinePool{Pool: "fs-1", Region: "r", Kind: "delivery",
+		StartsAt: start, EndsAt: start.Add(time.Hour), Capacity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Get(a.HTTPURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	var rounds float64
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "capacity_fsync_round_seconds_count "); ok {
+			rounds, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if rounds < 1 {
+		t.Fatalf("capacity_fsync_round_seconds_count = %v after an append under --sync always", rounds)
 	}
 }
 
