@@ -55,24 +55,36 @@ func StreamDir(jsDir, account, stream string) string {
 
 // Syncer fsyncs one stream's files in rounds, each shared by every Wait
 // that arrived before it started. Create it with New and Stop it once.
+//
+// Who runs a round: a Wait that finds no round running runs it itself, on
+// its own goroutine, so the common case hands nothing to another
+// goroutine (under load every hand-off waits for a processor, about 0.8 ms
+// a round at 2,000 appends a second on 2 cores). Waits that arrive while a
+// round runs join the next round; the goroutine finishing a round hands
+// the next one, if any, to the Syncer's own goroutine, which runs rounds
+// until none is waiting. One goroutine at a time leads (runs rounds and
+// owns the files below): the one that set leading, until it clears it.
 type Syncer struct {
 	dir  string // the stream's directory
 	msgs string // its msgs directory
 
-	mu   sync.Mutex
-	next *round // the round waiters join; nil when none is waiting
+	mu      sync.Mutex
+	next    *round // the round waiters join; nil when none is waiting
+	leading bool   // a goroutine runs rounds; it takes next before it stops
+	stopped bool
+	inline  sync.WaitGroup // Waits running a round themselves
 
-	kick chan struct{}
+	kick chan struct{} // hands the lead to run; sent only by the leader
 	stop chan struct{}
 	done chan struct{}
 
 	// observe, if set, is told how long each round took (OnRound).
 	observe *atomic.Pointer[func(time.Duration)]
 
-	// Owned by the run goroutine.
+	// Owned by the leader.
 	cur    *os.File // the newest block file
 	curIdx uint64
-	rounds uint64
+	rounds uint64 // guarded by mu
 }
 
 type round struct {
@@ -100,23 +112,28 @@ func newSyncer(dir string, observe *atomic.Pointer[func(time.Duration)]) *Syncer
 }
 
 // Wait returns once everything the server had written to the stream before
-// Wait was called is on disk, or with the round's error, or ctx's.
+// Wait was called is on disk, or with the round's error, or ctx's. A Wait
+// that runs the round itself finishes it whatever ctx says.
 func (s *Syncer) Wait(ctx context.Context) error {
 	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return ErrStopped
+	}
+	if !s.leading {
+		// No round running, so none started before this call: run one.
+		s.leading = true
+		s.inline.Add(1)
+		s.mu.Unlock()
+		defer s.inline.Done()
+		err := s.syncRound()
+		s.handOff()
+		return err
+	}
 	r := s.next
 	if r == nil {
-		select {
-		case <-s.stop:
-			s.mu.Unlock()
-			return ErrStopped
-		default:
-		}
 		r = &round{done: make(chan struct{})}
 		s.next = r
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
 	}
 	s.mu.Unlock()
 	select {
@@ -127,10 +144,51 @@ func (s *Syncer) Wait(ctx context.Context) error {
 	}
 }
 
+// handOff ends a Wait's lead: the round waiting meanwhile, if any, goes to
+// the Syncer's goroutine (or, once stopped, is answered ErrStopped).
+func (s *Syncer) handOff() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.next == nil:
+		s.leading = false
+	case s.stopped:
+		s.failNext()
+		s.leading = false
+	default:
+		s.kick <- struct{}{} // never blocks: only the leader sends, and run took the last one
+	}
+}
+
+// failNext answers the waiting round, if any, ErrStopped: its waiters'
+// writes may be on disk already, but no round started after them, so they
+// are not promised. The caller holds mu.
+func (s *Syncer) failNext() {
+	if r := s.next; r != nil {
+		s.next = nil
+		r.err = ErrStopped
+		close(r.done)
+	}
+}
+
+// syncRound runs one round and counts it.
+func (s *Syncer) syncRound() error {
+	begin := time.Now()
+	err := s.syncOnce()
+	if f := s.observe.Load(); f != nil && err == nil {
+		(*f)(time.Since(begin))
+	}
+	s.mu.Lock()
+	s.rounds++
+	s.mu.Unlock()
+	return err
+}
+
 // OnRound has f told how long each later successful round took (its
 // fsyncs and the checks of which files to sync), e.g. to feed a histogram:
 // a round's duration is what every append waiting for it waits on top of
-// the server's ack. f runs on the Syncer's goroutine and must be quick.
+// the server's ack. f runs on the goroutine that ran the round and must be
+// quick.
 func (s *Syncer) OnRound(f func(time.Duration)) { s.observe.Store(&f) }
 
 // Rounds returns how many fsync rounds have run.
@@ -140,58 +198,58 @@ func (s *Syncer) Rounds() uint64 {
 	return s.rounds
 }
 
-// Stop ends the Syncer after the round in progress; waiters of later
+// Stop ends the Syncer after the rounds in progress; waiters of later
 // rounds get ErrStopped.
 func (s *Syncer) Stop() {
 	s.mu.Lock()
-	select {
-	case <-s.stop:
-	default:
+	if !s.stopped {
+		s.stopped = true
 		close(s.stop)
 	}
 	s.mu.Unlock()
 	<-s.done
+	s.inline.Wait() // no Wait leads after stopped is set
+	if s.cur != nil {
+		s.cur.Close()
+		s.cur = nil
+	}
 }
 
+// run takes the lead when a Wait hands it over and runs rounds until none
+// is waiting.
 func (s *Syncer) run() {
 	defer close(s.done)
-	defer func() {
-		if s.cur != nil {
-			s.cur.Close()
-		}
-	}()
 	for {
 		select {
 		case <-s.kick:
 		case <-s.stop:
-			s.mu.Lock()
-			r := s.next
-			s.next = nil
-			s.mu.Unlock()
-			if r != nil {
-				// Its waiters' writes may be on disk already, but no
-				// round started after them: they are not promised.
-				r.err = ErrStopped
-				close(r.done)
+			select {
+			case <-s.kick: // handed the lead before the stop: answer the round
+				s.mu.Lock()
+				s.failNext()
+				s.leading = false
+				s.mu.Unlock()
+			default:
 			}
 			return
 		}
-		s.mu.Lock()
-		r := s.next
-		s.next = nil
-		s.mu.Unlock()
-		if r == nil {
-			continue
+		for {
+			s.mu.Lock()
+			r := s.next
+			s.next = nil
+			if r == nil || s.stopped {
+				if r != nil {
+					s.next = r
+					s.failNext()
+				}
+				s.leading = false
+				s.mu.Unlock()
+				break
+			}
+			s.mu.Unlock()
+			r.err = s.syncRound()
+			close(r.done)
 		}
-		begin := time.Now()
-		r.err = s.syncOnce()
-		if f := s.observe.Load(); f != nil && r.err == nil {
-			(*f)(time.Since(begin))
-		}
-		s.mu.Lock()
-		s.rounds++
-		s.mu.Unlock()
-		close(r.done)
 	}
 }
 
