@@ -305,7 +305,7 @@ func (b *benchRun) run(ctx context.Context) error {
 	} else {
 		b.note("against --url the bench cannot know or set the target's durability: sync shows as unknown, durable is skipped")
 	}
-	b.note("the load generator runs in the bench process beside the embedded service and the ceilings, sharing the same %d CPUs; \"cores us/others\" shows what the bench process and the rest of the machine used while each figure was measured", runtime.NumCPU())
+	b.note("the load generator runs in the bench process beside the embedded service and the ceilings, sharing the same %d CPUs; \"cores us/others\" shows what the bench process and the rest of the machine used while each figure was measured, and the hypervisor's steal when other virtual machines took some of it", runtime.NumCPU())
 	perRun := o.Warmup + o.Duration
 	total := time.Duration(len(o.Scenarios)) * perRun
 	if o.Ceilings {

@@ -19,6 +19,7 @@ type cpuSample struct {
 	ok      bool
 	self    time.Duration // user+system time of this process
 	machine time.Duration // busy time of all CPUs (everything but idle and iowait)
+	steal   time.Duration // time the hypervisor ran something else on our CPUs (in machine)
 }
 
 // sampleCPU reads /proc/self/stat and /proc/stat; ok is false where they
@@ -52,7 +53,7 @@ func sampleCPU() cpuSample {
 	if len(cpu) < 8 || string(cpu[0]) != "cpu" {
 		return cpuSample{}
 	}
-	var busy int64
+	var busy, steal int64
 	for k, v := range cpu[1:] {
 		n, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil {
@@ -61,21 +62,27 @@ func sampleCPU() cpuSample {
 		if k == 3 || k == 4 || k >= 8 { // idle, iowait; guest time is already in user
 			continue
 		}
+		if k == 7 {
+			steal = n
+		}
 		busy += n
 	}
 	tick := time.Second / clockTicks
-	return cpuSample{ok: true, self: time.Duration(utime+stime) * tick, machine: time.Duration(busy) * tick}
+	return cpuSample{ok: true, self: time.Duration(utime+stime) * tick, machine: time.Duration(busy) * tick,
+		steal: time.Duration(steal) * tick}
 }
 
 // coresUsed returns the average cores this process and everything else
-// kept busy between a and b, over elapsed.
-func coresUsed(a, b cpuSample, elapsed time.Duration) (self, others float64, ok bool) {
+// kept busy between a and b, over elapsed; steal is the part of others the
+// hypervisor gave to other machines (a virtual machine's neighbours).
+func coresUsed(a, b cpuSample, elapsed time.Duration) (self, others, steal float64, ok bool) {
 	if !a.ok || !b.ok || elapsed <= 0 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	self = (b.self - a.self).Seconds() / elapsed.Seconds()
 	machine := (b.machine - a.machine).Seconds() / elapsed.Seconds()
-	return self, max(machine-self, 0), true
+	steal = max((b.steal-a.steal).Seconds()/elapsed.Seconds(), 0)
+	return self, max(machine-self, 0), steal, true
 }
 
 // gcSample is this process's garbage-collection totals so far.

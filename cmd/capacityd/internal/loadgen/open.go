@@ -100,7 +100,7 @@ func RunOpen(ctx context.Context, cfg OpenConfig, op Op) OpenResult {
 		ByOp: map[string]int64{}, Errors: map[string]int64{}, Rejections: map[string]int64{},
 		Hist: hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3),
 	}
-	res.CPU, res.OtherCPU, res.CPUKnown = coresUsed(cpuStart, sampleCPU(), elapsed)
+	res.CPU, res.OtherCPU, res.StealCPU, res.CPUKnown = coresUsed(cpuStart, sampleCPU(), elapsed)
 	res.GCCycles, res.GCCPUSec = sampleGC().since(gcStart)
 	for _, st := range stats {
 		res.Hist.Merge(st.hist)

@@ -41,6 +41,9 @@ type Figure struct {
 	// processes used. Absent where /proc cannot be read.
 	CPUCores   *float64 `json:"cpu_cores,omitempty"`
 	OtherCores *float64 `json:"other_cores,omitempty"`
+	// StealCores is the part of OtherCores the hypervisor gave to other
+	// virtual machines (steal time): a busy host, not a busy machine.
+	StealCores *float64 `json:"steal_cores,omitempty"`
 	// OpsPerCPUSec is OpsPerSec per core the bench process used: steadier
 	// than OpsPerSec when other processes take a varying share of the
 	// machine, though it charges the load generator's own CPU too.
@@ -96,7 +99,7 @@ func FigureOf(r Result, sync string) Figure {
 		ByOp: r.ByOp, Errors: r.Errors, Rejections: r.Rejections,
 	}
 	if r.CPUKnown {
-		f.CPUCores, f.OtherCores = &r.CPU, &r.OtherCPU
+		f.CPUCores, f.OtherCores, f.StealCores = &r.CPU, &r.OtherCPU, &r.StealCPU
 		if r.CPU > 0 {
 			perCPU := f.OpsPerSec / r.CPU
 			f.OpsPerCPUSec = &perCPU
@@ -376,7 +379,11 @@ func cores(f Figure) string {
 	if f.CPUCores == nil || f.OtherCores == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%.1f/%.1f", *f.CPUCores, *f.OtherCores)
+	s := fmt.Sprintf("%.1f/%.1f", *f.CPUCores, *f.OtherCores)
+	if f.StealCores != nil && *f.StealCores >= 0.05 {
+		s += fmt.Sprintf(" (%.1f steal)", *f.StealCores)
+	}
+	return s
 }
 
 // perCPU shows ok/s per core the bench process used.

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestWriteTablePeers checks that the table gains a "vs postgres" column
@@ -33,5 +34,17 @@ func TestWriteTablePeers(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestCoresShowSteal: the cores column names the hypervisor's steal when
+// there is any to speak of, so a slow run on a busy host reads as such.
+func TestCoresShowSteal(t *testing.T) {
+	f := FigureOf(Result{Elapsed: time.Second, CPU: 1, OtherCPU: 0.9, StealCPU: 0.8, CPUKnown: true}, "always")
+	if got, want := cores(f), "1.0/0.9 (0.8 steal)"; got != want {
+		t.Fatalf("cores = %q, want %q", got, want)
+	}
+	if f := FigureOf(Result{Elapsed: time.Second, CPU: 1, OtherCPU: 0.2, StealCPU: 0.01, CPUKnown: true}, "always"); cores(f) != "1.0/0.2" {
+		t.Fatalf("cores without steal to speak of = %q", cores(f))
 	}
 }

@@ -101,6 +101,7 @@ type Result struct {
 	// any embedded service) kept busy in the window, OtherCPU what the rest
 	// of the machine did; CPUKnown is false where /proc cannot be read.
 	CPU, OtherCPU float64
+	StealCPU      float64 // of OtherCPU, what the hypervisor gave to other machines
 	CPUKnown      bool
 	// GCCycles and GCCPUSec are the garbage collections this process ran
 	// in the window and the CPU they took: with an embedded service, its
@@ -218,7 +219,7 @@ func Run(ctx context.Context, cfg RunConfig, op Op) Result {
 		Hist:   hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3),
 		OpHist: map[string]*hdrhistogram.Histogram{}, OpOK: map[string]int64{},
 	}
-	res.CPU, res.OtherCPU, res.CPUKnown = coresUsed(cpuStart, cpuEnd, elapsed)
+	res.CPU, res.OtherCPU, res.StealCPU, res.CPUKnown = coresUsed(cpuStart, cpuEnd, elapsed)
 	res.GCCycles, res.GCCPUSec = gcEnd.since(gcStart)
 	for _, st := range stats {
 		res.Hist.Merge(st.hist)
