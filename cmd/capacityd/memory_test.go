@@ -152,8 +152,9 @@ func BenchmarkMemoryPerIdlePool(b *testing.B) {
 		// a million pools), and five a second starve the projection.
 		c.SweepEvery = DefaultConfig().SweepEvery
 		// No read-model checkpoint in flight when it measures: at a million
-		// pools one builds its whole encoding in memory, several hundred MB
-		// for the seconds it takes (README); that is measured apart, in
+		// pools one is encoded into a spool file and stored from it for the
+		// seconds it takes, with its buffers and the object store's chunks
+		// in flight (README, "Starts"); that is measured apart, in
 		// RSS-peak-MB of a run with CAPACITY_BENCH_CHECKPOINTS=1.
 		if os.Getenv("CAPACITY_BENCH_CHECKPOINTS") == "" {
 			c.CheckpointEvery, c.CheckpointInterval = 1<<40, 24*time.Hour
