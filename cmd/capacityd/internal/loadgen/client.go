@@ -28,8 +28,10 @@ const RequestTimeout = 30 * time.Second
 // the same cores as the service it measures, so every microsecond the
 // load generator spends is taken from the service; the Transport cost
 // about as much CPU per request as the service's whole HTTP layer.
-// Requests and responses are still written and parsed by net/http
-// (Request.Write, ReadResponse). Reads of /metrics use net/http's client.
+// The request head is written by hand (method, path, Host, the body's
+// type and length); responses are parsed by net/http's ReadResponse, so
+// chunked bodies and Connection: close are handled as net/http would.
+// Reads of /metrics use net/http's client.
 type Client struct {
 	base      string
 	conns     *connPool
