@@ -24,6 +24,18 @@ import (
 
 // dropFenced deletes the fenced pools' snapshots of region in this
 // domain's bucket and the read models' checkpoint.
+//
+// A known window, not closed: between this delete and the Refold in
+// startWriting (the term is raised in between, and a takeover may wait out
+// a write lease), a checkpoint of the home stream can be begun and saved,
+// by this instance or another of the region, with the fenced commit's
+// effects in it, and a save at the same position never overwrites it. At
+// every start whose term still carries the fence, refoldFenced refolds the
+// pools after that checkpoint loads, so it is harmless while the term
+// does; once a later term has dropped the fence, a restart before the home
+// stream moves on would load it. Closing it needs the checkpoint to say
+// which fenced commits its models were refolded without (or the terms to
+// keep every fence), checked at load.
 func (a *app) dropFenced(ctx context.Context, region string, fenced *kv.FencedCommit) error {
 	snaps := kv.NewPoolSnapshots(a.snaps, region)
 	for _, pool := range fenced.Pools {
