@@ -10,15 +10,6 @@ import (
 	"time"
 )
 
-// appendMetrics are the service's running totals of appends to the event
-// store, from GET /metrics: the evidence of how much group commit did.
-type appendMetrics struct {
-	appends  float64 // capacity_append_batch_commands_count
-	commands float64 // capacity_append_batch_commands_sum
-	events   float64 // capacity_append_batch_events_sum
-	seconds  float64 // capacity_append_duration_seconds_sum
-}
-
 // scrape reads the service's /metrics and returns every sample whose
 // metric name (before its labels) passes keep, keyed by the whole line
 // before the value (name and labels); ok is false when there is no
@@ -51,8 +42,7 @@ func (c *Client) scrape(ctx context.Context, keep func(name string) bool) (sampl
 			continue
 		}
 		key := line[:at]
-		name, _, _ := strings.Cut(key, "{")
-		if !keep(name) {
+		if !keep(metricName(key)) {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[at+1:], 64)
@@ -64,28 +54,61 @@ func (c *Client) scrape(ctx context.Context, keep func(name string) bool) (sampl
 	return samples, sc.Err() == nil
 }
 
-// appendFields are the append totals appendMetrics reads.
-var appendFields = []string{"capacity_append_batch_commands_count", "capacity_append_batch_commands_sum",
-	"capacity_append_batch_events_sum", "capacity_append_duration_seconds_sum"}
+// metricName returns the metric name of a sample's key (the line before
+// its value): the part before the labels.
+func metricName(key string) string {
+	name, _, _ := strings.Cut(key, "{")
+	return name
+}
 
-// scrapeAppends reads the append totals from the service's /metrics; ok is
-// false when the service has none (or no /metrics).
-func (c *Client) scrapeAppends(ctx context.Context) (m appendMetrics, ok bool) {
-	samples, ok := c.scrape(ctx, func(name string) bool { return slices.Contains(appendFields, name) })
-	if !ok {
-		return m, false
-	}
-	found := 0
-	for i, p := range []*float64{&m.appends, &m.commands, &m.events, &m.seconds} {
-		for key, v := range samples {
-			if name, _, _ := strings.Cut(key, "{"); name == appendFields[i] {
-				*p += v
-				found++
-			}
+// window takes the samples of some of the service's metrics (those whose
+// name passes keep) at the start and the end of a measured window; use its
+// Start and End as RunConfig hooks, or around any load.
+type window struct {
+	client     *Client
+	ctx        context.Context
+	keep       func(name string) bool
+	start, end map[string]float64
+	at         time.Time
+	elapsed    time.Duration
+	ok         bool // both scrapes read
+}
+
+// Start takes the samples at the start of the window.
+func (w *window) Start() {
+	w.start, w.ok = w.client.scrape(w.ctx, w.keep)
+	w.at = time.Now()
+}
+
+// End takes the samples at the end of the window.
+func (w *window) End() {
+	var ok bool
+	w.end, ok = w.client.scrape(w.ctx, w.keep)
+	w.ok = w.ok && ok
+	w.elapsed = time.Since(w.at)
+}
+
+// delta returns how much the metric name grew over the window, summed over
+// its label sets; false unless both scrapes had it.
+func (w *window) delta(name string) (float64, bool) {
+	var before, after float64
+	var inStart, inEnd bool
+	for key, v := range w.start {
+		if metricName(key) == name {
+			before, inStart = before+v, true
 		}
 	}
-	return m, found >= len(appendFields)
+	for key, v := range w.end {
+		if metricName(key) == name {
+			after, inEnd = after+v, true
+		}
+	}
+	return after - before, inStart && inEnd
 }
+
+// appendFields are the append totals an AppendWatch reads.
+var appendFields = []string{"capacity_append_batch_commands_count", "capacity_append_batch_commands_sum",
+	"capacity_append_batch_events_sum", "capacity_append_duration_seconds_sum"}
 
 // Appends says what the event store saw during a measured window.
 type Appends struct {
@@ -98,46 +121,33 @@ type Appends struct {
 
 // AppendWatch takes the service's append totals at the start and the end
 // of a measured window; use its Start and End as RunConfig hooks.
-type AppendWatch struct {
-	client     *Client
-	ctx        context.Context
-	start, end appendMetrics
-	at         time.Time
-	elapsed    time.Duration
-	ok         bool
-}
+type AppendWatch struct{ window }
 
 // NewAppendWatch returns a watch on the service client talks to.
 func NewAppendWatch(ctx context.Context, client *Client) *AppendWatch {
-	return &AppendWatch{client: client, ctx: ctx}
-}
-
-// Start takes the totals at the start of the window.
-func (w *AppendWatch) Start() {
-	w.start, w.ok = w.client.scrapeAppends(w.ctx)
-	w.at = time.Now()
-}
-
-// End takes the totals at the end of the window.
-func (w *AppendWatch) End() {
-	var ok bool
-	w.end, ok = w.client.scrapeAppends(w.ctx)
-	w.ok = w.ok && ok
-	w.elapsed = time.Since(w.at)
+	return &AppendWatch{window{client: client, ctx: ctx, keep: func(name string) bool { return slices.Contains(appendFields, name) }}}
 }
 
 // Result returns what happened between Start and End, or nil when the
 // service did not tell.
 func (w *AppendWatch) Result() *Appends {
-	n := w.end.appends - w.start.appends
+	var d [4]float64 // appendFields' growth, in their order
+	for i, name := range appendFields {
+		v, ok := w.delta(name)
+		if !ok {
+			return nil
+		}
+		d[i] = v
+	}
+	n := d[0]
 	if !w.ok || n <= 0 || w.elapsed <= 0 {
 		return nil
 	}
 	return &Appends{
 		Appends:           int64(n),
 		PerSec:            n / w.elapsed.Seconds(),
-		CommandsPerAppend: (w.end.commands - w.start.commands) / n,
-		EventsPerAppend:   (w.end.events - w.start.events) / n,
-		MeanAppendMS:      (w.end.seconds - w.start.seconds) / n * 1000,
+		CommandsPerAppend: d[1] / n,
+		EventsPerAppend:   d[2] / n,
+		MeanAppendMS:      d[3] / n * 1000,
 	}
 }

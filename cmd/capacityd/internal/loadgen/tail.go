@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // ServiceTail is what the service's own histograms (GET /metrics) say
@@ -63,30 +62,11 @@ var tailHistograms = []string{"http_request_duration_seconds_bucket", "capacity_
 
 // TailWatch takes the service's latency histograms at the start and the end
 // of a window; use its Start and End around the load.
-type TailWatch struct {
-	client     *Client
-	ctx        context.Context
-	start, end map[string]float64
-	ok         bool
-}
+type TailWatch struct{ window }
 
 // NewTailWatch returns a watch on the service client talks to.
 func NewTailWatch(ctx context.Context, client *Client) *TailWatch {
-	return &TailWatch{client: client, ctx: ctx}
-}
-
-func (w *TailWatch) read() (map[string]float64, bool) {
-	return w.client.scrape(w.ctx, func(name string) bool { return slices.Contains(tailHistograms, name) })
-}
-
-// Start takes the histograms at the start of the window.
-func (w *TailWatch) Start() { w.start, w.ok = w.read() }
-
-// End takes the histograms at the end of the window.
-func (w *TailWatch) End() {
-	var ok bool
-	w.end, ok = w.read()
-	w.ok = w.ok && ok
+	return &TailWatch{window{client: client, ctx: ctx, keep: func(name string) bool { return slices.Contains(tailHistograms, name) }}}
 }
 
 // Result returns the window's tail, or nil when the service did not tell
@@ -101,17 +81,16 @@ func (w *TailWatch) Result() *ServiceTail {
 	if n < 100 {
 		return nil
 	}
-	t := &ServiceTail{Requests: int64(n), HandlerP50MS: handler.quantile(0.5) * 1000, HandlerP99MS: handler.quantile(0.99) * 1000}
-	if a := bucketsOf(w.start, w.end, tailHistograms[1]); a.count() > 0 {
-		t.AppendP99MS = a.quantile(0.99) * 1000
+	// p99 bounds a histogram's p99 in milliseconds; 0 (left out) when it
+	// saw nothing in the window.
+	p99 := func(name string) float64 {
+		if b := bucketsOf(w.start, w.end, name); b.count() > 0 {
+			return b.quantile(0.99) * 1000
+		}
+		return 0
 	}
-	if s := bucketsOf(w.start, w.end, tailHistograms[2]); s.count() > 0 {
-		t.SchedP99MS = s.quantile(0.99) * 1000
-	}
-	if f := bucketsOf(w.start, w.end, tailHistograms[3]); f.count() > 0 {
-		t.FsyncP99MS = f.quantile(0.99) * 1000
-	}
-	return t
+	return &ServiceTail{Requests: int64(n), HandlerP50MS: handler.quantile(0.5) * 1000, HandlerP99MS: handler.quantile(0.99) * 1000,
+		AppendP99MS: p99(tailHistograms[1]), SchedP99MS: p99(tailHistograms[2]), FsyncP99MS: p99(tailHistograms[3])}
 }
 
 var leLabel = regexp.MustCompile(`le="([^"]+)"`)
@@ -121,7 +100,7 @@ var leLabel = regexp.MustCompile(`le="([^"]+)"`)
 func bucketsOf(start, end map[string]float64, name string) bucketsView {
 	byLE := make(map[float64]float64)
 	for key, v := range end {
-		if n, _, _ := strings.Cut(key, "{"); n != name {
+		if metricName(key) != name {
 			continue
 		}
 		m := leLabel.FindStringSubmatch(key)
