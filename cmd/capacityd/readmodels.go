@@ -149,6 +149,11 @@ func (rm *readModels) startRunners() {
 func (rm *readModels) stopRunners() {
 	rm.runMu.Lock()
 	defer rm.runMu.Unlock()
+	rm.stopRunnersLocked()
+}
+
+// stopRunnersLocked is stopRunners for a caller holding runMu.
+func (rm *readModels) stopRunnersLocked() {
 	rm.runCancel()
 	rm.runWG.Wait()
 }
@@ -163,8 +168,7 @@ func (rm *readModels) stopRunners() {
 func (rm *readModels) rebuild(ctx context.Context, during func(context.Context) error) error {
 	rm.runMu.Lock()
 	defer rm.runMu.Unlock()
-	rm.runCancel()
-	rm.runWG.Wait()
+	rm.stopRunnersLocked()
 	err := during(ctx)
 	rm.models.Reset()
 	rm.homeMu.Lock()

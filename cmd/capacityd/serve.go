@@ -132,9 +132,10 @@ func (a *app) printURLs(w io.Writer) {
 	}
 }
 
-// starvation adds to the Go collector's defaults the runtime histograms that
+// starvation adds to the Go collector's defaults the runtime metrics that
 // show a CPU-starved service: how long runnable goroutines waited for a
-// processor (go_sched_latencies_seconds) and the GC's stop-the-world pauses
+// processor (go_sched_latencies_seconds), how many are runnable, running
+// and waiting (go_sched_goroutines_*), and the GC's stop-the-world pauses
 // (go_gc_pauses_seconds). A tail in a request's latency that the append
 // histogram does not explain usually shows up in the first.
 var starvation = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/(latencies|goroutines):|^/gc/pauses:`)}
