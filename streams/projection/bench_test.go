@@ -211,10 +211,7 @@ func BenchmarkTimeToReady(b *testing.B) {
 	const perCommit, npools = 32, 1000
 	e := newEnvBench(b)
 	ctx := context.Background()
-	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	cp := e.checkpoints(b)
 	commit := 0
 	publish := func(n int) uint64 {
 		for written := 0; written < n; commit++ {
@@ -334,10 +331,7 @@ func BenchmarkCheckpointReadYourWrite(b *testing.B) {
 	npools := envInt(b, "CAPACITY_BENCH_POOLS", 1_000_000)
 	e := newEnvBench(b)
 	ctx := context.Background()
-	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	cp := e.checkpoints(b)
 	cp.SpoolIn(b.TempDir())
 	m := views.New()
 	for i := range npools {

@@ -33,10 +33,7 @@ func (e *env) startCheckpointed(t *testing.T, cp *projection.Checkpoints, durabl
 func TestCheckpointResume(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := e.checkpoints(t)
 	// traffic runs commands through a write side closed afterwards, so
 	// that no expiry writes while the models are compared with the stream.
 	traffic := func(seed uint64, n int) int {
@@ -96,10 +93,7 @@ func TestCheckpointResume(t *testing.T) {
 func TestCheckpointFallback(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := e.checkpoints(t)
 	obs, err := e.js.ObjectStore(ctx, projection.DefaultCheckpointBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -236,10 +230,7 @@ func (g *gatedState) BeginCheckpoint() (uint64, func(io.Writer) error, error) {
 func TestCheckpointInBackground(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := e.checkpoints(t)
 	obs, err := e.js.ObjectStore(ctx, projection.DefaultCheckpointBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -357,16 +348,13 @@ func (f *failingState) BeginCheckpoint() (uint64, func(io.Writer) error, error) 
 // event arrived since it began.
 func TestCheckpointRetriedAfterFailure(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
-	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := e.checkpoints(t)
 	svc := e.service(t)
 	e.traffic(t, svc, 61, 10, 200)
 	svc.Close()
 	m := newModels()
 	state := &failingState{Models: m.models}
+	var err error
 	m.runner, err = projection.New(e.js, e.store.StreamName(), "a", projection.Apply(m.models),
 		projection.WithCheckpoints(cp, state, 1_000_000, 300*time.Millisecond))
 	if err != nil {
@@ -391,16 +379,13 @@ func TestCheckpointRetriedAfterFailure(t *testing.T) {
 // no event arrived since it began.
 func TestCheckpointFailingAtShutdown(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
-	cp, err := projection.NewCheckpoints(ctx, e.js, projection.DefaultCheckpointBucket, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := e.checkpoints(t)
 	svc := e.service(t)
 	e.traffic(t, svc, 62, 10, 200)
 	svc.Close()
 	m := newModels()
 	state := &failingState{Models: m.models, gate: make(chan struct{}), began: make(chan struct{})}
+	var err error
 	m.runner, err = projection.New(e.js, e.store.StreamName(), "a", projection.Apply(m.models),
 		projection.WithCheckpoints(cp, state, 1_000_000, 100*time.Millisecond))
 	if err != nil {

@@ -42,6 +42,16 @@ func newEnv(t testing.TB) *env {
 	return &env{stack: st, js: st.JS, store: st.Store, events: st.Events, clock: poolstest.NewClock(epoch)}
 }
 
+// checkpoints opens the default checkpoint bucket on the env's server.
+func (e *env) checkpoints(t testing.TB) *projection.Checkpoints {
+	t.Helper()
+	cp, err := projection.NewCheckpoints(context.Background(), e.js, projection.DefaultCheckpointBucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
 // service starts the real write side over the env's store; it closes when the test ends.
 func (e *env) service(t *testing.T) *pools.Service {
 	t.Helper()
