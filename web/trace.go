@@ -20,33 +20,31 @@ import (
 // continue and no span to record: it skips the middleware (a span, its
 // attributes and a copy of the request were about 2% of a hold's CPU).
 func traced(exporting bool) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler { return tracedHandler(next, exporting) }
-}
-
-func tracedHandler(next http.Handler, exporting bool) http.Handler {
 	tracer := otel.Tracer("github.com/capacityd/capacityd/web")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !exporting && r.Header.Get("traceparent") == "" {
-			next.ServeHTTP(w, r)
-			return
-		}
-		ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
-		defer span.End()
-		rec := &recorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r.WithContext(ctx))
-		if !span.IsRecording() {
-			return
-		}
-		status := rec.status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		span.SetName(r.Method + " " + routeOf(r))
-		span.SetAttributes(attribute.String("http.route", routeOf(r)), attribute.Int("http.response.status_code", status))
-		if status >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(status))
-		}
-	})
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !exporting && r.Header.Get("traceparent") == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+			ctx, span := tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+			defer span.End()
+			rec := &recorder{ResponseWriter: w}
+			next.ServeHTTP(rec, r.WithContext(ctx))
+			if !span.IsRecording() {
+				return
+			}
+			status := rec.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			span.SetName(r.Method + " " + routeOf(r))
+			span.SetAttributes(attribute.String("http.route", routeOf(r)), attribute.Int("http.response.status_code", status))
+			if status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
+		})
+	}
 }

@@ -72,6 +72,7 @@ type Syncer struct {
 	next    *round // the round waiters join; nil when none is waiting
 	leading bool   // a goroutine runs rounds; it takes next before it stops
 	stopped bool
+	rounds  uint64         // rounds run
 	inline  sync.WaitGroup // Waits running a round themselves
 
 	kick chan struct{} // hands the lead to run; sent only by the leader
@@ -84,7 +85,6 @@ type Syncer struct {
 	// Owned by the leader.
 	cur    *os.File // the newest block file
 	curIdx uint64
-	rounds uint64 // guarded by mu
 }
 
 type round struct {
