@@ -235,13 +235,12 @@ func (s *Syncer) run() {
 		}
 		for {
 			s.mu.Lock()
+			if s.stopped {
+				s.failNext()
+			}
 			r := s.next
 			s.next = nil
-			if r == nil || s.stopped {
-				if r != nil {
-					s.next = r
-					s.failNext()
-				}
+			if r == nil {
 				s.leading = false
 				s.mu.Unlock()
 				break
